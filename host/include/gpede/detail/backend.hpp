@@ -1,0 +1,105 @@
+// The interface between the backend-independent solver loop (host/src/solver.cpp) and a backend
+// (CPU: threads + LAPACK; CUDA: kernels + cuSOLVER). Phase granularity: a pass over the data is
+// begin_pass, accumulate per batch, end_pass; then factorize once and solve per iteration.
+// Never a call per record.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gpede/kernels/local_fit.hpp"
+#include "gpede/record_batch.hpp"
+#include "gpede/steering.hpp"
+
+namespace gpede::detail {
+
+/// What a pass over the data needs to know.
+struct PassSetup {
+  bool build_matrix = false;  ///< also accumulate the global matrix (else only F, chi2 and b)
+  std::int64_t n_all = 0;
+  std::int64_t n_variable = 0;
+  std::vector<double> parameter_value;       ///< per label (size n_all)
+  std::vector<std::int32_t> variable_index;  ///< per label, -1 if fixed (size n_all)
+  kernels::LocalFitOptions fit;              ///< cuts, down-weighting, error scaling
+};
+
+/// Sums of a pass.
+struct PassTotals {
+  double chi2_sum = 0.0;        ///< sum of weighted chi2 of accepted local fits
+  double function_value = 0.0;  ///< chi2_sum + cut values of rejected fits
+  std::int64_t ndf_sum = 0;     ///< sum of ndf of accepted local fits
+  std::int64_t records = 0;
+  std::int64_t accepted = 0;
+  std::int64_t rejected_rank = 0;    ///< singular local matrix, ndf <= 0, NaN
+  std::int64_t rejected_huge = 0;    ///< chi2 > hugecut x chi2_3sigma
+  std::int64_t rejected_cut = 0;     ///< chi2 > cut factor x chi2_3sigma
+  std::int64_t rejected_downweight = 0;  ///< down-weight fraction > dwfractioncut
+  std::vector<double> rhs;                    ///< b (size n_variable)
+  std::vector<std::int64_t> entries_accepted;  ///< per label: measurements in accepted fits
+  std::int64_t rejected() const { return rejected_rank + rejected_huge + rejected_cut + rejected_downweight; }
+};
+
+/// Linear equality constraints A p = c over the variable parameters.
+struct ConstraintSystem {
+  std::int64_t m = 0;
+  std::int64_t n = 0;
+  std::vector<double> a;  ///< row-major m x n
+  std::vector<double> value;
+};
+
+/// What factorize needs to know.
+struct FactorOptions {
+  Method method = Method::inversion;
+  ConstraintMode mode = ConstraintMode::elimination;
+  bool want_covariance = true;  ///< inversion, diagonalization
+  int eve_count = 0;  ///< eigenvectors to return for millepede.eve (smallest and largest)
+};
+
+/// Outcome of a factorisation. ok == false: the matrix is not positive definite (elimination) or
+/// singular (multipliers); message says so, weak_labels_index lists variable indices involved
+/// where cheap to tell (e.g. zero or negative pivots).
+struct FactorReport {
+  bool ok = true;
+  std::string message;
+  std::vector<std::int64_t> weak_indices;
+  std::vector<double> eigenvalues;  ///< ascending (diagonalization)
+  std::vector<std::pair<std::int64_t, std::vector<double>>> eigenvectors;  ///< in variable space (size n)
+};
+
+/// A backend owns the global matrix (n_variable^2 doubles, symmetric) and its factorisation.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  /// Starts a pass; if setup.build_matrix the global matrix is zeroed and accumulated in this pass.
+  virtual void begin_pass(const PassSetup& setup) = 0;
+  /// Local fits (and Schur complements if building) of every record of the batch. batch.global_index
+  /// is filled. May return before the work is done; end_pass waits.
+  virtual void accumulate(const RecordBatch& batch) = 0;
+  /// Finishes the pass and returns its sums and b.
+  virtual PassTotals end_pass() = 0;
+
+  /// Adds values to the global matrix at (row, col) (either triangle; the backend symmetrises), for
+  /// pre-sigmas, external measurements and regularisation. Call between end_pass and factorize.
+  virtual void add_to_matrix(const std::vector<std::int64_t>& rows, const std::vector<std::int64_t>& cols,
+                             const std::vector<double>& values) = 0;
+  /// Diagonal of the global matrix as accumulated (before factorize).
+  virtual std::vector<double> matrix_diagonal() const = 0;
+
+  /// Applies the constraints and factorises by the method; the matrix is consumed.
+  virtual FactorReport factorize(const ConstraintSystem& constraints, const FactorOptions& options) = 0;
+  /// Newton step dp (size n) for gradient b: C dp = b subject to A dp = 0.
+  virtual std::vector<double> solve(const std::vector<double>& b) = 0;
+  /// Diagonal of the covariance (size n); empty without covariance.
+  virtual std::vector<double> covariance_diagonal() = 0;
+};
+
+/// CPU backend: `threads` worker threads (0: all cores) and LAPACK.
+std::unique_ptr<Backend> make_cpu_backend(int threads);
+/// CUDA backend; throws RuntimeError("built without CUDA") where it was not built.
+std::unique_ptr<Backend> make_cuda_backend();
+
+}  // namespace gpede::detail

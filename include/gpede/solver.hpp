@@ -1,0 +1,129 @@
+// The public solver API: give it a Steering (parsed from a file or built in code) and optionally
+// an in-memory source of records, and it runs pede's algorithm (label map, entries cut, local
+// fits, Schur complements into the global matrix, constraints, method, iterations with cuts and
+// down-weighting) on the chosen backend.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gpede/record_batch.hpp"
+#include "gpede/steering.hpp"
+
+namespace gpede {
+
+/// Which backend accumulates the global matrix and solves.
+enum class BackendKind {
+  cpu,    ///< threads + LAPACK (OpenBLAS)
+  cuda,   ///< one GPU: kernels + cuSOLVER (throws RuntimeError if gpede was built without CUDA)
+  automatic,  ///< CUDA when a device is present and the problem fits its memory, else CPU
+};
+
+/// A source of records for the solver, read once per pass over the data. Frameworks and the
+/// simulation implement it to feed records from memory; the solver's default reads the steering's
+/// binary files.
+class RecordSource {
+ public:
+  virtual ~RecordSource() = default;
+  /// Appends up to max_records records to batch (global_index need not be filled); returns how many
+  /// were appended, 0 when the pass is over.
+  virtual std::size_t next(RecordBatch& batch, std::size_t max_records) = 0;
+  /// Starts a new pass over the same records.
+  virtual void rewind() = 0;
+};
+
+/// Options of a run that are not pede steering options.
+struct SolverOptions {
+  BackendKind backend = BackendKind::cpu;
+  int threads = 0;                   ///< 0: steering `threads`, else all cores
+  std::size_t batch_records = 16384;  ///< records per batch handed to the backend
+  /// Keep the records read in memory between passes (else re-read the files each pass).
+  bool cache_records = true;
+  /// Receives each log line (also written to millepede.log); may be empty.
+  std::function<void(const std::string&)> log;
+};
+
+/// The result for one label, in millepede.res terms.
+struct ParameterResult {
+  std::int32_t label = 0;
+  double value = 0.0;     ///< start value + correction
+  double presigma = 0.0;  ///< as given (0 if none; < 0 fixed by the user)
+  bool variable = false;  ///< fitted (false: fixed by presigma < 0 or by the entries cut)
+  double difference = 0.0;  ///< final value - start value
+  double error = std::numeric_limits<double>::quiet_NaN();  ///< sqrt(|C_ii|), negative if C_ii < 0; NaN if no covariance
+  double global_correlation = std::numeric_limits<double>::quiet_NaN();  ///< NaN if not computed
+  std::int64_t entries_files = 0;     ///< measurements with this label in the binary files
+  std::int64_t entries_accepted = 0;  ///< measurements with this label in accepted local fits (last pass)
+};
+
+/// One line of pede's iteration table.
+struct IterationRecord {
+  int iteration = 0;
+  int function_calls = 0;
+  double function_value = 0.0;     ///< F = sum of chi2 of accepted fits + cut values of rejected
+  double expected_decrease = 0.0;  ///< dF expected from the step (b . dp)
+  double cut_factor = 0.0;         ///< chi2 cut factor in force (0: no cut)
+  std::int64_t rejects = 0;
+  double seconds = 0.0;
+};
+
+/// Eigenvalues and selected eigenvectors (method diagonalization).
+struct EigenResult {
+  std::vector<double> eigenvalues;  ///< all, in ascending order
+  /// For each listed eigenvector: its index into eigenvalues and its components per variable
+  /// label (labels in ascending order, the same order as SolveResult::variable_labels).
+  std::vector<std::pair<std::int64_t, std::vector<double>>> eigenvectors;
+};
+
+/// Time (wall seconds) and peak resident memory of each phase.
+struct PhaseFigures {
+  double reading_s = 0.0;        ///< reading and checking binary files, label map
+  double local_fits_s = 0.0;     ///< passes that only compute local fits, F and b
+  double matrix_s = 0.0;         ///< passes that also build the global matrix
+  double solving_s = 0.0;        ///< factorisation, covariance, eigen-decomposition, solutions
+  double output_s = 0.0;
+  double total_s = 0.0;
+  std::int64_t peak_rss_bytes = 0;
+};
+
+/// Everything a run produced.
+struct SolveResult {
+  std::vector<ParameterResult> parameters;  ///< every label, ascending
+  std::vector<std::int32_t> variable_labels;
+  Method method = Method::inversion;
+  ConstraintMode constraint_mode = ConstraintMode::elimination;
+  bool has_errors = false;  ///< covariance available (inversion, diagonalization)
+  double chi2_sum = 0.0;    ///< Sum(Chi^2) of the last pass
+  std::int64_t ndf_sum = 0;
+  std::int64_t nfgb = 0;  ///< variable - constraints (elimination) or variable + constraints (multipliers)
+  double chi2_ndf = 0.0;  ///< chi2_sum / (ndf_sum - nfgb)
+  std::int64_t records_read = 0;
+  std::int64_t records_used = 0;
+  std::int64_t records_rejected = 0;
+  std::int64_t n_constraints = 0;
+  std::vector<IterationRecord> iterations;
+  EigenResult eigen;
+  PhaseFigures figures;
+  std::string backend;
+  int exit_code = 0;    ///< pede's millepede.end code
+  std::string message;  ///< pede's millepede.end message
+  std::vector<std::string> warnings;
+};
+
+/// Runs the solution. Records come from `source` if given, else from the steering's binary files.
+/// Throws InputError for bad input and RuntimeError for infrastructure failures; numerical
+/// failures (matrix not positive definite) come back in exit_code and message.
+SolveResult solve(const Steering& steering, const SolverOptions& options = {},
+                  RecordSource* source = nullptr);
+
+/// Record source that reads the steering's binary files (honours maxrecord and file weights).
+std::unique_ptr<RecordSource> make_file_source(const Steering& steering);
+
+/// True if gpede was built with the CUDA backend.
+bool cuda_available_in_build() noexcept;
+
+}  // namespace gpede

@@ -1,0 +1,103 @@
+// pede's steering files: the options of a run, the binary files, and the Parameter, Constraint and
+// Measurement blocks of text files. parse_steering() reads a steering file as pede does (comment
+// rules, case-insensitive approximate keyword matching, text files named in it).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gpede/mille.hpp"
+
+namespace gpede {
+
+/// Solution method (`method NAME n dflim`).
+enum class Method {
+  inversion,        ///< Cholesky plus full covariance (errors, global correlations)
+  diagonalization,  ///< eigen-decomposition; errors; millepede.eve
+  decomposition,    ///< Cholesky solution only, no errors
+};
+
+/// How linear equality constraints are applied.
+enum class ConstraintMode { elimination, multipliers };
+
+/// Where a definition came from, for error messages.
+struct SourceLocation {
+  std::filesystem::path file;
+  int line = 0;
+};
+
+/// `Parameter` block line: label, start value, pre-sigma (< 0 fixed, 0 free, > 0 Gaussian prior).
+struct ParameterSpec {
+  std::int32_t label = 0;
+  double value = 0.0;
+  double presigma = 0.0;
+  SourceLocation where;
+};
+
+/// `Constraint value [sigma]` or `Measurement value sigma` with its `label factor` lines.
+struct LinearSpec {
+  double value = 0.0;
+  double sigma = 0.0;
+  std::vector<std::pair<std::int32_t, double>> terms;  ///< (label, factor)
+  SourceLocation where;
+};
+
+/// Everything a steering file says.
+struct Steering {
+  std::filesystem::path steering_file;
+  std::vector<MilleFileSpec> binary_files;
+  std::vector<std::filesystem::path> text_files;
+  std::vector<ParameterSpec> parameters;
+  std::vector<LinearSpec> constraints;
+  std::vector<LinearSpec> measurements;
+
+  Method method = Method::decomposition;
+  std::string method_name = "sparseMINRES";  ///< as written in the steering file (pede's default)
+  int iterations = 1;                          ///< `method NAME n`
+  double dflim = 0.1;                          ///< `method NAME n dflim`: convergence limit on dF
+  ConstraintMode constraint_mode = ConstraintMode::elimination;
+
+  int entries_files = 25;     ///< `entries n1`: min entries from binary files (mreqenf)
+  int entries_accepted = 10;  ///< `entries n1 n2`: min entries from accepted local fits (mreqena)
+  double chisqcut1 = 0.0;     ///< `chisqcut c1 c2`: cut factor in iteration 1 (0 = off)
+  double chisqcut2 = 0.0;     ///< cut factor in iteration 2
+  double hugecut = 50.0;      ///< `hugecut c`: cut factor for unreasonable data, all iterations
+  int outlier_downweighting = 0;  ///< `outlierdownweighting n` (0 off; >0 at least 2)
+  double dwfractioncut = 0.0;     ///< `dwfractioncut f` (0 off, at most 0.5)
+  double presigma = 0.0;          ///< `presigma s`: default pre-sigma
+  bool regularisation = false;    ///< `regularisation r [presigma]`
+  double regularisation_factor = 1.0;
+  double regularisation_presigma = 0.0;
+  double scale_errors_global = 1.0;  ///< `scaleerrors f1 f2`: measurements with global derivatives
+  double scale_errors_local = 1.0;   ///< measurements without global derivatives
+  bool skip_empty_constraints = false;
+  int printcounts = 0;  ///< `printcounts n` (0 off)
+  bool globalcorr = false;
+  int threads = 0;  ///< `threads n` (0: all cores)
+  bool subito = false;
+  std::int64_t printrecord1 = 0, printrecord2 = 0;
+  std::int64_t maxrecord = -1;  ///< `maxrecord n` (-1: all)
+
+  /// Messages for keywords pede knows that gpede does not implement, MINRES run as an exact
+  /// method, and similar: each names the file and line.
+  std::vector<std::string> warnings;
+};
+
+/// Reads a steering file. Paths in it are resolved against the steering file's folder first, then
+/// against the working directory. Throws InputError naming the file and line for an unknown
+/// keyword, a missing file, malformed numbers, a block line outside a block.
+Steering parse_steering(const std::filesystem::path& steering_file);
+
+/// Reads a text file of Parameter/Constraint/Measurement blocks into `steering` (used by
+/// parse_steering for every text file it names; public for frameworks that build a Steering in code).
+void parse_text_file(const std::filesystem::path& text_file, Steering& steering);
+
+/// pede's approximate keyword match (symmetric 80 %): true if `text` may stand for `keyword`.
+bool keyword_matches(const std::string& keyword, const std::string& text);
+
+const char* method_name(Method method);
+
+}  // namespace gpede

@@ -1,0 +1,55 @@
+#include "test_support.hpp"
+
+#include <array>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <sys/wait.h>
+
+namespace gpede::test {
+
+std::filesystem::path expected_reference_dir() {
+  if (const char* env = std::getenv("GPEDE_REFERENCE_DIR")) return env;
+  return std::filesystem::path(GPEDE_SOURCE_DIR) / ".." / "shared" / "reference";
+}
+
+std::filesystem::path reference_dir() {
+  auto dir = expected_reference_dir();
+  if (std::filesystem::exists(dir / "sl0")) return std::filesystem::canonical(dir);
+  return {};
+}
+
+bool running_in_ci() {
+  const char* ci = std::getenv("CI");
+  return ci != nullptr && std::string(ci) == "true";
+}
+
+TempDir::TempDir(const std::string& tag) {
+  static std::atomic<int> counter{0};
+  std::random_device rd;
+  m_path = std::filesystem::temp_directory_path() /
+           ("gpede-test-" + tag + "-" + std::to_string(rd()) + "-" + std::to_string(counter++));
+  std::filesystem::create_directories(m_path);
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(m_path, ec);
+}
+
+std::filesystem::path gpede_binary() { return GPEDE_BINARY; }
+
+int run_command(const std::string& command, std::string* output) {
+  std::string full = command + " 2>&1";
+  FILE* pipe = popen(full.c_str(), "r");
+  if (!pipe) return -1;
+  std::array<char, 4096> buf{};
+  std::string out;
+  while (std::fgets(buf.data(), buf.size(), pipe)) out += buf.data();
+  int status = pclose(pipe);
+  if (output) *output = out;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+}  // namespace gpede::test

@@ -1,0 +1,48 @@
+// Shared helpers of the test suites: where the reference data is, temporary folders.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace gpede::test {
+
+/// ../shared/reference beside the project (or $GPEDE_REFERENCE_DIR). Empty path if absent.
+std::filesystem::path reference_dir();
+
+/// Skips the current test (or fails it when CI=true) if the reference folder is missing.
+/// Use as: GPEDE_REQUIRE_REFERENCE(); at the top of a test.
+#define GPEDE_REQUIRE_REFERENCE()                                                                     \
+  do {                                                                                                \
+    if (::gpede::test::reference_dir().empty()) {                                                     \
+      if (::gpede::test::running_in_ci()) {                                                           \
+        FAIL() << "reference data folder " << ::gpede::test::expected_reference_dir()                 \
+               << " is missing (CI=true)";                                                            \
+      }                                                                                               \
+      GTEST_SKIP() << "reference data folder " << ::gpede::test::expected_reference_dir()             \
+                   << " not found";                                                                   \
+    }                                                                                                 \
+  } while (0)
+
+bool running_in_ci();
+std::filesystem::path expected_reference_dir();
+
+/// A fresh empty folder under the system temp dir, removed by the destructor.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& tag);
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return m_path; }
+
+ private:
+  std::filesystem::path m_path;
+};
+
+/// Path of the built gpede command-line tool.
+std::filesystem::path gpede_binary();
+
+/// Runs a shell command, returns its exit status; stdout+stderr go to `output` if non-null.
+int run_command(const std::string& command, std::string* output = nullptr);
+
+}  // namespace gpede::test
