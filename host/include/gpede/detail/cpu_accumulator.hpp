@@ -1,0 +1,34 @@
+// CPU accumulation of a pass over the data: local fits of every record, their Schur complements
+// added into a dense symmetric global matrix and vector, on worker threads.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "gpede/detail/backend.hpp"
+
+namespace gpede::detail {
+
+class CpuAccumulator {
+ public:
+  explicit CpuAccumulator(int threads);  ///< 0: all cores
+  ~CpuAccumulator();
+  CpuAccumulator(const CpuAccumulator&) = delete;
+  CpuAccumulator& operator=(const CpuAccumulator&) = delete;
+
+  /// Starts a pass; with setup.build_matrix the matrix is (re)allocated as n_variable^2 zeros.
+  void begin_pass(const PassSetup& setup);
+  /// Processes every record of the batch (global_index filled). Returns when done.
+  void accumulate(const RecordBatch& batch);
+  /// Sums of the pass, b, entries per label.
+  PassTotals end_pass();
+  /// The global matrix of the last building pass: n x n, column-major, both triangles valid.
+  std::vector<double>& matrix();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> m_impl;
+};
+
+}  // namespace gpede::detail
