@@ -1,2 +1,162 @@
-// gpede command-line tool (placeholder until the solver is wired).
-int main() { return 0; }
+// gpede command-line tool: `gpede [options] steering-file` runs pede's job and writes pede's result
+// files; `gpede simulate ...` generates a misaligned detector (see `gpede simulate --help`).
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <string>
+
+#include "gpede/error.hpp"
+#include "gpede/output.hpp"
+#include "gpede/solver.hpp"
+#include "gpede/steering.hpp"
+
+namespace {
+
+void print_usage(std::ostream& out) {
+  out << "usage: gpede [options] [steering-file]\n"
+         "       gpede simulate [options]   (gpede simulate --help)\n"
+         "\n"
+         "Reads pede's steering file (default: ./steerfile) and the Mille binary files it names,\n"
+         "solves the alignment problem and writes millepede.res, millepede.log, millepede.end,\n"
+         "millepede.eve (diagonalization) and gpede.json.\n"
+         "\n"
+         "options:\n"
+         "  --backend cpu|cuda|auto  where the matrix is built and solved (default: cpu)\n"
+         "  --output-dir DIR         folder for the result files (default: working directory)\n"
+         "  --threads N              CPU threads (default: steering `threads`, else all cores)\n"
+         "  -s                       subito: one solution step, no further iterations\n"
+         "  -q, --quiet              print only errors and the final chi2/ndf line\n"
+         "  -h, --help               this text\n"
+         "  --version                version\n";
+}
+
+struct CommandLine {
+  std::filesystem::path steering_file;
+  std::filesystem::path output_dir = ".";
+  gpede::BackendKind backend = gpede::BackendKind::cpu;
+  int threads = 0;
+  bool subito = false;
+  bool quiet = false;
+};
+
+// Returns -1 to go on, else the exit status.
+int parse_command_line(int argc, char** argv, CommandLine& cl) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&](const char* name) -> std::string {
+      if (i + 1 >= argc) throw std::invalid_argument(std::string(name) + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "-h" || arg == "--help") {
+      print_usage(std::cout);
+      return 0;
+    } else if (arg == "--version") {
+      std::cout << "gpede 0.1.0 (CUDA backend " << (gpede::cuda_available_in_build() ? "built" : "not built")
+                << ")\n";
+      return 0;
+    } else if (arg == "--backend") {
+      const std::string b = value("--backend");
+      if (b == "cpu") {
+        cl.backend = gpede::BackendKind::cpu;
+      } else if (b == "cuda") {
+        cl.backend = gpede::BackendKind::cuda;
+      } else if (b == "auto") {
+        cl.backend = gpede::BackendKind::automatic;
+      } else {
+        throw std::invalid_argument("--backend must be cpu, cuda or auto, not '" + b + "'");
+      }
+    } else if (arg == "--output-dir" || arg == "-o") {
+      cl.output_dir = value("--output-dir");
+    } else if (arg == "--threads") {
+      cl.threads = std::stoi(value("--threads"));
+    } else if (arg == "-s") {
+      cl.subito = true;
+    } else if (arg == "-q" || arg == "--quiet") {
+      cl.quiet = true;
+    } else if (!arg.empty() && arg[0] == '-') {
+      throw std::invalid_argument("unknown option '" + arg + "' (see gpede --help)");
+    } else if (cl.steering_file.empty()) {
+      cl.steering_file = arg;
+    } else {
+      throw std::invalid_argument("a second steering file '" + arg + "' on the command line");
+    }
+  }
+  if (cl.steering_file.empty()) cl.steering_file = "steerfile";
+  return -1;
+}
+
+}  // namespace
+
+#if __has_include("gpede/simulate.hpp")
+#include "gpede/simulate.hpp"
+#define GPEDE_HAVE_SIMULATE 1
+#endif
+
+int main(int argc, char** argv) {
+#ifdef GPEDE_HAVE_SIMULATE
+  if (argc >= 2 && std::strcmp(argv[1], "simulate") == 0) return gpede::simulate_main(argc - 1, argv + 1);
+#endif
+  CommandLine cl;
+  try {
+    const int status = parse_command_line(argc, argv, cl);
+    if (status >= 0) return status;
+  } catch (const std::exception& e) {
+    std::cerr << "gpede: " << e.what() << "\n";
+    return 2;
+  }
+
+  const auto out = cl.output_dir;
+  try {
+    std::filesystem::create_directories(out);
+  } catch (const std::exception& e) {
+    std::cerr << "gpede: cannot create output folder " << out << ": " << e.what() << "\n";
+    return 2;
+  }
+  gpede::Steering steering;
+  try {
+    if (!std::filesystem::exists(cl.steering_file)) {
+      throw gpede::InputError("steering file " + cl.steering_file.string() + " not found", 11);
+    }
+    steering = gpede::parse_steering(cl.steering_file);
+    if (cl.subito) steering.subito = true;
+    gpede::SolverOptions options;
+    options.backend = cl.backend;
+    options.threads = cl.threads;
+    options.log = [&](const std::string& line) {
+      if (!cl.quiet) std::cout << line << "\n";
+    };
+    gpede::SolveResult result = gpede::solve(steering, options);
+    const auto t_out = std::chrono::steady_clock::now();
+    if (result.exit_code < 10) {
+      gpede::write_res(out / "millepede.res", result, steering);
+      if (steering.method == gpede::Method::diagonalization) gpede::write_eve(out / "millepede.eve", result);
+    }
+    result.figures.output_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_out).count();
+    gpede::write_log(out / "millepede.log", result, steering);
+    gpede::write_json(out / "gpede.json", result, steering);
+    gpede::write_end(out / "millepede.end", result.exit_code, result.message);
+    std::cout.precision(17);
+    std::cout << "Sum(Chi^2)/Sum(Ndf) = " << result.chi2_sum << " / (" << result.ndf_sum << " - " << result.nfgb
+              << ") = " << result.chi2_ndf << "\n";
+    if (result.exit_code >= 10) {
+      std::cerr << "gpede: " << result.message << "\n";
+      return result.exit_code;
+    }
+    return 0;
+  } catch (const gpede::InputError& e) {
+    std::cerr << "gpede: error: " << e.what() << "\n";
+    try {
+      gpede::write_end(out / "millepede.end", e.exit_code(), e.what());
+    } catch (...) {
+    }
+    return e.exit_code() != 0 ? e.exit_code() : 1;
+  } catch (const std::exception& e) {
+    std::cerr << "gpede: error: " << e.what() << "\n";
+    try {
+      gpede::write_end(out / "millepede.end", 30, e.what());
+    } catch (...) {
+    }
+    return 3;
+  }
+}
