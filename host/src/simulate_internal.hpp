@@ -1,0 +1,296 @@
+// Internals of the simulation shared by its source files: random numbers, the helix, sensor
+// placements, the layout of one record (tracks, surface crossings, kinks, measurements) and the
+// state of a Simulation.
+#pragma once
+
+#include <Eigen/Core>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "gpede/simulate.hpp"
+
+namespace gpede::sim::detail {
+
+using Eigen::Matrix3d;
+using Eigen::Vector3d;
+
+/// Curvature per tesla per (q/pT): rho [1/cm] = -k B [T] q/pT [1/GeV].
+inline constexpr double k_curvature_per_tesla = 0.00299792458;
+
+/// xoshiro256** seeded with splitmix64 from (seed, stream, index): independent streams per record.
+class Rng {
+ public:
+  Rng(std::uint64_t seed, std::uint64_t stream, std::uint64_t index) {
+    std::uint64_t x = seed * 0x9E3779B97F4A7C15ull ^ (stream + 0x632BE59BD9B4E019ull) * 0xBF58476D1CE4E5B9ull ^
+                      (index + 0x1234567ull) * 0x94D049BB133111EBull;
+    for (auto& s : m_s) s = splitmix(x);
+  }
+  std::uint64_t next() {
+    const std::uint64_t result = rotl(m_s[1] * 5, 7) * 9;
+    const std::uint64_t t = m_s[1] << 17;
+    m_s[2] ^= m_s[0];
+    m_s[3] ^= m_s[1];
+    m_s[1] ^= m_s[2];
+    m_s[0] ^= m_s[3];
+    m_s[2] ^= t;
+    m_s[3] = rotl(m_s[3], 45);
+    return result;
+  }
+  /// Uniform in [0, 1).
+  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
+  /// Standard normal (Box-Muller, both values used).
+  double normal() {
+    if (m_has_spare) {
+      m_has_spare = false;
+      return m_spare;
+    }
+    double u1 = uniform();
+    while (u1 <= 0.0) u1 = uniform();
+    const double u2 = uniform();
+    const double r = std::sqrt(-2.0 * std::log(u1));
+    const double a = 6.283185307179586 * u2;
+    m_spare = r * std::sin(a);
+    m_has_spare = true;
+    return r * std::cos(a);
+  }
+
+ private:
+  static std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+  static std::uint64_t splitmix(std::uint64_t& x) {
+    std::uint64_t z = (x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  std::array<std::uint64_t, 4> m_s{};
+  double m_spare = 0.0;
+  bool m_has_spare = false;
+};
+
+/// sin(d)/d, (1-cos d)/d and their derivatives, stable for small d.
+struct HelixFunctions {
+  double f1, f2, df1, df2;
+  explicit HelixFunctions(double d) {
+    if (std::fabs(d) < 1e-2) {
+      const double d2 = d * d;
+      f1 = 1.0 - d2 / 6.0 * (1.0 - d2 / 20.0 * (1.0 - d2 / 42.0));
+      f2 = d / 2.0 * (1.0 - d2 / 12.0 * (1.0 - d2 / 30.0 * (1.0 - d2 / 56.0)));
+      df1 = -d / 3.0 * (1.0 - d2 / 10.0 * (1.0 - d2 / 28.0));
+      df2 = 0.5 * (1.0 - d2 / 4.0 * (1.0 - d2 / 18.0 * (1.0 - d2 / 40.0)));
+    } else {
+      const double s = std::sin(d), c = std::cos(d);
+      f1 = s / d;
+      f2 = (1.0 - c) / d;
+      df1 = (d * c - s) / (d * d);
+      df2 = (d * s - 1.0 + c) / (d * d);
+    }
+  }
+};
+
+/// A helix (straight line if rho = 0) by its state at path length s_base: point, azimuth phi of
+/// the direction, tan(lambda) = dz/ds and curvature rho = dphi/ds, s being the transverse arc length.
+struct HelixState {
+  Vector3d point = Vector3d::Zero();
+  double phi = 0.0, tan_lambda = 0.0, rho = 0.0;
+  double s_base = 0.0;
+
+  Vector3d position(double s) const {
+    const double ds = s - s_base;
+    const HelixFunctions f(rho * ds);
+    const double c = std::cos(phi), sn = std::sin(phi);
+    return point + Vector3d(ds * (c * f.f1 - sn * f.f2), ds * (sn * f.f1 + c * f.f2), ds * tan_lambda);
+  }
+  /// dX/ds (not a unit vector).
+  Vector3d direction(double s) const {
+    const double a = phi + rho * (s - s_base);
+    return Vector3d(std::cos(a), std::sin(a), tan_lambda);
+  }
+  Vector3d curvature_vector(double s) const {
+    const double a = phi + rho * (s - s_base);
+    return Vector3d(-rho * std::sin(a), rho * std::cos(a), 0.0);
+  }
+  /// The state at s (same helix).
+  HelixState at(double s) const {
+    HelixState h = *this;
+    h.point = position(s);
+    h.phi = phi + rho * (s - s_base);
+    h.s_base = s;
+    return h;
+  }
+  /// dX(s)/dphi, dX(s)/drho at fixed s (tan-lambda: (0, 0, s - s_base)).
+  Vector3d d_phi(double s) const {
+    const double ds = s - s_base;
+    const HelixFunctions f(rho * ds);
+    const double c = std::cos(phi), sn = std::sin(phi);
+    return Vector3d(ds * (-sn * f.f1 - c * f.f2), ds * (c * f.f1 - sn * f.f2), 0.0);
+  }
+  Vector3d d_rho(double s) const {
+    const double ds = s - s_base;
+    const HelixFunctions f(rho * ds);
+    const double c = std::cos(phi), sn = std::sin(phi);
+    return Vector3d(ds * ds * (c * f.df1 - sn * f.df2), ds * ds * (sn * f.df1 + c * f.df2), 0.0);
+  }
+};
+
+/// Legendre polynomial L_n(x) and its derivative, n <= 4.
+inline void legendre(int n, double x, double& value, double& derivative) {
+  switch (n) {
+    case 0: value = 1.0; derivative = 0.0; break;
+    case 1: value = x; derivative = 1.0; break;
+    case 2: value = 0.5 * (3.0 * x * x - 1.0); derivative = 3.0 * x; break;
+    case 3: value = 0.5 * (5.0 * x * x * x - 3.0 * x); derivative = 0.5 * (15.0 * x * x - 3.0); break;
+    default:
+      value = 0.125 * (35.0 * x * x * x * x - 30.0 * x * x + 3.0);
+      derivative = 0.125 * (140.0 * x * x * x - 60.0 * x);
+      break;
+  }
+}
+
+/// Orders (i, j) of the deformation terms L_i(u') L_j(v').
+inline constexpr std::array<std::array<int, 2>, k_max_deformation_terms> k_deformation_orders{
+    {{2, 0}, {1, 1}, {0, 2}, {3, 0}, {2, 1}, {1, 2}, {0, 3}, {4, 0}, {3, 1}, {2, 2}, {1, 3}, {0, 4}}};
+
+/// Deformation basis functions at local (u, v); values[k] and, if asked, d/du, d/dv.
+inline void deformation_terms(int n, double u, double v, double inv_half_width, double inv_half_length,
+                              double* values, double* d_du = nullptr, double* d_dv = nullptr) {
+  double lu[5], dlu[5], lv[5], dlv[5];
+  const double x = u * inv_half_width, y = v * inv_half_length;
+  for (int k = 0; k <= 4; ++k) {
+    legendre(k, x, lu[k], dlu[k]);
+    legendre(k, y, lv[k], dlv[k]);
+  }
+  for (int k = 0; k < n; ++k) {
+    const int i = k_deformation_orders[k][0], j = k_deformation_orders[k][1];
+    values[k] = lu[i] * lv[j];
+    if (d_du) d_du[k] = dlu[i] * inv_half_width * lv[j];
+    if (d_dv) d_dv[k] = lu[i] * dlv[j] * inv_half_length;
+  }
+}
+
+/// Where a sensor is: centre, axes (columns u, v, w) and surface w = sum c_k term_k(u, v).
+struct SensorPlacement {
+  Vector3d center = Vector3d::Zero();
+  Matrix3d rotation = Matrix3d::Identity();
+  std::array<double, k_max_deformation_terms> deformation{};
+  int n_deformation = 0;  ///< terms with non-zero coefficients to evaluate
+  double inv_half_width = 1.0, inv_half_length = 1.0;
+};
+
+/// Where a wire is: shifts (dx, dy) of its backward and forward ends from nominal.
+using WireShift = std::array<double, 4>;
+
+/// One crossing of a reference track with a surface.
+struct Crossing {
+  enum Kind : std::int8_t { sensor_hit, wire_hit, material };
+  double s = 0.0;
+  Kind kind = material;
+  bool measured = false;
+  int object = -1;  ///< sensor index or drift-chamber layer
+  int wire = -1;
+  int chain = -1;
+  int segment = 0;      ///< helix segment (kinks before it in its chain)
+  double x0 = 0.0;      ///< radiation lengths along the path (0: does not scatter)
+  int kink_local = -1;  ///< local index of its kink in phi (tan-lambda at +1), -1: none
+  double value[2] = {0.0, 0.0};  ///< reference prediction: (u, v) or the signed drift distance
+};
+
+struct TrackRef {
+  HelixState state;         ///< reference helix at s = 0 (the vertex, or closest approach to z)
+  bool curved = false;      ///< q/pT is a local parameter
+  bool shared_vertex = false;  ///< point parameters are the pair's vertex (local 0..2), else (a, b) at 0..1
+  double momentum = 1.0;
+  double rho_per_omega = 0.0;  ///< d(rho)/d(q/pT)
+  int local_phi = 0;        ///< phi, tan-lambda at +1, q/pT at +2
+  int chains[2] = {-1, -1};
+};
+
+struct Chain {
+  int track = 0;
+  int sign = 1;                ///< +1 forward (s > 0), -1 backward
+  std::vector<int> crossings;  ///< by increasing |s|
+  std::vector<int> kinks;      ///< crossings with a kink, by increasing |s|
+};
+
+struct MeasurementRef {
+  MeasurementKind kind = MeasurementKind::sensor_u;
+  int crossing = -1;  ///< for kinks: the scattering crossing
+  int local = -1;     ///< for kinks: the local parameter
+  double sigma = 0.0;
+};
+
+/// Everything about one record except the measured values: tracks, crossings, kinks.
+struct RecordLayout {
+  std::int64_t index = 0;
+  bool cosmic = false;
+  int n_local = 0;
+  std::vector<TrackRef> tracks;
+  std::vector<Chain> chains;
+  std::vector<Crossing> crossings;
+  std::vector<MeasurementRef> measurements;
+  std::vector<double> true_dq;  ///< true offsets of the local parameters (the kinks)
+  std::vector<double> noise;    ///< per measurement, in units of sigma
+  void clear() {
+    tracks.clear();
+    for (auto& c : chains) {
+      c.crossings.clear();
+      c.kinks.clear();
+    }
+    chains.clear();
+    crossings.clear();
+    measurements.clear();
+    true_dq.clear();
+    noise.clear();
+    n_local = 0;
+  }
+};
+
+/// Placement of a sensor for alignment parameters p (size n_parameters, empty: nominal).
+SensorPlacement sensor_placement(const Detector& detector, int sensor, const std::vector<double>& p);
+/// Shifts of a wire's ends for alignment parameters p.
+WireShift wire_shift(const Detector& detector, int layer, int wire, const std::vector<double>& p);
+
+/// Geometry lookups for the exact measurement model: placements by sensor, shifts by wire.
+struct GeometryView {
+  const std::vector<SensorPlacement>* sensors = nullptr;
+  const std::vector<WireShift>* wires = nullptr;  ///< by global wire index; null: nominal wires
+};
+
+inline void accumulate(GenerationStats& total, const GenerationStats& part) {
+  total.records += part.records;
+  total.tracks += part.tracks;
+  total.measurements += part.measurements;
+  total.kink_measurements += part.kink_measurements;
+  total.local_derivatives += part.local_derivatives;
+  total.global_derivatives += part.global_derivatives;
+  total.local_parameters += part.local_parameters;
+  if (part.max_local_parameters > total.max_local_parameters) total.max_local_parameters = part.max_local_parameters;
+}
+
+}  // namespace gpede::sim::detail
+
+namespace gpede::sim {
+
+struct Simulation::Impl {
+  const Simulation* owner = nullptr;
+  const SimulationConfig* config = nullptr;
+  const Detector* detector = nullptr;
+  std::vector<detail::SensorPlacement> nominal_sensors, true_sensors;
+  std::vector<detail::WireShift> true_wires;
+  std::vector<std::int64_t> layer_first_wire;  ///< global index of wire 0 of each layer
+  std::vector<std::array<Eigen::Vector3d, 2>> wire_ends;  ///< by global wire index
+  double rho_per_omega = 0.0;  ///< collision tracks: rho = rho_per_omega * q/pT
+  double cosmic_rho_per_omega = 0.0;
+
+  /// Lays out record `index` (tracks, crossings, kinks, true kinks, noise).
+  void layout_record(std::int64_t index, detail::RecordLayout& layout) const;
+  /// Exact value of every measurement of the layout for local offsets dq and a geometry.
+  void predict(const detail::RecordLayout& layout, const double* dq, const detail::GeometryView& geometry,
+               std::vector<double>& values, std::vector<detail::HelixState>& scratch) const;
+  /// Appends the record to batch with its measured values and derivatives.
+  void emit(const detail::RecordLayout& layout, RecordBatch& batch, GenerationStats& stats,
+            std::vector<double>& scratch_values, std::vector<detail::HelixState>& scratch_states) const;
+};
+
+}  // namespace gpede::sim

@@ -1,0 +1,192 @@
+// Files of a simulation: Mille C binary files, steer.txt, constraints.txt, truth.res (millepede.res
+// format) and geometry.txt (for plots).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "gpede/error.hpp"
+#include "gpede/output.hpp"
+#include "simulate_internal.hpp"
+
+namespace gpede::sim {
+
+using namespace detail;
+
+namespace {
+
+constexpr int k_entries_cut = 25;  // pede's default `entries`
+
+std::string format_number(double x) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.15g", x);
+  return buf;
+}
+
+void write_text(const std::filesystem::path& file, const std::string& content) {
+  const auto tmp = file.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw RuntimeError("cannot write " + tmp);
+    out << content;
+    out.close();
+    if (!out) throw RuntimeError("cannot write " + tmp);
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, file, ec);
+  if (ec) throw RuntimeError("cannot rename " + tmp + " to " + file.string() + ": " + ec.message());
+}
+
+std::string binary_name(int file) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "mille_%03d.bin", file);
+  return buf;
+}
+
+std::string geometry_text(const Detector& det) {
+  std::ostringstream out;
+  out << "# gpede simulate: nominal geometry (cm)\n"
+         "# sensor layer ladder number pixel half_shell cx cy cz ux uy uz vx vy vz wx wy wz half_width half_length\n";
+  for (const auto& s : det.sensors()) {
+    out << "sensor " << s.layer << ' ' << s.ladder << ' ' << s.number << ' ' << (s.pixel ? 1 : 0) << ' '
+        << (s.half_shell >= 0 ? det.half_shells()[s.half_shell].number : 0);
+    for (int i = 0; i < 3; ++i) out << ' ' << format_number(s.center[i]);
+    for (int c = 0; c < 3; ++c) {
+      for (int i = 0; i < 3; ++i) out << ' ' << format_number(s.rotation(i, c));
+    }
+    out << ' ' << format_number(s.half_width) << ' ' << format_number(s.half_length) << '\n';
+  }
+  out << "# layer number superlayer wires radius z_backward z_forward twist phi0\n";
+  for (const auto& l : det.cdc_layers()) {
+    out << "layer " << l.number << ' ' << l.superlayer << ' ' << l.wires << ' ' << format_number(l.radius) << ' '
+        << format_number(l.z_backward) << ' ' << format_number(l.z_forward) << ' ' << format_number(l.twist) << ' '
+        << format_number(l.phi0) << '\n';
+  }
+  return out.str();
+}
+
+}  // namespace
+
+std::vector<LinearSpec> constraint_specs(const Detector& detector) {
+  std::vector<std::string> names;
+  const auto rows = detector.constraint_rows(&names);
+  std::vector<LinearSpec> specs;
+  for (const auto& row : rows) {
+    double largest = 0.0;
+    for (const auto& [i, f] : row) largest = std::max(largest, std::fabs(f));
+    LinearSpec spec;
+    for (const auto& [i, f] : row) {
+      if (std::fabs(f) > 1e-12 * largest) spec.terms.emplace_back(detector.labels()[i], f);
+    }
+    specs.push_back(std::move(spec));
+  }
+  return specs;
+}
+
+void write_truth(const std::filesystem::path& file, const Simulation& simulation) {
+  SolveResult result;
+  const Detector& det = simulation.detector();
+  result.parameters.reserve(det.labels().size());
+  for (std::size_t i = 0; i < det.labels().size(); ++i) {
+    ParameterResult pr;
+    pr.label = det.labels()[i];
+    pr.value = simulation.truth()[i];
+    pr.variable = false;
+    result.parameters.push_back(pr);
+  }
+  result.method = Method::inversion;
+  Steering steering;
+  steering.method = Method::inversion;
+  steering.method_name = "inversion";
+  write_res(file, result, steering);
+}
+
+WriteSummary write_simulation(const Simulation& simulation, const std::filesystem::path& folder) {
+  const SimulationConfig& cfg = simulation.config();
+  const Detector& det = simulation.detector();
+  std::filesystem::create_directories(folder);
+  WriteSummary summary;
+  const auto t0 = std::chrono::steady_clock::now();
+  const int threads = cfg.threads > 0 ? cfg.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const std::int64_t chunk = 2048 * threads;
+  std::vector<std::int64_t> entries(det.n_parameters(), 0);
+  std::vector<double> locals;
+  RecordBatch batch;
+  for (int f = 0; f < cfg.files; ++f) {
+    const std::int64_t begin = static_cast<std::int64_t>(static_cast<__int128>(f) * simulation.n_records() / cfg.files);
+    const std::int64_t end =
+        static_cast<std::int64_t>(static_cast<__int128>(f + 1) * simulation.n_records() / cfg.files);
+    const auto path = folder / binary_name(f);
+    MilleWriter writer(path, cfg.precision);
+    for (std::int64_t first = begin; first < end; first += chunk) {
+      batch.clear();
+      accumulate(summary.stats, simulation.generate_parallel(first, std::min(chunk, end - first), batch, threads));
+      for (std::size_t r = 0; r < batch.n_records(); ++r) {
+        for (std::int64_t m = batch.record_begin[r]; m < batch.record_begin[r + 1]; ++m) {
+          const std::int64_t lb = batch.local_begin[m], le = batch.local_begin[m + 1];
+          const int n_local = le > lb ? batch.local_index[le - 1] + 1 : 0;
+          locals.assign(n_local, 0.0);
+          for (std::int64_t k = lb; k < le; ++k) locals[batch.local_index[k]] = batch.local_deriv[k];
+          const std::int64_t gb = batch.global_begin[m], ge = batch.global_begin[m + 1];
+          for (std::int64_t k = gb; k < ge; ++k) {
+            const std::int64_t index = det.parameter_index(batch.global_label[k]);
+            if (index >= 0) ++entries[index];
+          }
+          writer.add_measurement(n_local, locals.data(), static_cast<int>(ge - gb), batch.global_deriv.data() + gb,
+                                 batch.global_label.data() + gb, batch.meas_value[m], batch.meas_sigma[m]);
+        }
+        writer.end_record();
+      }
+    }
+    writer.close();
+    summary.bytes += writer.bytes_written();
+    summary.binary_files.push_back(path);
+  }
+  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (std::int64_t e : entries) {
+    if (e < k_entries_cut) ++summary.parameters_below_entries_cut;
+  }
+
+  // Constraints.
+  if (cfg.constraints) {
+    std::vector<std::string> names;
+    det.constraint_rows(&names);
+    const auto specs = constraint_specs(det);
+    std::ostringstream out;
+    out << "* Constraints written by gpede simulate: no overall shift or rotation of the top-level objects,\n"
+           "* and no mean motion of the children of a half-shell or drift-chamber layer in its terms.\n";
+    for (std::size_t r = 0; r < specs.size(); ++r) {
+      out << "Constraint 0.0   ! " << names[r] << '\n';
+      for (const auto& [label, factor] : specs[r].terms) out << label << ' ' << format_number(factor) << '\n';
+    }
+    summary.constraint_file = folder / "constraints.txt";
+    write_text(summary.constraint_file, out.str());
+  }
+
+  // Steering.
+  {
+    std::ostringstream out;
+    out << "* Steering file written by gpede simulate: seed " << cfg.seed << ", " << simulation.n_tracks()
+        << " tracks in " << simulation.n_records() << " records, " << det.n_parameters() << " parameters,\n"
+        << "* field " << (cfg.field ? "on" : "off") << ", cosmics fraction " << cfg.cosmics_fraction
+        << ", scattering " << (cfg.scattering == Scattering::broken_lines ? "broken-lines" : "none") << ".\n"
+        << "* The true misalignment is in truth.res.\n"
+        << "Cfiles\n";
+    for (const auto& p : summary.binary_files) out << p.filename().string() << '\n';
+    if (cfg.constraints) out << "constraints.txt\n";
+    out << "method inversion 3 0.1\n"
+        << "end\n";
+    summary.steering_file = folder / "steer.txt";
+    write_text(summary.steering_file, out.str());
+  }
+
+  summary.truth_file = folder / "truth.res";
+  write_truth(summary.truth_file, simulation);
+  write_text(folder / "geometry.txt", geometry_text(det));
+  return summary;
+}
+
+}  // namespace gpede::sim

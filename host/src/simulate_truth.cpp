@@ -1,0 +1,151 @@
+// The simulated misalignment: random values per level (half-shells, sensors with their bowing,
+// drift-chamber layers, wires) moved along the null modes until the constraints hold, the true
+// placements of sensors and wires that follow, and the in-memory record source.
+#include <Eigen/Dense>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "gpede/error.hpp"
+#include "simulate_internal.hpp"
+
+namespace gpede::sim {
+
+using namespace detail;
+
+namespace {
+
+void require(bool ok, const std::string& what) {
+  if (!ok) throw std::invalid_argument("simulation configuration: " + what);
+}
+
+std::vector<double> random_misalignment(const Detector& det, const MisalignmentConfig& mis, std::uint64_t seed) {
+  Rng rng(seed, 2, 0);
+  std::vector<double> p(det.n_parameters(), 0.0);
+  for (const auto& h : det.half_shells()) {
+    for (int i = 0; i < 3; ++i) p[h.first_parameter + i] = mis.half_shell_shift * rng.normal();
+    for (int i = 3; i < 6; ++i) p[h.first_parameter + i] = mis.half_shell_rotation * rng.normal();
+  }
+  const int n_def = det.sensor_parameters() - k_rigid_parameters;
+  for (const auto& s : det.sensors()) {
+    const std::int64_t f = s.first_parameter;
+    p[f + 0] = mis.sensor_shift_uv * rng.normal();
+    p[f + 1] = mis.sensor_shift_uv * rng.normal();
+    p[f + 2] = mis.sensor_shift_w * rng.normal();
+    p[f + 3] = mis.sensor_rotation_uv * rng.normal();
+    p[f + 4] = mis.sensor_rotation_uv * rng.normal();
+    p[f + 5] = mis.sensor_rotation_w * rng.normal();
+    for (int k = 0; k < n_def; ++k) p[f + k_rigid_parameters + k] = mis.sensor_deformation * rng.normal();
+  }
+  for (const auto& l : det.cdc_layers()) {
+    if (l.first_parameter >= 0) {
+      for (int e = 0; e < 2; ++e) {
+        p[l.first_parameter + 3 * e + 0] = mis.layer_shift * rng.normal();
+        p[l.first_parameter + 3 * e + 1] = mis.layer_shift * rng.normal();
+        p[l.first_parameter + 3 * e + 2] = mis.layer_rotation * rng.normal();
+      }
+    }
+    if (l.first_wire_parameter >= 0) {
+      for (int i = 0; i < k_wire_parameters * l.wires; ++i) p[l.first_wire_parameter + i] = mis.wire_shift * rng.normal();
+    }
+  }
+  return p;
+}
+
+/// p + N c with c such that A (p + N c) = 0: the same measurements (along exact null modes) or
+/// nearly so, and the constraints hold.
+std::vector<double> satisfy_constraints(const Detector& det, std::vector<double> p) {
+  const auto rows = det.constraint_rows();
+  const auto modes = det.null_modes();
+  if (rows.empty()) return p;
+  if (rows.size() != modes.size()) {
+    throw RuntimeError("simulation: " + std::to_string(rows.size()) + " constraints but " +
+                       std::to_string(modes.size()) + " null modes");
+  }
+  const Eigen::Index m = static_cast<Eigen::Index>(rows.size());
+  auto apply = [&](const std::vector<double>& x, Eigen::Index r) {
+    double sum = 0.0;
+    for (const auto& [i, f] : rows[r]) sum += f * x[i];
+    return sum;
+  };
+  Eigen::MatrixXd an(m, m);
+  std::vector<double> x(p.size(), 0.0);
+  for (Eigen::Index k = 0; k < m; ++k) {
+    for (const auto& [i, f] : modes[k]) x[i] = f;
+    for (Eigen::Index r = 0; r < m; ++r) an(r, k) = apply(x, r);
+    for (const auto& [i, f] : modes[k]) x[i] = 0.0;
+  }
+  Eigen::VectorXd ap(m);
+  for (Eigen::Index r = 0; r < m; ++r) ap[r] = apply(p, r);
+  Eigen::FullPivLU<Eigen::MatrixXd> lu(an);
+  if (lu.rank() < m) {
+    throw RuntimeError("simulation: the constraints do not fix the null modes (rank " + std::to_string(lu.rank()) +
+                       " of " + std::to_string(m) + ")");
+  }
+  const Eigen::VectorXd c = lu.solve(-ap);
+  for (Eigen::Index k = 0; k < m; ++k) {
+    for (const auto& [i, f] : modes[k]) p[i] += f * c[k];
+  }
+  return p;
+}
+
+}  // namespace
+
+Simulation::Simulation(const SimulationConfig& config) : m_config(config) {
+  require(config.tracks >= 1, "tracks must be at least 1");
+  require(config.cosmics_fraction >= 0.0 && config.cosmics_fraction <= 1.0, "cosmics_fraction must be in [0, 1]");
+  require(config.files >= 1, "files must be at least 1");
+  require(config.field_tesla > 0.0, "field_tesla must be positive");
+  require(config.min_sensor_hits >= 0, "min_sensor_hits must not be negative");
+  m_detector = std::make_unique<Detector>(config.detector);
+
+  m_n_cosmics = std::llround(config.cosmics_fraction * static_cast<double>(config.tracks));
+  const std::int64_t pairs = (config.tracks - m_n_cosmics) / 2;
+  m_n_records = pairs + m_n_cosmics;
+  m_n_tracks = 2 * pairs + m_n_cosmics;
+  require(m_n_records >= 1, "no record to simulate (a di-muon pair needs 2 tracks)");
+  require(config.files <= m_n_records, "more files than records");
+
+  m_impl = std::make_unique<Impl>();
+  Impl& impl = *m_impl;
+  impl.owner = this;
+  impl.config = &m_config;
+  impl.detector = m_detector.get();
+  impl.rho_per_omega = -k_curvature_per_tesla * config.field_tesla;
+  impl.cosmic_rho_per_omega = impl.rho_per_omega;
+  const Detector& det = *m_detector;
+  const std::vector<double> nominal;
+  for (std::size_t s = 0; s < det.sensors().size(); ++s) {
+    impl.nominal_sensors.push_back(sensor_placement(det, static_cast<int>(s), nominal));
+  }
+  std::int64_t wires = 0;
+  for (const auto& l : det.cdc_layers()) {
+    impl.layer_first_wire.push_back(wires);
+    for (int w = 0; w < l.wires; ++w) impl.wire_ends.push_back(det.wire_ends(l.number, w));
+    wires += l.wires;
+  }
+
+  m_truth = satisfy_constraints(det, random_misalignment(det, config.misalignment, config.seed));
+  for (std::size_t s = 0; s < det.sensors().size(); ++s) {
+    impl.true_sensors.push_back(sensor_placement(det, static_cast<int>(s), m_truth));
+  }
+  for (const auto& l : det.cdc_layers()) {
+    for (int w = 0; w < l.wires; ++w) impl.true_wires.push_back(wire_shift(det, l.number, w, m_truth));
+  }
+}
+
+Simulation::~Simulation() = default;
+
+SimulationSource::SimulationSource(const Simulation& simulation, int threads)
+    : m_simulation(simulation), m_threads(threads) {}
+
+std::size_t SimulationSource::next(RecordBatch& batch, std::size_t max_records) {
+  const std::int64_t count =
+      std::min<std::int64_t>(static_cast<std::int64_t>(max_records), m_simulation.n_records() - m_next);
+  if (count <= 0) return 0;
+  accumulate(m_stats, m_simulation.generate_parallel(m_next, count, batch, m_threads));
+  m_next += count;
+  return static_cast<std::size_t>(count);
+}
+
+}  // namespace gpede::sim
