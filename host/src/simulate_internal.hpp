@@ -69,69 +69,87 @@ class Rng {
   bool m_has_spare = false;
 };
 
-/// sin(d)/d, (1-cos d)/d and their derivatives, stable for small d.
+/// sin(d)/d, (1-cos d)/d, cos d, sin d and, on request, d/dd of the first two; series for small d.
 struct HelixFunctions {
-  double f1, f2, df1, df2;
-  explicit HelixFunctions(double d) {
+  double f1, f2, cos_d, sin_d, df1 = 0.0, df2 = 0.0;
+  HelixFunctions(double d, bool with_derivatives) {
     if (std::fabs(d) < 1e-2) {
       const double d2 = d * d;
       f1 = 1.0 - d2 / 6.0 * (1.0 - d2 / 20.0 * (1.0 - d2 / 42.0));
       f2 = d / 2.0 * (1.0 - d2 / 12.0 * (1.0 - d2 / 30.0 * (1.0 - d2 / 56.0)));
-      df1 = -d / 3.0 * (1.0 - d2 / 10.0 * (1.0 - d2 / 28.0));
-      df2 = 0.5 * (1.0 - d2 / 4.0 * (1.0 - d2 / 18.0 * (1.0 - d2 / 40.0)));
+      cos_d = 1.0 - d2 / 2.0 * (1.0 - d2 / 12.0 * (1.0 - d2 / 30.0));
+      sin_d = d * f1;
+      if (with_derivatives) {
+        df1 = -d / 3.0 * (1.0 - d2 / 10.0 * (1.0 - d2 / 28.0));
+        df2 = 0.5 * (1.0 - d2 / 4.0 * (1.0 - d2 / 18.0 * (1.0 - d2 / 40.0)));
+      }
     } else {
-      const double s = std::sin(d), c = std::cos(d);
-      f1 = s / d;
-      f2 = (1.0 - c) / d;
-      df1 = (d * c - s) / (d * d);
-      df2 = (d * s - 1.0 + c) / (d * d);
+      sin_d = std::sin(d);
+      cos_d = std::cos(d);
+      f1 = sin_d / d;
+      f2 = (1.0 - cos_d) / d;
+      if (with_derivatives) {
+        df1 = (d * cos_d - sin_d) / (d * d);
+        df2 = (d * sin_d - 1.0 + cos_d) / (d * d);
+      }
     }
   }
 };
 
 /// A helix (straight line if rho = 0) by its state at path length s_base: point, azimuth phi of
 /// the direction, tan(lambda) = dz/ds and curvature rho = dphi/ds, s being the transverse arc length.
+/// Change phi only with set_phi() (cos and sin are kept).
 struct HelixState {
   Vector3d point = Vector3d::Zero();
-  double phi = 0.0, tan_lambda = 0.0, rho = 0.0;
+  double tan_lambda = 0.0, rho = 0.0;
   double s_base = 0.0;
 
-  Vector3d position(double s) const {
+  double phi() const { return m_phi; }
+  void set_phi(double phi) {
+    m_phi = phi;
+    m_cos = std::cos(phi);
+    m_sin = std::sin(phi);
+  }
+
+  /// Position and direction dX/ds (not a unit vector) at s.
+  void evaluate(double s, Vector3d& x, Vector3d& t) const {
     const double ds = s - s_base;
-    const HelixFunctions f(rho * ds);
-    const double c = std::cos(phi), sn = std::sin(phi);
-    return point + Vector3d(ds * (c * f.f1 - sn * f.f2), ds * (sn * f.f1 + c * f.f2), ds * tan_lambda);
+    const HelixFunctions f(rho * ds, false);
+    x = point + Vector3d(ds * (m_cos * f.f1 - m_sin * f.f2), ds * (m_sin * f.f1 + m_cos * f.f2), ds * tan_lambda);
+    t = Vector3d(m_cos * f.cos_d - m_sin * f.sin_d, m_sin * f.cos_d + m_cos * f.sin_d, tan_lambda);
   }
-  /// dX/ds (not a unit vector).
+  Vector3d position(double s) const {
+    Vector3d x, t;
+    evaluate(s, x, t);
+    return x;
+  }
   Vector3d direction(double s) const {
-    const double a = phi + rho * (s - s_base);
-    return Vector3d(std::cos(a), std::sin(a), tan_lambda);
-  }
-  Vector3d curvature_vector(double s) const {
-    const double a = phi + rho * (s - s_base);
-    return Vector3d(-rho * std::sin(a), rho * std::cos(a), 0.0);
+    Vector3d x, t;
+    evaluate(s, x, t);
+    return t;
   }
   /// The state at s (same helix).
   HelixState at(double s) const {
     HelixState h = *this;
-    h.point = position(s);
-    h.phi = phi + rho * (s - s_base);
+    Vector3d t;
+    evaluate(s, h.point, t);
+    h.m_phi = m_phi + rho * (s - s_base);
+    const double norm = std::hypot(t.x(), t.y());
+    h.m_cos = t.x() / norm;
+    h.m_sin = t.y() / norm;
     h.s_base = s;
     return h;
   }
-  /// dX(s)/dphi, dX(s)/drho at fixed s (tan-lambda: (0, 0, s - s_base)).
-  Vector3d d_phi(double s) const {
-    const double ds = s - s_base;
-    const HelixFunctions f(rho * ds);
-    const double c = std::cos(phi), sn = std::sin(phi);
-    return Vector3d(ds * (-sn * f.f1 - c * f.f2), ds * (c * f.f1 - sn * f.f2), 0.0);
-  }
+  /// dX(s)/drho at fixed s. (dX/dphi at fixed s is z x (X(s) - point): the helix turns about its
+  /// start point; dX/dtan-lambda is (0, 0, s - s_base).)
   Vector3d d_rho(double s) const {
     const double ds = s - s_base;
-    const HelixFunctions f(rho * ds);
-    const double c = std::cos(phi), sn = std::sin(phi);
-    return Vector3d(ds * ds * (c * f.df1 - sn * f.df2), ds * ds * (sn * f.df1 + c * f.df2), 0.0);
+    const HelixFunctions f(rho * ds, true);
+    return Vector3d(ds * ds * (m_cos * f.df1 - m_sin * f.df2), ds * ds * (m_sin * f.df1 + m_cos * f.df2), 0.0);
   }
+
+ private:
+  double m_phi = 0.0, m_cos = 1.0, m_sin = 0.0;
 };
 
 /// Legendre polynomial L_n(x) and its derivative, n <= 4.
@@ -280,6 +298,7 @@ struct Simulation::Impl {
   std::vector<detail::WireShift> true_wires;
   std::vector<std::int64_t> layer_first_wire;  ///< global index of wire 0 of each layer
   std::vector<std::array<Eigen::Vector3d, 2>> wire_ends;  ///< by global wire index
+  std::vector<Eigen::Matrix<double, 6, 6>> half_shell_jacobians;  ///< by sensor
   double rho_per_omega = 0.0;  ///< collision tracks: rho = rho_per_omega * q/pT
   double cosmic_rho_per_omega = 0.0;
 

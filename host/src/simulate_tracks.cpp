@@ -26,6 +26,10 @@ constexpr double k_cosmic_cos_zenith_min = 0.5;
 constexpr double k_cosmic_p_min = 1.0, k_cosmic_p_max = 20.0;
 constexpr double k_cosmic_d0_max = 3.0, k_cosmic_z0_min = -15.0, k_cosmic_z0_max = 25.0;
 
+// Newton iterations stop once the step is below this (cm); the next step would be of order
+// curvature x step^2, far below 1e-12 cm, and the outputs take the first-order update.
+constexpr double k_newton_tolerance = 1e-6;
+
 double highland(double momentum, double x0) {
   if (x0 <= 0.0) return 0.0;
   return 0.0136 / momentum * std::sqrt(x0) * (1.0 + 0.038 * std::log(x0));
@@ -34,7 +38,8 @@ double highland(double momentum, double x0) {
 /// First crossing of the helix with the cylinder of radius r in direction sign (s * sign > 0).
 bool cylinder_crossing(const HelixState& h, int sign, double r, double& s_out) {
   const Vector3d& p = h.point;
-  const double dx = std::cos(h.phi), dy = std::sin(h.phi);
+  const Vector3d t0 = h.direction(0.0);
+  const double dx = t0.x(), dy = t0.y();
   const double b = p.x() * dx + p.y() * dy;
   const double c = p.x() * p.x() + p.y() * p.y() - r * r;
   const double disc = b * b - c;
@@ -61,15 +66,15 @@ bool cylinder_crossing(const HelixState& h, int sign, double r, double& s_out) {
   }
   if (h.rho != 0.0) {
     bool converged = false;
+    Vector3d x, t;
     for (int it = 0; it < 20; ++it) {
-      const Vector3d x = h.position(s);
-      const Vector3d t = h.direction(s);
+      h.evaluate(s, x, t);
       const double g = x.x() * x.x() + x.y() * x.y() - r * r;
       const double dg = 2.0 * (x.x() * t.x() + x.y() * t.y());
       if (std::fabs(dg) < 1e-12) return false;
       const double step = g / dg;
       s -= step;
-      if (std::fabs(step) < 1e-11) {
+      if (std::fabs(step) < k_newton_tolerance) {
         converged = true;
         break;
       }
@@ -87,9 +92,11 @@ bool sensor_crossing(const HelixState& h, double s_guess, const SensorPlacement&
   double s = s_guess;
   const Matrix3d rt = pl.rotation.transpose();
   double terms[k_max_deformation_terms], dterm_u[k_max_deformation_terms], dterm_v[k_max_deformation_terms];
+  Vector3d x, t;
   for (int it = 0; it < 30; ++it) {
-    const Vector3d y = rt * (h.position(s) - pl.center);
-    const Vector3d ty = rt * h.direction(s);
+    h.evaluate(s, x, t);
+    const Vector3d y = rt * (x - pl.center);
+    const Vector3d ty = rt * t;
     double g = 0.0, gu = 0.0, gv = 0.0;
     if (pl.n_deformation > 0) {
       deformation_terms(pl.n_deformation, y.x(), y.y(), pl.inv_half_width, pl.inv_half_length, terms, dterm_u,
@@ -105,10 +112,10 @@ bool sensor_crossing(const HelixState& h, double s_guess, const SensorPlacement&
     if (std::fabs(df) < 1e-9) return false;
     const double step = f / df;
     s -= step;
-    if (std::fabs(step) < 1e-12) {
-      const Vector3d yf = rt * (h.position(s) - pl.center);
-      u = yf.x();
-      v = yf.y();
+    if (std::fabs(step) < k_newton_tolerance) {
+      // One more Newton step changes (u, v) by O(step^2): take the first-order update.
+      u = y.x() - step * ty.x();
+      v = y.y() - step * ty.y();
       s_out = s;
       return true;
     }
@@ -123,19 +130,21 @@ bool wire_crossing(const HelixState& h, double s_guess, const Vector3d& a, const
   const Vector3d ab = b - a;
   const Vector3d w = ab.normalized();
   double s = s_guess;
+  Vector3d x, t;
   for (int it = 0; it < 30; ++it) {
-    const Vector3d d = h.position(s) - a;
-    const Vector3d t = h.direction(s);
+    h.evaluate(s, x, t);
+    const Vector3d d = x - a;
     const Vector3d dp = d - d.dot(w) * w;
     const Vector3d tp = t - t.dot(w) * w;
     const double g = dp.dot(t);
-    const double dg = tp.dot(t) + (h.rho != 0.0 ? dp.dot(h.curvature_vector(s)) : 0.0);
+    const double dg = tp.dot(t) + h.rho * (dp.y() * t.x() - dp.x() * t.y());
     if (dg <= 1e-12) return false;
     const double step = g / dg;
     s -= step;
-    if (std::fabs(step) < 1e-12) {
-      const Vector3d df = h.position(s) - a;
-      const Vector3d n = h.direction(s).cross(w).normalized();
+    if (std::fabs(step) < k_newton_tolerance) {
+      // First-order update of the closest point (the error is O(step^2)).
+      const Vector3d df = d - step * t;
+      const Vector3d n = t.cross(w).normalized();
       distance = (df - df.dot(w) * w).dot(n);
       fraction = df.dot(ab) / ab.squaredNorm();
       s_out = s;
@@ -272,8 +281,17 @@ class CrossingFinder {
       if (x.z() < layer.z_backward || x.z() > layer.z_forward) continue;
       const double frac = (x.z() - layer.z_backward) / (layer.z_forward - layer.z_backward);
       const double phi = std::atan2(x.y(), x.x()) - layer.twist * frac - layer.phi0;
-      const long guess = std::lround(phi * layer.wires / k_two_pi);
-      const double half_cell = std::numbers::pi * layer.radius / layer.wires;
+      long guess = std::lround(phi * layer.wires / k_two_pi);
+      {
+        // A stereo wire is a chord, not a helix on the cylinder: correct the guess with the
+        // azimuth of the guessed wire at this z.
+        const int wire = static_cast<int>((guess % layer.wires + layer.wires) % layer.wires);
+        const auto& ends = m_sim.wire_ends[m_sim.layer_first_wire[l] + wire];
+        const Vector3d w = ends[0] + frac * (ends[1] - ends[0]);
+        const double offset = std::remainder(std::atan2(x.y(), x.x()) - std::atan2(w.y(), w.x()), k_two_pi);
+        guess += std::lround(offset * layer.wires / k_two_pi);
+      }
+      const double half_cell = std::numbers::pi * layer.radius * std::cos(0.5 * layer.twist) / layer.wires;
       int best_wire = -1;
       double best_s = 0.0, best_d = 0.0;
       auto try_wire = [&](long w) {
@@ -343,7 +361,7 @@ void Simulation::Impl::layout_record(std::int64_t index, RecordLayout& layout) c
         const double pz = gamma * k_cm_momentum * sign * cos_theta + k_boost_beta_gamma * k_cm_momentum;
         TrackRef t;
         t.state.point = vertex;
-        t.state.phi = k == 0 ? phi : phi + std::numbers::pi;
+        t.state.set_phi(k == 0 ? phi : phi + std::numbers::pi);
         t.state.tan_lambda = pz / std::max(pt, 1e-6);
         t.curved = cfg.field;
         t.rho_per_omega = rho_per_omega;
@@ -366,8 +384,8 @@ void Simulation::Impl::layout_record(std::int64_t index, RecordLayout& layout) c
       const double charge = rng.uniform() < 0.5 ? -1.0 : 1.0;
       const double dir_t = std::hypot(dir.x(), dir.y());
       TrackRef t;
-      t.state.phi = std::atan2(dir.y(), dir.x());
-      t.state.point = Vector3d(-d0 * std::sin(t.state.phi), d0 * std::cos(t.state.phi), z0);
+      t.state.set_phi(std::atan2(dir.y(), dir.x()));
+      t.state.point = Vector3d(-d0 * std::sin(t.state.phi()), d0 * std::cos(t.state.phi()), z0);
       t.state.tan_lambda = dir.z() / dir_t;
       t.curved = cfg.cosmics_in_field && cfg.field;
       t.rho_per_omega = cosmic_rho_per_omega;
@@ -492,9 +510,9 @@ void build_segments(const RecordLayout& layout, const double* dq, std::vector<He
       if (t.shared_vertex) {
         h.point += Vector3d(dq[0], dq[1], dq[2]);
       } else {
-        h.point += dq[0] * Vector3d(-std::sin(t.state.phi), std::cos(t.state.phi), 0.0) + dq[1] * Vector3d::UnitZ();
+        h.point += dq[0] * Vector3d(-std::sin(t.state.phi()), std::cos(t.state.phi()), 0.0) + dq[1] * Vector3d::UnitZ();
       }
-      h.phi += dq[t.local_phi];
+      h.set_phi(h.phi() + dq[t.local_phi]);
       h.tan_lambda += dq[t.local_phi + 1];
       if (t.curved) h.rho += t.rho_per_omega * dq[t.local_phi + 2];
     }
@@ -504,7 +522,7 @@ void build_segments(const RecordLayout& layout, const double* dq, std::vector<He
       const Crossing& c = layout.crossings[k];
       HelixState next = states.back().at(c.s);
       if (dq) {
-        next.phi += dq[c.kink_local];
+        next.set_phi(next.phi() + dq[c.kink_local]);
         next.tan_lambda += dq[c.kink_local + 1];
       }
       states.push_back(next);
@@ -570,14 +588,14 @@ void Simulation::Impl::emit(const RecordLayout& layout, RecordBatch& batch, Gene
   predict(layout, layout.true_dq.data(), truth, values, states);
 
   // Reference states at the kinks of every chain (for the kinks' local derivatives).
-  thread_local std::vector<HelixState> kink_states;
+  thread_local std::vector<Vector3d> kink_points;
   thread_local std::vector<int> kink_first;
-  kink_states.clear();
+  kink_points.clear();
   kink_first.assign(layout.chains.size(), 0);
   for (std::size_t ci = 0; ci < layout.chains.size(); ++ci) {
-    kink_first[ci] = static_cast<int>(kink_states.size());
+    kink_first[ci] = static_cast<int>(kink_points.size());
     const TrackRef& t = layout.tracks[layout.chains[ci].track];
-    for (int k : layout.chains[ci].kinks) kink_states.push_back(t.state.at(layout.crossings[k].s));
+    for (int k : layout.chains[ci].kinks) kink_points.push_back(t.state.position(layout.crossings[k].s));
   }
 
   const int n_def = detector->sensor_parameters() - k_rigid_parameters;
@@ -589,11 +607,11 @@ void Simulation::Impl::emit(const RecordLayout& layout, RecordBatch& batch, Gene
     const bool kink = mr.kind == MeasurementKind::kink_phi || mr.kind == MeasurementKind::kink_tan_lambda;
     double residual = 0.0;
     int n_global = 0;
-    Vector3d a = Vector3d::Zero();
+    Vector3d a = Vector3d::Zero(), pos, dir;
     const Crossing& c = layout.crossings[mr.crossing];
     if (!kink) {
       const TrackRef& t = layout.tracks[layout.chains[c.chain].track];
-      const Vector3d dir = t.state.direction(c.s);
+      t.state.evaluate(c.s, pos, dir);
       if (mr.kind == MeasurementKind::wire) {
         residual = values[m] + mr.sigma * layout.noise[m] - c.value[0];
         const std::int64_t gw = layer_first_wire[c.object] + c.wire;
@@ -601,7 +619,7 @@ void Simulation::Impl::emit(const RecordLayout& layout, RecordBatch& batch, Gene
         const Vector3d ab = ends[1] - ends[0];
         const Vector3d w = ab.normalized();
         a = dir.cross(w).normalized();
-        const double f = (t.state.position(c.s) - ends[0]).dot(ab) / ab.squaredNorm();
+        const double f = (pos - ends[0]).dot(ab) / ab.squaredNorm();
         const double g[4] = {-(1.0 - f) * a.x(), -(1.0 - f) * a.y(), -f * a.x(), -f * a.y()};
         const CdcLayer& layer = detector->cdc_layers()[c.object];
         if (layer.first_wire_parameter >= 0) {
@@ -649,7 +667,7 @@ void Simulation::Impl::emit(const RecordLayout& layout, RecordBatch& batch, Gene
           }
         }
         if (sensor.half_shell >= 0) {
-          const Eigen::Matrix<double, 6, 6> j = detector->sensor_from_half_shell(c.object);
+          const Eigen::Matrix<double, 6, 6>& j = half_shell_jacobians[c.object];
           const int number = detector->half_shells()[sensor.half_shell].number;
           for (int k = 0; k < 6; ++k) {
             double d = 0.0;
@@ -681,16 +699,17 @@ void Simulation::Impl::emit(const RecordLayout& layout, RecordBatch& batch, Gene
         push_local(1, a.y());
         push_local(2, a.z());
       } else {
-        push_local(0, a.dot(Vector3d(-std::sin(t.state.phi), std::cos(t.state.phi), 0.0)));
+        push_local(0, a.dot(Vector3d(-std::sin(t.state.phi()), std::cos(t.state.phi()), 0.0)));
         push_local(1, a.z());
       }
-      push_local(t.local_phi, a.dot(t.state.d_phi(c.s)));
+      // A change of direction at a point turns the rest of the helix about that point.
+      auto turn = [&](const Vector3d& pivot) { return a.y() * (pos.x() - pivot.x()) - a.x() * (pos.y() - pivot.y()); };
+      push_local(t.local_phi, turn(t.state.point));
       push_local(t.local_phi + 1, a.z() * c.s);
       if (t.curved) push_local(t.local_phi + 2, a.dot(t.state.d_rho(c.s)) * t.rho_per_omega);
       for (int k = 0; k < c.segment; ++k) {
         const Crossing& kc = layout.crossings[chain.kinks[k]];
-        const HelixState& ks = kink_states[kink_first[c.chain] + k];
-        push_local(kc.kink_local, a.dot(ks.d_phi(c.s)));
+        push_local(kc.kink_local, turn(kink_points[kink_first[c.chain] + k]));
         push_local(kc.kink_local + 1, a.z() * (c.s - kc.s));
       }
     }

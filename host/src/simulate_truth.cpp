@@ -117,6 +117,7 @@ Simulation::Simulation(const SimulationConfig& config) : m_config(config) {
   const std::vector<double> nominal;
   for (std::size_t s = 0; s < det.sensors().size(); ++s) {
     impl.nominal_sensors.push_back(sensor_placement(det, static_cast<int>(s), nominal));
+    impl.half_shell_jacobians.push_back(det.sensor_from_half_shell(static_cast<int>(s)));
   }
   std::int64_t wires = 0;
   for (const auto& l : det.cdc_layers()) {
