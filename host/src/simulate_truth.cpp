@@ -2,6 +2,7 @@
 // drift-chamber layers, wires) moved along the null modes until the constraints hold, the true
 // placements of sensors and wires that follow, and the in-memory record source.
 #include <Eigen/Dense>
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -32,9 +33,9 @@ std::vector<double> random_misalignment(const Detector& det, const MisalignmentC
     p[f + 0] = mis.sensor_shift_uv * rng.normal();
     p[f + 1] = mis.sensor_shift_uv * rng.normal();
     p[f + 2] = mis.sensor_shift_w * rng.normal();
-    p[f + 3] = mis.sensor_rotation_uv * rng.normal();
-    p[f + 4] = mis.sensor_rotation_uv * rng.normal();
-    p[f + 5] = mis.sensor_rotation_w * rng.normal();
+    p[f + 3] = mis.sensor_rotation_edge / s.half_length * rng.normal();
+    p[f + 4] = mis.sensor_rotation_edge / s.half_width * rng.normal();
+    p[f + 5] = mis.sensor_rotation_edge / std::max(s.half_width, s.half_length) * rng.normal();
     for (int k = 0; k < n_def; ++k) p[f + k_rigid_parameters + k] = mis.sensor_deformation * rng.normal();
   }
   for (const auto& l : det.cdc_layers()) {

@@ -120,18 +120,21 @@ struct DetectorConfig {
   bool cdc_wire_parameters = true;
 };
 
-/// Standard deviations of the random misalignment at each level.
+/// Standard deviations of the random misalignment at each level (cm, rad). The defaults are of
+/// the size left after survey: a few times the resolutions, so that every record passes pede's
+/// hugecut at the start (records rejected there are left out of the matrix built in the first pass).
 struct MisalignmentConfig {
-  double half_shell_shift = 0.0100;
-  double half_shell_rotation = 0.0002;
-  double sensor_shift_uv = 0.0025;
-  double sensor_shift_w = 0.0050;
-  double sensor_rotation_uv = 0.0010;  ///< alpha, beta
-  double sensor_rotation_w = 0.0005;   ///< gamma
-  double sensor_deformation = 0.0005;  ///< each Legendre coefficient
-  double layer_shift = 0.0100;
-  double layer_rotation = 0.0001;
-  double wire_shift = 0.0050;
+  double half_shell_shift = 0.0020;
+  double half_shell_rotation = 0.00005;
+  double sensor_shift_uv = 0.0010;
+  double sensor_shift_w = 0.0010;
+  /// Rotations alpha, beta, gamma: the shift they cause at the sensor's edge (the angles scale
+  /// with 1/size, so that long and short sensors are misaligned alike).
+  double sensor_rotation_edge = 0.0010;
+  double sensor_deformation = 0.0002;  ///< each Legendre coefficient
+  double layer_shift = 0.0050;
+  double layer_rotation = 0.00002;
+  double wire_shift = 0.0030;
 };
 
 struct SimulationConfig {
