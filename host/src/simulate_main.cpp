@@ -178,7 +178,7 @@ int simulate_main(int argc, char** argv) {
                 static_cast<double>(summary.bytes) / tracks, summary.seconds, tracks / summary.seconds, setup_s);
     std::cout << "  wrote " << summary.steering_file.string()
               << (config.constraints ? ", " + summary.constraint_file.string() : std::string()) << ", "
-              << summary.truth_file.string() << ", geometry.txt\n";
+              << summary.truth_file.string() << ", " << (out / "geometry.txt").string() << "\n";
     if (summary.parameters_below_entries_cut > 0) {
       std::cout << "  warning: " << summary.parameters_below_entries_cut
                 << " parameters have fewer than 25 entries and will be fixed by pede's default entries cut;\n"

@@ -288,7 +288,8 @@ class CrossingFinder {
         const int wire = static_cast<int>((guess % layer.wires + layer.wires) % layer.wires);
         const auto& ends = m_sim.wire_ends[m_sim.layer_first_wire[l] + wire];
         const Vector3d w = ends[0] + frac * (ends[1] - ends[0]);
-        const double offset = std::remainder(std::atan2(x.y(), x.x()) - std::atan2(w.y(), w.x()), k_two_pi);
+        // Sine of the azimuth from the wire to the crossing (small: a few cells at most).
+        const double offset = (w.x() * x.y() - w.y() * x.x()) / (std::hypot(w.x(), w.y()) * std::hypot(x.x(), x.y()));
         guess += std::lround(offset * layer.wires / k_two_pi);
       }
       const double half_cell = std::numbers::pi * layer.radius * std::cos(0.5 * layer.twist) / layer.wires;
