@@ -274,10 +274,24 @@ class CrossingFinder {
     }
     material(cfg.cdc_wall_radius, cfg.cdc_wall_x0);
     const auto& layers = m_det.cdc_layers();
+    // Where the previous layer was crossed: the next crossing is extrapolated from there (the
+    // wire's closest approach is found by Newton anyway; the layer crossing only picks the wire).
+    bool have_previous = false;
+    double s_previous = 0.0, r_previous = 0.0, radial_rate = 0.0;
     for (std::size_t l = 0; l < layers.size(); ++l) {
       const CdcLayer& layer = layers[l];
-      if (!cylinder_crossing(h, sign, layer.radius, s)) continue;
-      const Vector3d x = h.position(s);
+      Vector3d x, t;
+      if (have_previous && radial_rate > 0.3) {
+        s = s_previous + sign * (layer.radius - r_previous) / radial_rate;
+      } else if (!cylinder_crossing(h, sign, layer.radius, s)) {
+        continue;
+      }
+      h.evaluate(s, x, t);
+      const double r_xy = std::hypot(x.x(), x.y());
+      have_previous = true;
+      s_previous = s;
+      r_previous = r_xy;
+      radial_rate = std::fabs(x.x() * t.x() + x.y() * t.y()) / r_xy;
       if (x.z() < layer.z_backward || x.z() > layer.z_forward) continue;
       const double frac = (x.z() - layer.z_backward) / (layer.z_forward - layer.z_backward);
       const double phi = std::atan2(x.y(), x.x()) - layer.twist * frac - layer.phi0;

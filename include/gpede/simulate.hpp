@@ -154,7 +154,7 @@ struct SimulationConfig {
   int min_sensor_hits = 3;          ///< a track needs this many 2D hits, else it is generated again
 };
 
-/// The configuration of a preset: `small` (about 1,700 parameters) or `belle2` (about 61,500).
+/// The configuration of a preset: `small` (1,833 parameters) or `belle2` (61,520).
 SimulationConfig preset_config(Preset preset);
 
 // ---- geometry and parameters ---------------------------------------------------------------------
