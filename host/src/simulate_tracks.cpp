@@ -38,7 +38,7 @@ double highland(double momentum, double x0) {
 /// First crossing of the helix with the cylinder of radius r in direction sign (s * sign > 0).
 bool cylinder_crossing(const HelixState& h, int sign, double r, double& s_out) {
   const Vector3d& p = h.point;
-  const Vector3d t0 = h.direction(0.0);
+  const Vector3d t0 = h.direction(h.s_base);
   const double dx = t0.x(), dy = t0.y();
   const double b = p.x() * dx + p.y() * dy;
   const double c = p.x() * p.x() + p.y() * p.y() - r * r;
@@ -64,6 +64,7 @@ bool cylinder_crossing(const HelixState& h, int sign, double r, double& s_out) {
       return false;
     }
   }
+  s += h.s_base;
   if (h.rho != 0.0) {
     bool converged = false;
     Vector3d x, t;
@@ -81,7 +82,7 @@ bool cylinder_crossing(const HelixState& h, int sign, double r, double& s_out) {
     }
     if (!converged) return false;
   }
-  if (s * sign <= 0.0) return false;
+  if ((s - h.s_base) * sign <= 0.0) return false;
   s_out = s;
   return true;
 }
