@@ -54,18 +54,26 @@ struct FactorOptions {
   Method method = Method::inversion;
   ConstraintMode mode = ConstraintMode::elimination;
   bool want_covariance = true;  ///< inversion, diagonalization
-  int eve_count = 0;  ///< eigenvectors to return for millepede.eve (smallest and largest)
+  /// Eigenvectors to return for millepede.eve, chosen as pede does: the 10 smallest positive
+  /// eigenvalues (smallest first), then the 6 largest (largest first); at most 16.
+  int eve_count = 0;
 };
 
 /// Outcome of a factorisation. ok == false: the matrix is not positive definite (elimination) or
-/// singular (multipliers); message says so, weak_labels_index lists variable indices involved
-/// where cheap to tell (e.g. zero or negative pivots).
+/// singular (multipliers), or the constraints are linearly dependent; message says so,
+/// weak_indices lists the variable indices involved (ascending) and dependent_constraints the
+/// constraints (0-based, in the order given) that depend on earlier ones.
 struct FactorReport {
   bool ok = true;
   std::string message;
   std::vector<std::int64_t> weak_indices;
-  std::vector<double> eigenvalues;  ///< ascending (diagonalization)
-  std::vector<std::pair<std::int64_t, std::vector<double>>> eigenvectors;  ///< in variable space (size n)
+  std::vector<std::int64_t> dependent_constraints;
+  /// Ascending (diagonalization): of the reduced matrix with elimination (n - m values), of the
+  /// bordered matrix with multipliers (n + m values, constraint rows scaled by powers of two).
+  std::vector<double> eigenvalues;
+  /// Selected eigenvectors: index into eigenvalues, components in variable space (size n); with
+  /// multipliers n + m components, the last m those of the (scaled) multipliers.
+  std::vector<std::pair<std::int64_t, std::vector<double>>> eigenvectors;
 };
 
 /// A backend owns the global matrix (n_variable^2 doubles, symmetric) and its factorisation.
