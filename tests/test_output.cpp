@@ -625,6 +625,37 @@ TEST(WriteLog, Chi2LinesAsPedeWritesThem) {
   }
 }
 
+// gfortran's list-directed REAL(8) and REAL(4) items (texts written by gfortran 13 for
+// WRITE(*,*) 'X=', x), in the chi2 line and in the down-weighting correction line.
+TEST(WriteLog, ListDirectedNumbersAsGfortran) {
+  const std::vector<std::pair<double, std::string>> cases = {
+      {0.01, "   1.0000000000000000E-002"},       {0.1, "  0.10000000000000001     "},
+      {0.09999999999999999, "   9.9999999999999992E-002"}, {1e16, "   10000000000000000.     "},
+      {99999999999999984.0, "   99999999999999984.     "}, {1e17, "   1.0000000000000000E+017"},
+      {-5.5, "  -5.5000000000000000     "},       {0.0, "   0.0000000000000000     "},
+      {1e-300, "   1.0000000000000000E-300"},     {-2.5e-5, "  -2.5000000000000001E-005"},
+      {5e-324, "   4.9406564584124654E-324"},     {1.7976931348623157e308, "   1.7976931348623157E+308"},
+  };
+  gpede::test::TempDir dir("log-list");
+  for (const auto& [value, text] : cases) {
+    gpede::SolveResult result;
+    result.chi2_sum = value;
+    gpede::write_log(dir.path() / "millepede.log", result, gpede::Steering{});
+    const LogChi2 written = find_chi2_lines(split_lines(read_file(dir.path() / "millepede.log")));
+    ASSERT_EQ(written.lines.size(), 3u);
+    EXPECT_EQ(written.lines[0], " Sum(Chi^2)/Sum(Ndf) =" + text) << value;
+  }
+  // REAL*4 chi2/ndf / 0.9326 as pede prints it with outlier down-weighting
+  gpede::SolveResult result;
+  result.chi2_ndf = 1.7480144368473725;
+  gpede::Steering steering;
+  steering.outlier_downweighting = 3;
+  gpede::write_log(dir.path() / "millepede.log", result, steering);
+  EXPECT_NE(read_file(dir.path() / "millepede.log")
+                .find("\n             with correction for down-weighting      1.87434530    \n"),
+            std::string::npos);
+}
+
 // The columns of pede's iteration table that gpede fills (it, fc, fcn_value, dfcn_exp, cutf,
 // rejects, hhmmss) rebuilt from every reference log.
 TEST(WriteLog, IterationTableColumnsAsPede) {

@@ -5,7 +5,6 @@
 #include "gpede/output.hpp"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -183,22 +182,22 @@ std::string fortran_g_real4(float x, int width, int digits) {
 
 // ----- gfortran list-directed output --------------------------------------------------------------
 
-// A REAL(8) item: 25 characters, 17 significant digits; fixed with 5 trailing blanks when
-// 0.1 <= |x| < 1e17, else d.dddddddddddddddE+ddd.
-std::string list_real8_field(double x) {
-  constexpr int digits = 17;
-  constexpr std::size_t width = 25;
+// A REAL(8) (REAL(4)) item: 25 (16) characters with 17 (9) significant digits; fixed with
+// 5 (4) trailing blanks when 0.1 <= |x| < 1e17 (1e9), else d.ddddE+ddd (d.ddddE+dd).
+std::string list_real_field(double x, int digits, std::size_t width, int exponent_digits) {
   if (!std::isfinite(x)) return non_finite(x, static_cast<int>(width));
-  if (x == 0.0) return right_justify(fixed_text(x, digits - 1), width - 5) + "     ";
+  const std::size_t trailing = static_cast<std::size_t>(exponent_digits) + 2;
+  const std::string blanks(trailing, ' ');
+  if (x == 0.0) return right_justify(fixed_text(x, digits - 1), width - trailing) + blanks;
   std::string mantissa;
   int k = 0;
   significant_digits(x, digits, mantissa, k);
-  if (k >= 0 && k <= digits) return right_justify(fixed_text(x, digits - k), width - 5) + "     ";
+  if (k >= 0 && k <= digits) return right_justify(fixed_text(x, digits - k), width - trailing) + blanks;
   std::string text = std::signbit(x) ? "-" : "";
   text += mantissa.substr(0, 1) + "." + mantissa.substr(1);
   const int exponent = k - 1;
   char buffer[16];
-  std::snprintf(buffer, sizeof buffer, "E%c%03d", exponent < 0 ? '-' : '+', std::abs(exponent));
+  std::snprintf(buffer, sizeof buffer, "E%c%0*d", exponent < 0 ? '-' : '+', exponent_digits, std::abs(exponent));
   text += buffer;
   return right_justify(text, width);
 }
@@ -219,7 +218,8 @@ class ListLine {
     const bool fits32 = v >= INT32_MIN && v <= INT32_MAX;
     return numeric(fortran_i(v, fits32 ? 11 : 20));
   }
-  ListLine& real8(double v) { return numeric(list_real8_field(v)); }
+  ListLine& real8(double v) { return numeric(list_real_field(v, 17, 25, 3)); }
+  ListLine& real4(float v) { return numeric(list_real_field(v, 9, 16, 2)); }
   std::string str() const { return m_line + '\n'; }
 
  private:
@@ -401,8 +401,9 @@ void write_file_atomically(const std::filesystem::path& file, const std::string&
   }
   if (fd < 0) {
     const int error = errno;
+    const std::filesystem::path folder = file.parent_path().empty() ? "." : file.parent_path();
     throw RuntimeError("cannot write '" + file.string() + "': cannot create a temporary file in '" +
-                       file.parent_path().string() + "': " + errno_text(error));
+                       folder.string() + "': " + errno_text(error));
   }
   const auto fail = [&](const std::string& what, int error) {
     if (fd >= 0) ::close(fd);
@@ -482,8 +483,9 @@ void write_eve(const std::filesystem::path& file, const SolveResult& result) {
     const auto it = std::find_if(eigen.eigenvectors.begin(), eigen.eigenvectors.end(),
                                  [&](const auto& v) { return v.first == index; });
     if (it == eigen.eigenvectors.end()) {
-      throw RuntimeError("cannot write '" + file.string() + "': the eigenvector of eigenvalue " +
-                         std::to_string(index) + " (ascending, 0-based) that pede writes was not computed");
+      throw RuntimeError("cannot write '" + file.string() + "': eigenvector " + std::to_string(n - index) +
+                         " (eigenvalue index " + std::to_string(index) +
+                         " ascending) is missing from the result; eve_selection() lists those needed");
     }
     out += ListLine()
                .text("Eigenvector ")
@@ -595,6 +597,11 @@ void write_log(const std::filesystem::path& file, const SolveResult& result, con
   out += ListLine().text("                    / (").integer(result.ndf_sum).text("-").integer(result.nfgb).text(")").str();
   out += ListLine().text("                    =").real8(result.chi2_ndf).str();
   out += blank;
+  if (steering.outlier_downweighting != 0) {
+    // pede's correction of chi2/ndf for Huber down-weighting, in REAL*4
+    const float corrected = static_cast<float>(result.chi2_ndf) / 0.9326f;
+    out += ListLine().text("            with correction for down-weighting   ").real4(corrected).str();
+  }
 
   out += count_line("NREC", result.records_read, "number of records read");
   out += count_line("NRECUSED", result.records_used, "records accepted in the last pass");
