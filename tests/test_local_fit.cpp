@@ -354,6 +354,11 @@ Record random_record(std::mt19937_64& rng, int n_local, int n_all, int max_label
     for (int k = 0; k < n_local; ++k) {
       if (k == i % n_local || use(rng)) m.locals.emplace_back(k, uni(rng));
     }
+    if (heavy(rng)) {  // one derivative split into two entries of the same local index
+      const double half = 0.5 * m.locals.front().second;
+      m.locals.front().second = half;
+      m.locals.emplace_back(m.locals.front().first, half);
+    }
     std::shuffle(m.locals.begin(), m.locals.end(), rng);
     const int nl = n_labels(rng);
     for (int k = 0; k < nl; ++k) m.globals.emplace_back(label(rng), uni(rng));
@@ -510,6 +515,45 @@ TEST(LocalFit, RandomRecordsMatchLongDoubleReference) {
   EXPECT_EQ(checked, 36);
 }
 
+TEST(LocalFit, BorderedBandRecordWithManyLocals) {
+  // broken-lines-like: 4 track parameters on every measurement plus a band of 3 kinks, 240 locals
+  std::mt19937_64 rng(31);
+  std::uniform_real_distribution<double> uni(-1.0, 1.0);
+  std::uniform_int_distribution<int> label(0, 19);
+  const Problem p = random_problem(rng, 20, 3);
+  const int n_local = 240;
+  Record rec;
+  for (int i = 0; i < 2 * (n_local - 4) + 10; ++i) {
+    Measurement m;
+    m.value = uni(rng);
+    m.sigma = 0.5;
+    for (int k = 0; k < 4; ++k) m.locals.emplace_back(k, uni(rng));
+    for (int k = 0; k < 3; ++k) {
+      const int index = 4 + std::min(n_local - 5, i / 2) + k - 1;
+      if (index >= 4 && index < n_local) m.locals.emplace_back(index, uni(rng));
+    }
+    if (i % 3 == 0) m.globals.emplace_back(label(rng), uni(rng));
+    rec.meas.push_back(m);
+  }
+  LocalFitOptions options;
+  options.hugecut = 1e30;
+  const KernelRun run = run_kernels(make_batch({rec}), 0, p, options);
+  const ReferenceFit ref = reference_fit(rec, p, options);
+  ASSERT_EQ(run.fit.status, LocalFitStatus::accepted);
+  EXPECT_EQ(run.fit.local_parameters, n_local);
+  EXPECT_NEAR(run.fit.chi2, static_cast<double>(ref.chi2), 1e-12 * static_cast<double>(ref.chi2));
+  const double q_scale = static_cast<double>(max_abs(ref.q));
+  for (int k = 0; k < n_local; ++k) EXPECT_NEAR(run.q[k], static_cast<double>(ref.q[k]), 1e-11 * q_scale) << k;
+  const double c_scale = static_cast<double>(max_abs(ref.c));
+  for (int a = 0; a < p.n_variable; ++a) {
+    EXPECT_NEAR(run.vector[a], static_cast<double>(ref.b[a]), 1e-12 * static_cast<double>(max_abs(ref.b)));
+    for (int b = 0; b < p.n_variable; ++b) {
+      EXPECT_NEAR(run.matrix[static_cast<std::size_t>(b) * p.n_variable + a], static_cast<double>(ref.c[a][b]),
+                  1e-12 * c_scale);
+    }
+  }
+}
+
 TEST(LocalFit, FixedAndDuplicateLabelsMerged) {
   // three entries of label 2 (two in one measurement) and one of a fixed label: one slot
   Problem p;
@@ -581,6 +625,16 @@ TEST(LocalFit, Rejections) {
       Measurement m;
       m.value = i;
       m.locals = {{0, 1.0 + i}, {1, 2.0 + 2.0 * i}};
+      rec.meas.push_back(m);
+    }
+    EXPECT_EQ(run_kernels(make_batch({rec}), 0, p, options).fit.status, LocalFitStatus::rank_deficient);
+  }
+  {  // nearly proportional local derivatives: the second pivot drops to ~1e-12 of its diagonal
+    Record rec;
+    for (int i = 0; i < 4; ++i) {
+      Measurement m;
+      m.value = i;
+      m.locals = {{0, 1.0}, {1, 1.0 + 1e-6 * i}};
       rec.meas.push_back(m);
     }
     EXPECT_EQ(run_kernels(make_batch({rec}), 0, p, options).fit.status, LocalFitStatus::rank_deficient);

@@ -95,9 +95,10 @@ struct LocalFitScratch {
   double* sigma = nullptr;       ///< [measurements] scaled errors
   double* correction = nullptr;  ///< [measurements] D q of the last iteration
   double* weight = nullptr;      ///< [measurements] weights of the global contribution
-  double* gamma = nullptr;       ///< [nl(nl+1)/2] Gamma, then its Cholesky factor (packed rows, lower)
+  double* gamma = nullptr;       ///< [nl(nl+1)/2] Gamma, then its Cholesky factor (lower, packed by columns)
+  double* pivot_inverse = nullptr;  ///< [nl] 1 / diagonal of the Cholesky factor
   double* solution = nullptr;    ///< [nl] beta, then q
-  double* cross = nullptr;       ///< [nl x K] D^T W G by columns, then L^-1 D^T W G
+  double* cross = nullptr;       ///< [nl x K] row-major: D^T W G, then L^-1 D^T W G
   double* global_matrix = nullptr;  ///< [K x K] column-major
   double* global_vector = nullptr;  ///< [K]
   std::int32_t* slot_index = nullptr;    ///< [K] variable index per slot, ascending
@@ -129,8 +130,10 @@ GPEDE_HOST_DEVICE GPEDE_INLINE std::size_t packed_size(std::int64_t n) {
   return static_cast<std::size_t>(n) * static_cast<std::size_t>(n + 1) / 2;
 }
 
-GPEDE_HOST_DEVICE GPEDE_INLINE std::size_t packed_row(std::int64_t i) {
-  return static_cast<std::size_t>(i) * static_cast<std::size_t>(i + 1) / 2;
+/// Offset of the diagonal element (j, j) in a packed lower-triangular n x n matrix stored column
+/// by column; element (i, j), i >= j, follows at offset + (i - j).
+GPEDE_HOST_DEVICE GPEDE_INLINE std::size_t packed_column(std::int64_t j, std::int64_t n) {
+  return static_cast<std::size_t>(j * n - j * (j - 1) / 2);
 }
 
 struct ScratchCounts {
@@ -143,7 +146,7 @@ GPEDE_HOST_DEVICE GPEDE_INLINE ScratchCounts scratch_counts(const RecordShape& c
   const std::size_t nl = c.local_parameters > 0 ? static_cast<std::size_t>(c.local_parameters) : 0;
   const std::size_t e = c.global_entries > 0 ? static_cast<std::size_t>(c.global_entries) : 0;
   const std::size_t k = c.unique_globals > 0 ? static_cast<std::size_t>(c.unique_globals) : 0;
-  return {4 * m + packed_size(static_cast<std::int64_t>(nl)) + nl + nl * k + k * k + k, e + 3 * k};
+  return {4 * m + packed_size(static_cast<std::int64_t>(nl)) + 2 * nl + nl * k + k * k + k, e + 3 * k};
 }
 
 /// Weight factor omega and chi2 term of a normalised residual zeta in down-weighting iteration
@@ -165,43 +168,90 @@ GPEDE_HOST_DEVICE GPEDE_INLINE Downweight downweight(double zeta, int iteration)
   return {1.0 / (1.0 + t * t), ::log(1.0 + t * t) * cauchy * cauchy};
 }
 
-/// Cholesky factorisation in place of a packed lower (row by row) symmetric matrix. False if a
+/// Dot product with four partial sums (short dependency chains).
+GPEDE_HOST_DEVICE GPEDE_INLINE double dot(const double* a, const double* b, std::int32_t n) {
+  double s0 = 0.0;
+  double s1 = 0.0;
+  double s2 = 0.0;
+  double s3 = 0.0;
+  std::int32_t k = 0;
+  for (; k + 4 <= n; k += 4) {
+    s0 += a[k] * b[k];
+    s1 += a[k + 1] * b[k + 1];
+    s2 += a[k + 2] * b[k + 2];
+    s3 += a[k + 3] * b[k + 3];
+  }
+  for (; k < n; ++k) s0 += a[k] * b[k];
+  return (s0 + s1) + (s2 + s3);
+}
+
+/// Adds a packed symmetric term v at (a, b) (either order) of an n x n column-packed lower matrix.
+GPEDE_HOST_DEVICE GPEDE_INLINE void add_packed(double* m, std::int32_t n, std::int32_t a, std::int32_t b, double v) {
+  if (a >= b) {
+    m[packed_column(b, n) + (a - b)] += v;
+  } else {
+    m[packed_column(a, n) + (b - a)] += v;
+  }
+}
+
+/// Cholesky factorisation L L^T in place of a symmetric matrix stored as its packed lower triangle
+/// by columns (left-looking, column updates), with the inverse pivots in `inverse`. False if a
 /// pivot drops to 1e-10 of its diagonal element or below, or is NaN.
-GPEDE_HOST_DEVICE GPEDE_INLINE bool cholesky_packed(double* a, std::int32_t n) {
+GPEDE_HOST_DEVICE GPEDE_INLINE bool cholesky_packed(double* a, double* inverse, std::int32_t n) {
   for (std::int32_t j = 0; j < n; ++j) {
-    double* row_j = a + packed_row(j);
-    for (std::int32_t i = 0; i < j; ++i) {
-      const double* row_i = a + packed_row(i);
-      double s = row_j[i];
-      for (std::int32_t k = 0; k < i; ++k) s -= row_j[k] * row_i[k];
-      row_j[i] = s / row_i[i];
+    double* cj = a + packed_column(j, n);
+    const std::int32_t len = n - j;
+    const double diagonal = cj[0];
+    for (std::int32_t k = 0; k < j; ++k) {
+      const double* ck = a + packed_column(k, n) + (j - k);  // L[j.., k]
+      const double f = ck[0];
+      if (f == 0.0) continue;
+      for (std::int32_t t = 0; t < len; ++t) cj[t] -= f * ck[t];
     }
-    const double diagonal = row_j[j];
-    double d = diagonal;
-    for (std::int32_t k = 0; k < j; ++k) d -= row_j[k] * row_j[k];
+    const double d = cj[0];
     if (!(d > 1e-10 * diagonal)) return false;
-    row_j[j] = ::sqrt(d);
+    const double root = ::sqrt(d);
+    const double inv = 1.0 / root;
+    cj[0] = root;
+    inverse[j] = inv;
+    for (std::int32_t t = 1; t < len; ++t) cj[t] *= inv;
   }
   return true;
 }
 
-/// Solves L y = x in place (L packed lower by rows).
-GPEDE_HOST_DEVICE GPEDE_INLINE void forward_packed(const double* l, std::int32_t n, double* x) {
-  for (std::int32_t i = 0; i < n; ++i) {
-    const double* row = l + packed_row(i);
-    double s = x[i];
-    for (std::int32_t k = 0; k < i; ++k) s -= row[k] * x[k];
-    x[i] = s / row[i];
+/// Solves L y = x in place.
+GPEDE_HOST_DEVICE GPEDE_INLINE void forward_packed(const double* l, const double* inverse, std::int32_t n, double* x) {
+  for (std::int32_t j = 0; j < n; ++j) {
+    const double xj = x[j] * inverse[j];
+    x[j] = xj;
+    if (xj == 0.0) continue;
+    const double* cj = l + packed_column(j, n);
+    for (std::int32_t i = j + 1; i < n; ++i) x[i] -= cj[i - j] * xj;
   }
 }
 
 /// Solves L^T y = x in place.
-GPEDE_HOST_DEVICE GPEDE_INLINE void backward_packed(const double* l, std::int32_t n, double* x) {
+GPEDE_HOST_DEVICE GPEDE_INLINE void backward_packed(const double* l, const double* inverse, std::int32_t n, double* x) {
   for (std::int32_t i = n - 1; i >= 0; --i) {
-    const double* row = l + packed_row(i);
-    const double xi = x[i] / row[i];
-    x[i] = xi;
-    for (std::int32_t k = 0; k < i; ++k) x[k] -= row[k] * xi;
+    const double* ci = l + packed_column(i, n);
+    x[i] = (x[i] - dot(ci + 1, x + i + 1, n - 1 - i)) * inverse[i];
+  }
+}
+
+/// Solves L Y = X in place for the k columns of X, stored row-major (n x k).
+GPEDE_HOST_DEVICE GPEDE_INLINE void forward_packed_rows(const double* l, const double* inverse, std::int32_t n,
+                                                        double* x, std::int32_t k) {
+  for (std::int32_t j = 0; j < n; ++j) {
+    double* xj = x + static_cast<std::int64_t>(j) * k;
+    const double inv = inverse[j];
+    for (std::int32_t c = 0; c < k; ++c) xj[c] *= inv;
+    const double* cj = l + packed_column(j, n);
+    for (std::int32_t i = j + 1; i < n; ++i) {
+      const double f = cj[i - j];
+      if (f == 0.0) continue;
+      double* xi = x + static_cast<std::int64_t>(i) * k;
+      for (std::int32_t c = 0; c < k; ++c) xi[c] -= f * xj[c];
+    }
   }
 }
 
@@ -257,6 +307,8 @@ GPEDE_HOST_DEVICE GPEDE_INLINE LocalFitScratch make_local_fit_scratch(void* buff
   d += m;
   s.gamma = d;
   d += detail::packed_size(static_cast<std::int64_t>(nl));
+  s.pivot_inverse = d;
+  d += nl;
   s.solution = d;
   d += nl;
   s.cross = d;
@@ -337,30 +389,31 @@ GPEDE_HOST_DEVICE GPEDE_INLINE LocalFitResult fit_record(const RecordBatchView& 
       const double wz = w * s.corrected[i];
       const std::int64_t l0 = batch.local_begin[m];
       const std::int64_t l1 = batch.local_begin[m + 1];
-      for (std::int64_t j = l0; j < l1; ++j) {
-        const std::int32_t a = batch.local_index[j];
-        const double wd = w * batch.local_deriv[j];
-        s.solution[a] += wz * batch.local_deriv[j];
-        for (std::int64_t k = l0; k < j; ++k) {
-          const std::int32_t b = batch.local_index[k];
-          const double v = wd * batch.local_deriv[k];
+      for (std::int64_t k = l0; k < l1; ++k) {
+        const std::int32_t b = batch.local_index[k];
+        const double wd = w * batch.local_deriv[k];
+        s.solution[b] += wz * batch.local_deriv[k];
+        double* column = s.gamma + detail::packed_column(b, nl) - b;  // column[a] = (a, b) for a >= b
+        column[b] += wd * batch.local_deriv[k];
+        for (std::int64_t j = k + 1; j < l1; ++j) {
+          const std::int32_t a = batch.local_index[j];
+          const double v = wd * batch.local_deriv[j];
           if (a > b) {
-            s.gamma[detail::packed_row(a) + b] += v;
+            column[a] += v;
           } else if (a < b) {
-            s.gamma[detail::packed_row(b) + a] += v;
+            detail::add_packed(s.gamma, nl, a, b, v);
           } else {
-            s.gamma[detail::packed_row(a) + a] += 2.0 * v;  // repeated local index in one measurement
+            column[a] += 2.0 * v;  // repeated local index in one measurement
           }
         }
-        s.gamma[detail::packed_row(a) + a] += wd * batch.local_deriv[j];
       }
     }
-    if (!detail::cholesky_packed(s.gamma, nl)) {
+    if (!detail::cholesky_packed(s.gamma, s.pivot_inverse, nl)) {
       result.status = LocalFitStatus::rank_deficient;
       return result;
     }
-    detail::forward_packed(s.gamma, nl, s.solution);
-    detail::backward_packed(s.gamma, nl, s.solution);
+    detail::forward_packed(s.gamma, s.pivot_inverse, nl, s.solution);
+    detail::backward_packed(s.gamma, s.pivot_inverse, nl, s.solution);
 
     chi2 = 0.0;
     sum_root_omega = 0.0;
@@ -537,25 +590,28 @@ GPEDE_HOST_DEVICE GPEDE_INLINE GlobalContribution global_contribution(const Reco
         }
       }
       s.global_matrix[static_cast<std::int64_t>(a) * kk + a] += wg * g;
-      double* column = s.cross + static_cast<std::int64_t>(a) * nl;
       for (std::int64_t j = batch.local_begin[m]; j < batch.local_begin[m + 1]; ++j) {
-        column[batch.local_index[j]] += wg * batch.local_deriv[j];
+        s.cross[static_cast<std::int64_t>(batch.local_index[j]) * kk + a] += wg * batch.local_deriv[j];
       }
     }
   }
   for (std::int32_t k = 0; k < kk; ++k) s.global_vector[k] *= rw;
 
   if (with_matrix) {
-    for (std::int32_t a = 0; a < kk; ++a) detail::forward_packed(s.gamma, nl, s.cross + static_cast<std::int64_t>(a) * nl);
-    for (std::int32_t b = 0; b < kk; ++b) {
-      const double* yb = s.cross + static_cast<std::int64_t>(b) * nl;
-      double* column = s.global_matrix + static_cast<std::int64_t>(b) * kk;
-      for (std::int32_t a = b; a < kk; ++a) {
-        const double* ya = s.cross + static_cast<std::int64_t>(a) * nl;
-        double dot = 0.0;
-        for (std::int32_t j = 0; j < nl; ++j) dot += ya[j] * yb[j];
-        column[a] = rw * (column[a] - dot);
+    // Y = L^-1 D^T W G; C = G^T W G - Y^T Y, by rank-one updates of the rows of Y
+    detail::forward_packed_rows(s.gamma, s.pivot_inverse, nl, s.cross, kk);
+    for (std::int32_t i = 0; i < nl; ++i) {
+      const double* y = s.cross + static_cast<std::int64_t>(i) * kk;
+      for (std::int32_t b = 0; b < kk; ++b) {
+        const double yb = y[b];
+        if (yb == 0.0) continue;
+        double* column = s.global_matrix + static_cast<std::int64_t>(b) * kk;
+        for (std::int32_t a = b; a < kk; ++a) column[a] -= yb * y[a];
       }
+    }
+    for (std::int32_t b = 0; b < kk; ++b) {
+      double* column = s.global_matrix + static_cast<std::int64_t>(b) * kk;
+      for (std::int32_t a = b; a < kk; ++a) column[a] *= rw;
     }
     out.matrix = s.global_matrix;
   }
