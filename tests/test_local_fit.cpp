@@ -988,6 +988,9 @@ TEST(CpuAccumulator, CountsRejections) {
   m.globals = {{0, 1.0}};
   no_local.meas = {m, m, m};
   records.push_back(no_local);                                      // skipped
+  Record sparse_locals = line_record({0.0, 1.0, 2.0}, 1.0);
+  sparse_locals.meas[1].locals.emplace_back(15000, 1.0);
+  records.push_back(sparse_locals);                                 // 15001 locals, 3 measurements
   LocalFitOptions options;
   options.hugecut = 10.0;
   options.chi2_cut_factor = 0.5;
@@ -995,13 +998,13 @@ TEST(CpuAccumulator, CountsRejections) {
   acc.begin_pass(setup_of(p, options, true));
   acc.accumulate(make_batch(records));
   const gpede::detail::PassTotals totals = acc.end_pass();
-  EXPECT_EQ(totals.records, 6);
+  EXPECT_EQ(totals.records, 7);
   EXPECT_EQ(totals.accepted, 1);
-  EXPECT_EQ(totals.rejected_rank, 2);
+  EXPECT_EQ(totals.rejected_rank, 3);
   EXPECT_EQ(totals.rejected_huge, 1);
   EXPECT_EQ(totals.rejected_cut, 1);
   EXPECT_EQ(totals.rejected_downweight, 0);
-  EXPECT_EQ(totals.rejected(), 4);
+  EXPECT_EQ(totals.rejected(), 5);
   // ndf: accepted (2) + huge (2) + cut (2), as pede sums them
   EXPECT_EQ(totals.ndf_sum, 6);
   const ReferenceFit accepted = reference_fit(records[0], p, options);

@@ -217,7 +217,9 @@ struct CpuAccumulator::Impl {
                            ")");
       }
     }
-    ts.ensure_capacity(kernels::record_shape(view, r));
+    kernels::RecordShape shape = kernels::record_shape(view, r);
+    shape.local_parameters = std::min(shape.local_parameters, shape.measurements);  // more: rejected unfitted
+    ts.ensure_capacity(shape);
 
     PassTotals& sums = ts.sums;
     ++sums.records;

@@ -329,7 +329,9 @@ GPEDE_HOST_DEVICE GPEDE_INLINE LocalFitScratch make_local_fit_scratch(void* buff
 }
 
 /// Local fit of record r with the current global parameter values. The scratch keeps what
-/// global_contribution needs (residuals, weights, Cholesky factor) until the next fit.
+/// global_contribution needs (residuals, weights, Cholesky factor) until the next fit. A record
+/// with fewer measurements than local parameters is rejected before the scratch is touched, so the
+/// capacity needs to cover only min(local parameters, measurements).
 GPEDE_HOST_DEVICE GPEDE_INLINE LocalFitResult fit_record(const RecordBatchView& batch, const GlobalStateView& state,
                                                          std::int64_t r, const LocalFitOptions& options,
                                                          const LocalFitScratch& s) {
@@ -351,6 +353,10 @@ GPEDE_HOST_DEVICE GPEDE_INLINE LocalFitResult fit_record(const RecordBatchView& 
     result.status = LocalFitStatus::no_local_parameters;
     return result;
   }
+  if (n_meas < nl) {  // Gamma cannot have full rank
+    result.status = LocalFitStatus::rank_deficient;
+    return result;
+  }
   if (n_meas > s.capacity.measurements || nl > s.capacity.local_parameters) {
     result.status = LocalFitStatus::scratch_too_small;
     return result;
@@ -366,10 +372,6 @@ GPEDE_HOST_DEVICE GPEDE_INLINE LocalFitResult fit_record(const RecordBatchView& 
     s.corrected[i] = z;
     s.sigma[i] = batch.meas_sigma[m] * (g1 > g0 ? options.scale_global : options.scale_local);
     s.correction[i] = 0.0;
-  }
-  if (n_meas < nl) {  // Gamma cannot have full rank
-    result.status = LocalFitStatus::rank_deficient;
-    return result;
   }
 
   const bool downweighting = options.downweight_iterations > 0;
