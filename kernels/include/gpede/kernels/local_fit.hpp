@@ -109,7 +109,9 @@ struct LocalFitScratch {
 
 /// The contribution of an accepted record to the global system, pointing into the scratch.
 struct GlobalContribution {
-  bool ok = false;          ///< false: more distinct globals than the scratch holds (size says how many)
+  /// false: the record has more global entries or distinct globals than the scratch holds; then
+  /// size is a lower bound of the distinct globals needed (0 if the entries overflowed).
+  bool ok = false;
   std::int32_t size = 0;    ///< K: distinct variable global parameters of the record
   const std::int32_t* index = nullptr;    ///< [K] variable indices, ascending
   const std::int32_t* label = nullptr;    ///< [K] label indices (into all labels)
