@@ -29,7 +29,9 @@ struct PassSetup {
 struct PassTotals {
   double chi2_sum = 0.0;        ///< sum of weighted chi2 of accepted local fits
   double function_value = 0.0;  ///< chi2_sum + cut values of rejected fits
-  std::int64_t ndf_sum = 0;     ///< sum of ndf of accepted local fits
+  /// Sum of ndf of the local fits that reach the chi2 cuts: accepted, or rejected by hugecut, the
+  /// chi2 cut or the down-weight fraction (pede sums them so).
+  std::int64_t ndf_sum = 0;
   std::int64_t records = 0;
   std::int64_t accepted = 0;
   std::int64_t rejected_rank = 0;    ///< singular local matrix, ndf <= 0, NaN
@@ -37,7 +39,9 @@ struct PassTotals {
   std::int64_t rejected_cut = 0;     ///< chi2 > cut factor x chi2_3sigma
   std::int64_t rejected_downweight = 0;  ///< down-weight fraction > dwfractioncut
   std::vector<double> rhs;                    ///< b (size n_variable)
-  std::vector<std::int64_t> entries_accepted;  ///< per label: measurements in accepted fits
+  /// Per label (size n_all): global derivatives in accepted fits, counted for variable labels only
+  /// (pede's counter); 0 for fixed labels.
+  std::vector<std::int64_t> entries_accepted;
   std::int64_t rejected() const { return rejected_rank + rejected_huge + rejected_cut + rejected_downweight; }
 };
 
