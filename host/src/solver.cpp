@@ -433,7 +433,9 @@ SolveResult solve(const Steering& steering, const SolverOptions& options, Record
   setup.fit.dwfractioncut = steering.dwfractioncut;
   setup.fit.scale_global = steering.scale_errors_global;
   setup.fit.scale_local = steering.scale_errors_local;
-  double c1 = steering.chisqcut1, c2 = steering.chisqcut2;
+  // pede stores -1 for a first cut factor below 1: no chi2 cut at all (hugecut still applies).
+  const double c1 = steering.chisqcut1 < 0.0 ? 0.0 : steering.chisqcut1;
+  const double c2 = steering.chisqcut2 < 0.0 ? 0.0 : steering.chisqcut2;
   CutSchedule cuts(c1, c2);
 
   auto run_pass = [&](bool build_matrix, int pass_number) {
@@ -490,7 +492,7 @@ SolveResult solve(const Steering& steering, const SolverOptions& options, Record
   factor_options.mode = steering.constraint_mode;
   factor_options.want_covariance =
       steering.method == Method::inversion || steering.method == Method::diagonalization;
-  factor_options.eve_count = steering.method == Method::diagonalization ? 20 : 0;
+  factor_options.eve_count = steering.method == Method::diagonalization ? 16 : 0;
   auto t_solve = Clock::now();
   detail::FactorReport report = backend->factorize(constraints, factor_options);
   result.figures.solving_s += seconds_since(t_solve);
