@@ -214,7 +214,10 @@ SolveResult solve(const Steering& steering, const SolverOptions& options, Record
   auto log = [&](const std::string& line) {
     if (options.log) options.log(line);
   };
-  for (const auto& w : steering.warnings) log("warning: " + w);
+  if (steering.printrecord1 != 0 || steering.printrecord2 != 0) {
+    result.warnings.push_back("printrecord: the record printout (mpdebug.txt) is not implemented; ignored");
+  }
+  for (const auto& w : result.warnings) log("warning: " + w);
 
   // ---- backend --------------------------------------------------------------------------------
   int threads = options.threads > 0 ? options.threads : steering.threads;
