@@ -217,6 +217,10 @@ SolveResult solve(const Steering& steering, const SolverOptions& options, Record
   if (steering.printrecord1 != 0 || steering.printrecord2 != 0) {
     result.warnings.push_back("printrecord: the record printout (mpdebug.txt) is not implemented; ignored");
   }
+  if (steering.entries_accepted != 10) {
+    result.warnings.push_back("entries: the second number (minimum entries from accepted local fits, " +
+                              std::to_string(steering.entries_accepted) + ") is not implemented; ignored");
+  }
   for (const auto& w : result.warnings) log("warning: " + w);
 
   // ---- backend --------------------------------------------------------------------------------
