@@ -481,6 +481,7 @@ TEST(CudaSolutionFailure, DependentConstraintsAreReported) {
   auto gpu = cuda_backend_with(s);
   const FactorReport report = gpu->factorize(s.constraints, options);
   EXPECT_FALSE(report.ok);
+  EXPECT_EQ(report.dependent_constraints, std::vector<std::int64_t>{2});
   EXPECT_NE(report.message.find("#3"), std::string::npos) << report.message;
 }
 

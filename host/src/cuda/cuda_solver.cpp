@@ -316,16 +316,16 @@ FactorReport CudaDenseSolver::factorize(DeviceBuffer<double> matrix, std::int64_
       read_info("Xgeqrf");
       r_diagonal = download_strided(m_q.data(), n + 1, reflectors, m_stream);
     }
-    std::vector<std::int64_t> dependent;
     for (std::int64_t k = 0; k < m; ++k) {
-      if (k >= n || !(std::abs(r_diagonal[k]) > kConstraintRankTolerance)) dependent.push_back(k);
+      if (k >= n || !(std::abs(r_diagonal[k]) > kConstraintRankTolerance)) report.dependent_constraints.push_back(k);
     }
-    if (!dependent.empty()) {
+    if (!report.dependent_constraints.empty()) {
       report.ok = false;
       std::ostringstream msg;
-      msg << "the constraints are linearly dependent: rank " << m - static_cast<std::int64_t>(dependent.size())
-          << " for " << m << " constraint equations; dependent on earlier ones (or empty):";
-      for (std::int64_t k : dependent) msg << " #" << k + 1;
+      msg << "the constraints are linearly dependent: rank "
+          << m - static_cast<std::int64_t>(report.dependent_constraints.size()) << " for " << m
+          << " constraint equations; dependent on earlier ones (or empty):";
+      for (std::int64_t k : report.dependent_constraints) msg << " #" << k + 1;
       report.message = msg.str();
       m_q.reset();
       m_tau.reset();
