@@ -16,6 +16,7 @@
 #include <Eigen/Dense>
 
 #include "gpede/detail/backend.hpp"
+#include "gpede/detail/cuda_device.hpp"
 #include "gpede/error.hpp"
 #include "gpede/solver.hpp"
 
@@ -223,29 +224,6 @@ SolveResult solve(const Steering& steering, const SolverOptions& options, Record
   }
   for (const auto& w : result.warnings) log("warning: " + w);
 
-  // ---- backend --------------------------------------------------------------------------------
-  int threads = options.threads > 0 ? options.threads : steering.threads;
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  std::unique_ptr<detail::Backend> backend;
-  switch (options.backend) {
-    case BackendKind::cpu:
-      backend = detail::make_cpu_backend(threads);
-      break;
-    case BackendKind::cuda:
-      backend = detail::make_cuda_backend();
-      break;
-    case BackendKind::automatic:
-      try {
-        backend = detail::make_cuda_backend();
-        log("backend: cuda (automatic: a CUDA device is present)");
-      } catch (const RuntimeError& e) {
-        backend = detail::make_cpu_backend(threads);
-        log(std::string("backend: cpu (automatic: ") + e.what() + ")");
-      }
-      break;
-  }
-  result.backend = backend->name();
-
   // ---- loop 1: read the data once -------------------------------------------------------------
   std::unique_ptr<RecordSource> owned_source;
   if (source == nullptr) {
@@ -257,7 +235,9 @@ SolveResult solve(const Steering& steering, const SolverOptions& options, Record
   EntryCounter counter;
   std::int64_t n_records = 0;
   std::int64_t n_measurements = 0;
+  std::size_t max_batch_bytes = 0;
   data.first_read([&](const RecordBatch& batch) {
+    max_batch_bytes = std::max(max_batch_bytes, batch.bytes());
     counter.add(batch);
     n_records += static_cast<std::int64_t>(batch.n_records());
     n_measurements += static_cast<std::int64_t>(batch.n_measurements());
@@ -358,6 +338,35 @@ SolveResult solve(const Steering& steering, const SolverOptions& options, Record
   }
   result.n_constraints = constraints.m;
   const std::int64_t m = constraints.m;
+
+  // ---- backend: chosen now that the size of the system is known ---------------------------------
+  int threads = options.threads > 0 ? options.threads : steering.threads;
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::unique_ptr<detail::Backend> backend;
+  if (options.backend == BackendKind::cpu) {
+    backend = detail::make_cpu_backend(threads);
+  } else {
+    const detail::CudaDeviceInfo device = detail::query_cuda_device();
+    std::string reason;
+    if (!device.present) {
+      reason = device.reason;
+    } else {
+      const detail::MemoryPlan plan = detail::plan_cuda_memory(n_var, constraints.m, steering.method,
+                                                               steering.constraint_mode, max_batch_bytes, device);
+      if (plan.fits) {
+        backend = detail::make_cuda_backend();
+        log("backend: cuda on " + device.name + " (" + plan.message + ")");
+      } else {
+        reason = plan.message;
+      }
+    }
+    if (!backend) {
+      if (options.backend == BackendKind::cuda) throw RuntimeError("--backend cuda: " + reason);
+      backend = detail::make_cpu_backend(threads);
+      log("backend: cpu (automatic choice: " + reason + ")");
+    }
+  }
+  result.backend = backend->name();
 
   // Current values of the variable parameters; made feasible: p += A^T (A A^T)^-1 (c - A p).
   std::vector<double> value = start_value;
