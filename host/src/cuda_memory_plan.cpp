@@ -85,18 +85,6 @@ std::string gigabytes(double bytes) {
   return text;
 }
 
-const char* method_text(Method method) {
-  switch (method) {
-    case Method::inversion:
-      return "inversion";
-    case Method::diagonalization:
-      return "diagonalization";
-    case Method::decomposition:
-      return "decomposition";
-  }
-  return "?";
-}
-
 const char* mode_name(ConstraintMode mode) {
   return mode == ConstraintMode::elimination ? "elimination" : "Lagrange multipliers";
 }
@@ -116,7 +104,7 @@ MemoryPlan plan_cuda_memory(std::int64_t n_variable, std::int64_t n_constraints,
   // The CPU backend holds the matrix and one working copy in host memory.
   const std::string cpu_hint = "the CPU backend (--backend cpu) needs about " + gigabytes(2.0 * n * n * kDouble) +
                                " of host memory";
-  const std::string what = std::string(method_text(method)) + " with " + mode_name(mode) + " of " +
+  const std::string what = std::string(method_name(method)) + " with " + mode_name(mode) + " of " +
                            std::to_string(n_variable) + " parameters and " + std::to_string(n_constraints) +
                            " constraints";
   if (!device.present) {
@@ -142,7 +130,7 @@ MemoryPlan plan_cuda_memory(std::int64_t n_variable, std::int64_t n_constraints,
       const Need other = need_for(n_variable, n_constraints, other_method, other_mode, max_batch_bytes);
       const double bytes = std::max(other.accumulate, other.factorize);
       if (bytes <= static_cast<double>(plan.available_bytes)) {
-        alternatives += std::string(alternatives.empty() ? "" : ", ") + "method " + method_text(other_method) +
+        alternatives += std::string(alternatives.empty() ? "" : ", ") + "method " + method_name(other_method) +
                         (other_mode != mode ? std::string(" with ") + mode_name(other_mode) : std::string()) + " (" +
                         gigabytes(bytes) + ")";
       }

@@ -249,18 +249,6 @@ std::vector<const ParameterResult*> sorted_parameters(const SolveResult& result)
 // pede prints its REAL*4 values: round to float first.
 double as_real4(double x) { return static_cast<double>(static_cast<float>(x)); }
 
-const char* method_text(Method method) {
-  switch (method) {
-    case Method::inversion:
-      return "inversion";
-    case Method::diagonalization:
-      return "diagonalization";
-    case Method::decomposition:
-      return "decomposition";
-  }
-  return "unknown";
-}
-
 const char* constraint_text(ConstraintMode mode) {
   return mode == ConstraintMode::multipliers ? "multipliers" : "elimination";
 }
@@ -557,7 +545,7 @@ void write_log(const std::filesystem::path& file, const SolveResult& result, con
       break;
   }
   out += ListLine().text("                  with").integer(steering.iterations).text(" iterations").str();
-  if (steering.method_name != method_text(result.method)) {
+  if (steering.method_name != method_name(result.method)) {
     out += ListLine().text("                  (steered as ").text(steering.method_name).text(")").str();
   }
   out += " Convergence assumed, if expected dF <" + fortran_e(steering.dflim, 12, 4) + "\n";
@@ -634,7 +622,7 @@ void write_json(const std::filesystem::path& file, const SolveResult& result, co
   const PhaseFigures& f = result.figures;
   out << "{\n";
   out << "  \"steering_file\": " << json_string(steering.steering_file.string()) << ",\n";
-  out << "  \"method\": " << json_string(method_text(result.method)) << ",\n";
+  out << "  \"method\": " << json_string(method_name(result.method)) << ",\n";
   out << "  \"method_steered\": " << json_string(steering.method_name) << ",\n";
   out << "  \"constraint_mode\": " << json_string(constraint_text(result.constraint_mode)) << ",\n";
   out << "  \"backend\": " << json_string(result.backend) << ",\n";
