@@ -16,6 +16,7 @@
 #include <Eigen/Dense>
 
 #include "gpede/detail/backend.hpp"
+#include "gpede/detail/cuda_device.hpp"
 #include "gpede/error.hpp"
 #include "gpede/solver.hpp"
 
@@ -214,30 +215,14 @@ SolveResult solve(const Steering& steering, const SolverOptions& options, Record
   auto log = [&](const std::string& line) {
     if (options.log) options.log(line);
   };
-  for (const auto& w : steering.warnings) log("warning: " + w);
-
-  // ---- backend --------------------------------------------------------------------------------
-  int threads = options.threads > 0 ? options.threads : steering.threads;
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  std::unique_ptr<detail::Backend> backend;
-  switch (options.backend) {
-    case BackendKind::cpu:
-      backend = detail::make_cpu_backend(threads);
-      break;
-    case BackendKind::cuda:
-      backend = detail::make_cuda_backend();
-      break;
-    case BackendKind::automatic:
-      try {
-        backend = detail::make_cuda_backend();
-        log("backend: cuda (automatic: a CUDA device is present)");
-      } catch (const RuntimeError& e) {
-        backend = detail::make_cpu_backend(threads);
-        log(std::string("backend: cpu (automatic: ") + e.what() + ")");
-      }
-      break;
+  if (steering.printrecord1 != 0 || steering.printrecord2 != 0) {
+    result.warnings.push_back("printrecord: the record printout (mpdebug.txt) is not implemented; ignored");
   }
-  result.backend = backend->name();
+  if (steering.entries_accepted != 10) {
+    result.warnings.push_back("entries: the second number (minimum entries from accepted local fits, " +
+                              std::to_string(steering.entries_accepted) + ") is not implemented; ignored");
+  }
+  for (const auto& w : result.warnings) log("warning: " + w);
 
   // ---- loop 1: read the data once -------------------------------------------------------------
   std::unique_ptr<RecordSource> owned_source;
@@ -250,7 +235,9 @@ SolveResult solve(const Steering& steering, const SolverOptions& options, Record
   EntryCounter counter;
   std::int64_t n_records = 0;
   std::int64_t n_measurements = 0;
+  std::size_t max_batch_bytes = 0;
   data.first_read([&](const RecordBatch& batch) {
+    max_batch_bytes = std::max(max_batch_bytes, batch.bytes());
     counter.add(batch);
     n_records += static_cast<std::int64_t>(batch.n_records());
     n_measurements += static_cast<std::int64_t>(batch.n_measurements());
@@ -352,6 +339,35 @@ SolveResult solve(const Steering& steering, const SolverOptions& options, Record
   result.n_constraints = constraints.m;
   const std::int64_t m = constraints.m;
 
+  // ---- backend: chosen now that the size of the system is known ---------------------------------
+  int threads = options.threads > 0 ? options.threads : steering.threads;
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::unique_ptr<detail::Backend> backend;
+  if (options.backend == BackendKind::cpu) {
+    backend = detail::make_cpu_backend(threads);
+  } else {
+    const detail::CudaDeviceInfo device = detail::query_cuda_device();
+    std::string reason;
+    if (!device.present) {
+      reason = device.reason;
+    } else {
+      const detail::MemoryPlan plan = detail::plan_cuda_memory(n_var, constraints.m, steering.method,
+                                                               steering.constraint_mode, max_batch_bytes, device);
+      if (plan.fits) {
+        backend = detail::make_cuda_backend();
+        log("backend: cuda on " + device.name + " (" + plan.message + ")");
+      } else {
+        reason = plan.message;
+      }
+    }
+    if (!backend) {
+      if (options.backend == BackendKind::cuda) throw RuntimeError("--backend cuda: " + reason);
+      backend = detail::make_cpu_backend(threads);
+      log("backend: cpu (automatic choice: " + reason + ")");
+    }
+  }
+  result.backend = backend->name();
+
   // Current values of the variable parameters; made feasible: p += A^T (A A^T)^-1 (c - A p).
   std::vector<double> value = start_value;
   if (m > 0) {
@@ -433,7 +449,9 @@ SolveResult solve(const Steering& steering, const SolverOptions& options, Record
   setup.fit.dwfractioncut = steering.dwfractioncut;
   setup.fit.scale_global = steering.scale_errors_global;
   setup.fit.scale_local = steering.scale_errors_local;
-  double c1 = steering.chisqcut1, c2 = steering.chisqcut2;
+  // pede stores -1 for a first cut factor below 1: no chi2 cut at all (hugecut still applies).
+  const double c1 = steering.chisqcut1 < 0.0 ? 0.0 : steering.chisqcut1;
+  const double c2 = steering.chisqcut2 < 0.0 ? 0.0 : steering.chisqcut2;
   CutSchedule cuts(c1, c2);
 
   auto run_pass = [&](bool build_matrix, int pass_number) {
@@ -490,7 +508,7 @@ SolveResult solve(const Steering& steering, const SolverOptions& options, Record
   factor_options.mode = steering.constraint_mode;
   factor_options.want_covariance =
       steering.method == Method::inversion || steering.method == Method::diagonalization;
-  factor_options.eve_count = steering.method == Method::diagonalization ? 20 : 0;
+  factor_options.eve_count = steering.method == Method::diagonalization ? 16 : 0;
   auto t_solve = Clock::now();
   detail::FactorReport report = backend->factorize(constraints, factor_options);
   result.figures.solving_s += seconds_since(t_solve);

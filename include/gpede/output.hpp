@@ -2,21 +2,29 @@
 // Every file is written to a temporary name in the same folder and renamed, so it is whole or absent.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "gpede/solver.hpp"
 
 namespace gpede {
 
-/// pede's Fortran G14.5 edit of x (14 characters).
+/// pede's Fortran G14.5 edit of x as gfortran writes it, after rounding x to REAL*4 (14 characters).
 std::string format_g14_5(double x);
 
 /// millepede.res in pede's exact format (columns by method, fixed parameters with 3 columns,
 /// printcounts, globalcorr).
 void write_res(const std::filesystem::path& file, const SolveResult& result, const Steering& steering);
-/// millepede.eve (diagonalization): eigenvalues and eigenvectors.
+/// millepede.eve (diagonalization): the eigenvectors that eve_selection() names, in that order,
+/// each numbered as pede does (1 = largest eigenvalue). Throws RuntimeError if one of them is
+/// missing from result.eigen.eigenvectors; others there are not written.
 void write_eve(const std::filesystem::path& file, const SolveResult& result);
+/// The eigenvectors pede writes to millepede.eve, as indices into `eigenvalues` (ascending), in
+/// pede's order: the 10 smallest positive eigenvalues (smallest first), then the 6 largest
+/// (largest first); fewer when there are fewer than 16 positive eigenvalues.
+std::vector<std::int64_t> eve_selection(const std::vector<double>& eigenvalues);
 /// millepede.end: exit code and message.
 void write_end(const std::filesystem::path& file, int exit_code, const std::string& message);
 /// millepede.log: files, options, iteration table, Sum(Chi^2)/Sum(Ndf), timings.

@@ -62,7 +62,9 @@ struct Steering {
 
   int entries_files = 25;     ///< `entries n1`: min entries from binary files (mreqenf)
   int entries_accepted = 10;  ///< `entries n1 n2`: min entries from accepted local fits (mreqena)
-  double chisqcut1 = 0.0;     ///< `chisqcut c1 c2`: cut factor in iteration 1 (0 = off)
+  /// `chisqcut c1 c2`: cut factor in iteration 1 (0 = off; -1 where c1 < 1 was given, as pede
+  /// stores it)
+  double chisqcut1 = 0.0;
   double chisqcut2 = 0.0;     ///< cut factor in iteration 2
   double hugecut = 50.0;      ///< `hugecut c`: cut factor for unreasonable data, all iterations
   int outlier_downweighting = 0;  ///< `outlierdownweighting n` (0 off; >0 at least 2)

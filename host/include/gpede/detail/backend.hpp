@@ -29,7 +29,9 @@ struct PassSetup {
 struct PassTotals {
   double chi2_sum = 0.0;        ///< sum of weighted chi2 of accepted local fits
   double function_value = 0.0;  ///< chi2_sum + cut values of rejected fits
-  std::int64_t ndf_sum = 0;     ///< sum of ndf of accepted local fits
+  /// Sum of ndf of the local fits that reach the chi2 cuts: accepted, or rejected by hugecut, the
+  /// chi2 cut or the down-weight fraction (pede sums them so).
+  std::int64_t ndf_sum = 0;
   std::int64_t records = 0;
   std::int64_t accepted = 0;
   std::int64_t rejected_rank = 0;    ///< singular local matrix, ndf <= 0, NaN
@@ -37,7 +39,9 @@ struct PassTotals {
   std::int64_t rejected_cut = 0;     ///< chi2 > cut factor x chi2_3sigma
   std::int64_t rejected_downweight = 0;  ///< down-weight fraction > dwfractioncut
   std::vector<double> rhs;                    ///< b (size n_variable)
-  std::vector<std::int64_t> entries_accepted;  ///< per label: measurements in accepted fits
+  /// Per label (size n_all): global derivatives in accepted fits, counted for variable labels only
+  /// (pede's counter); 0 for fixed labels.
+  std::vector<std::int64_t> entries_accepted;
   std::int64_t rejected() const { return rejected_rank + rejected_huge + rejected_cut + rejected_downweight; }
 };
 
@@ -54,18 +58,26 @@ struct FactorOptions {
   Method method = Method::inversion;
   ConstraintMode mode = ConstraintMode::elimination;
   bool want_covariance = true;  ///< inversion, diagonalization
-  int eve_count = 0;  ///< eigenvectors to return for millepede.eve (smallest and largest)
+  /// Eigenvectors to return for millepede.eve, chosen as pede does: the 10 smallest positive
+  /// eigenvalues (smallest first), then the 6 largest (largest first); at most 16.
+  int eve_count = 0;
 };
 
 /// Outcome of a factorisation. ok == false: the matrix is not positive definite (elimination) or
-/// singular (multipliers); message says so, weak_labels_index lists variable indices involved
-/// where cheap to tell (e.g. zero or negative pivots).
+/// singular (multipliers), or the constraints are linearly dependent; message says so,
+/// weak_indices lists the variable indices involved (ascending) and dependent_constraints the
+/// constraints (0-based, in the order given) that depend on earlier ones.
 struct FactorReport {
   bool ok = true;
   std::string message;
   std::vector<std::int64_t> weak_indices;
-  std::vector<double> eigenvalues;  ///< ascending (diagonalization)
-  std::vector<std::pair<std::int64_t, std::vector<double>>> eigenvectors;  ///< in variable space (size n)
+  std::vector<std::int64_t> dependent_constraints;
+  /// Ascending (diagonalization): of the reduced matrix with elimination (n - m values), of the
+  /// bordered matrix with multipliers (n + m values, constraint rows scaled by powers of two).
+  std::vector<double> eigenvalues;
+  /// Selected eigenvectors: index into eigenvalues, components in variable space (size n); with
+  /// multipliers n + m components, the last m those of the (scaled) multipliers.
+  std::vector<std::pair<std::int64_t, std::vector<double>>> eigenvectors;
 };
 
 /// A backend owns the global matrix (n_variable^2 doubles, symmetric) and its factorisation.

@@ -15,25 +15,42 @@ class DenseSolver {
   /// matrix: n x n column-major symmetric (both triangles valid); consumed.
   /// Returns ok == false (with a message naming the number of bad pivots or non-positive
   /// eigenvalues, and their variable indices) where the (reduced) matrix is not positive definite
-  /// or the bordered matrix is singular.
+  /// or the bordered matrix is singular, or where the constraints are linearly dependent.
+  /// Peak memory: two n x n (or (n+m) x (n+m)) buffers; one is kept for solve.
   FactorReport factorize(std::vector<double> matrix, std::int64_t n, const ConstraintSystem& constraints,
                          const FactorOptions& options);
   /// Newton step dp (size n): minimises 1/2 dp.C.dp - b.dp subject to A dp = 0.
+  /// Throws RuntimeError after a failed factorisation, except for diagonalization, where the
+  /// eigen-directions with eigenvalues at the rounding level (or below) are left out.
   std::vector<double> solve(const std::vector<double>& b) const;
   /// Diagonal of the covariance C^-1 in the variable space, transformed back from the reduced space
   /// (elimination) or the top-left block of the bordered inverse (multipliers). Empty unless
-  /// options.want_covariance.
+  /// options.want_covariance and the method is inversion or diagonalization.
   std::vector<double> covariance_diagonal() const;
 
  private:
+  enum class Kind {
+    none,            // nothing factorised, or the factorisation failed
+    trivial,         // no free direction left (n == m or n == 0): dp = 0
+    cholesky,        // m_factor: n x n, Cholesky factor L of the reduced matrix in its trailing block
+    eigen,           // m_factor: n x (n-m) eigenvectors in variable space
+    bordered_ldlt,   // m_factor: (n+m)^2 Bunch-Kaufman factor of the equilibrated bordered matrix
+    bordered_eigen,  // m_factor: (n+m)^2 eigenvectors of the bordered matrix (constraint rows scaled)
+  };
+
+  void reset();
+
+  Kind m_kind = Kind::none;
   std::int64_t m_n = 0;
   std::int64_t m_m = 0;
+  std::int64_t m_eliminated = 0;  // constraints eliminated (leading rows/columns of Q^T C Q dropped)
   FactorOptions m_options;
-  std::vector<double> m_factor;       // factor, inverse or eigenvectors (by method)
-  std::vector<double> m_eigenvalues;  // diagonalization
-  std::vector<double> m_q;            // elimination: Householder vectors of A^T (n x m) ...
-  std::vector<double> m_tau;          // ... and their scalars
-  std::vector<std::int32_t> m_pivots; // multipliers: Bunch-Kaufman pivots
+  std::vector<double> m_factor;               // factor or eigenvectors (by m_kind)
+  std::vector<double> m_inverse_eigenvalues;  // eigen kinds: 1/lambda, 0 for left-out directions
+  std::vector<double> m_q;                    // elimination: Householder vectors of A^T (n x m) ...
+  std::vector<double> m_tau;                  // ... and their scalars
+  std::vector<std::int32_t> m_pivots;         // bordered_ldlt: Bunch-Kaufman pivots
+  std::vector<double> m_scale;                // bordered kinds: symmetric scaling (powers of two)
   std::vector<double> m_cov_diag;
 };
 

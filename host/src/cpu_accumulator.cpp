@@ -1,0 +1,353 @@
+// CPU accumulation of a pass over the data: a small pool of worker threads splits each batch's
+// records dynamically; each thread fits its records with the per-record kernels on its own scratch,
+// keeps private sums (chi2, F, ndf, counters, b, entries per label) and adds the Schur
+// contributions into the shared dense global matrix (lower triangle, atomic adds when more than
+// one thread runs). end_pass reduces the private sums and mirrors the lower triangle.
+#include "gpede/detail/cpu_accumulator.hpp"
+#include "gpede/detail/batch_layout.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "gpede/error.hpp"
+#include "gpede/kernels/local_fit.hpp"
+
+namespace gpede::detail {
+namespace {
+
+// Local parameters beyond this are taken as a corrupt record rather than a track model
+// (the scratch grows with their square).
+constexpr std::int32_t max_local_parameters = 20000;
+
+/// Runs a job on n threads: the caller is thread 0, n - 1 workers wait for jobs.
+class WorkerPool {
+ public:
+  explicit WorkerPool(int n) {
+    for (int t = 1; t < n; ++t) m_threads.emplace_back([this, t] { loop(t); });
+  }
+  ~WorkerPool() {
+    {
+      std::lock_guard<std::mutex> lock(m_mutex);
+      m_stop = true;
+    }
+    m_start.notify_all();
+    for (auto& thread : m_threads) thread.join();
+  }
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+
+  int size() const { return static_cast<int>(m_threads.size()) + 1; }
+
+  /// job(t) for every t in [0, size()); returns when all are done. job must not throw.
+  void run(const std::function<void(int)>& job) {
+    if (m_threads.empty()) {
+      job(0);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(m_mutex);
+      m_job = &job;
+      m_pending = static_cast<int>(m_threads.size());
+      ++m_generation;
+    }
+    m_start.notify_all();
+    job(0);
+    std::unique_lock<std::mutex> lock(m_mutex);
+    m_done.wait(lock, [this] { return m_pending == 0; });
+    m_job = nullptr;
+  }
+
+ private:
+  void loop(int t) {
+    std::uint64_t seen = 0;
+    for (;;) {
+      const std::function<void(int)>* job = nullptr;
+      {
+        std::unique_lock<std::mutex> lock(m_mutex);
+        m_start.wait(lock, [&] { return m_stop || m_generation != seen; });
+        if (m_stop) return;
+        seen = m_generation;
+        job = m_job;
+      }
+      (*job)(t);
+      {
+        std::lock_guard<std::mutex> lock(m_mutex);
+        --m_pending;
+      }
+      m_done.notify_one();
+    }
+  }
+
+  std::vector<std::thread> m_threads;
+  std::mutex m_mutex;
+  std::condition_variable m_start;
+  std::condition_variable m_done;
+  const std::function<void(int)>* m_job = nullptr;
+  std::uint64_t m_generation = 0;
+  int m_pending = 0;
+  bool m_stop = false;
+};
+
+/// What one thread owns during a pass.
+struct ThreadState {
+  PassTotals sums;  // rhs and entries_accepted used as per-thread partial arrays
+  std::vector<double> scratch_buffer;
+  kernels::RecordShape capacity;
+  kernels::LocalFitScratch scratch;
+  std::exception_ptr error;
+
+  void ensure_capacity(const kernels::RecordShape& shape) {
+    if (shape.measurements <= capacity.measurements && shape.local_parameters <= capacity.local_parameters &&
+        shape.global_entries <= capacity.global_entries && shape.unique_globals <= capacity.unique_globals &&
+        !scratch_buffer.empty()) {
+      return;
+    }
+    capacity = kernels::max_shape(capacity, shape);
+    const std::size_t bytes = kernels::local_fit_scratch_bytes(capacity);
+    scratch_buffer.assign(bytes / sizeof(double) + 1, 0.0);
+    scratch = kernels::make_local_fit_scratch(scratch_buffer.data(), capacity);
+  }
+};
+
+}  // namespace
+
+struct CpuAccumulator::Impl {
+  explicit Impl(int threads) : pool(threads) {}
+
+  WorkerPool pool;
+  bool in_pass = false;
+  bool building = false;
+  PassSetup setup;
+  kernels::GlobalStateView state;
+  kernels::LocalFitOptions options;
+  std::vector<ThreadState> threads;
+  std::vector<double> matrix;
+  std::int64_t n = 0;
+
+  void add_matrix(const kernels::GlobalContribution& c, bool atomic) {
+    const std::int32_t k = c.size;
+    for (std::int32_t b = 0; b < k; ++b) {
+      const double* column = c.matrix + static_cast<std::int64_t>(b) * k;
+      double* target = matrix.data() + static_cast<std::int64_t>(c.index[b]) * n;
+      if (atomic) {
+        for (std::int32_t a = b; a < k; ++a) {
+          std::atomic_ref<double>(target[c.index[a]]).fetch_add(column[a], std::memory_order_relaxed);
+        }
+      } else {
+        for (std::int32_t a = b; a < k; ++a) target[c.index[a]] += column[a];
+      }
+    }
+  }
+
+  void process_record(ThreadState& ts, const RecordBatch& batch, const kernels::RecordBatchView& view,
+                      std::int64_t r, bool atomic) {
+    const std::int64_t m0 = batch.record_begin[r];
+    const std::int64_t m1 = batch.record_begin[r + 1];
+    if (m1 < m0 || batch.local_begin[m1] < batch.local_begin[m0] || batch.global_begin[m1] < batch.global_begin[m0]) {
+      throw RuntimeError("CPU accumulator: " + record_name(batch, r) + " has decreasing offsets");
+    }
+    for (std::int64_t j = batch.local_begin[m0]; j < batch.local_begin[m1]; ++j) {
+      if (batch.local_index[j] < 0 || batch.local_index[j] >= max_local_parameters) {
+        throw RuntimeError("CPU accumulator: " + record_name(batch, r) + " has local index " +
+                           std::to_string(batch.local_index[j] + 1) + " outside 1.." +
+                           std::to_string(max_local_parameters));
+      }
+    }
+    for (std::int64_t e = batch.global_begin[m0]; e < batch.global_begin[m1]; ++e) {
+      if (batch.global_index[e] < 0 || batch.global_index[e] >= state.n_all) {
+        throw RuntimeError("CPU accumulator: " + record_name(batch, r) + " has a global derivative with label index " +
+                           std::to_string(batch.global_index[e]) + " outside the label map (label " +
+                           std::to_string(e < static_cast<std::int64_t>(batch.global_label.size()) ? batch.global_label[e] : 0) +
+                           ")");
+      }
+    }
+    kernels::RecordShape shape = kernels::record_shape(view, r);
+    shape.local_parameters = std::min(shape.local_parameters, shape.measurements);  // more: rejected unfitted
+    ts.ensure_capacity(shape);
+
+    PassTotals& sums = ts.sums;
+    ++sums.records;
+    const kernels::LocalFitResult fit = kernels::fit_record(view, state, r, options, ts.scratch);
+    if (fit.counts_ndf()) sums.ndf_sum += fit.ndf;
+    sums.function_value += fit.function_value;
+    switch (fit.status) {
+      case kernels::LocalFitStatus::accepted:
+        break;
+      case kernels::LocalFitStatus::no_local_parameters:
+        return;
+      case kernels::LocalFitStatus::rank_deficient:
+      case kernels::LocalFitStatus::no_degrees_of_freedom:
+        ++sums.rejected_rank;
+        return;
+      case kernels::LocalFitStatus::huge_chi2:
+        ++sums.rejected_huge;
+        return;
+      case kernels::LocalFitStatus::chi2_cut:
+        ++sums.rejected_cut;
+        return;
+      case kernels::LocalFitStatus::downweight_fraction:
+        ++sums.rejected_downweight;
+        return;
+      case kernels::LocalFitStatus::scratch_too_small:
+        throw RuntimeError("CPU accumulator: scratch too small for " + record_name(batch, r));
+    }
+    ++sums.accepted;
+    sums.chi2_sum += fit.function_value;
+    const kernels::GlobalContribution c = kernels::global_contribution(view, state, r, fit, ts.scratch, building);
+    if (!c.ok) throw RuntimeError("CPU accumulator: scratch too small for the globals of " + record_name(batch, r));
+    for (std::int32_t k = 0; k < c.size; ++k) {
+      sums.rhs[c.index[k]] += c.vector[k];
+      sums.entries_accepted[c.label[k]] += c.entries[k];
+    }
+    if (building) add_matrix(c, atomic);
+  }
+
+  // Mirrors the lower triangle into the upper one, in blocks, split over the threads.
+  void symmetrise() {
+    constexpr std::int64_t block = 64;
+    const std::int64_t n_blocks = (n + block - 1) / block;
+    std::atomic<std::int64_t> next{0};
+    double* m = matrix.data();
+    const std::int64_t nn = n;
+    pool.run([&](int) {
+      for (std::int64_t jb = next.fetch_add(1); jb < n_blocks; jb = next.fetch_add(1)) {
+        const std::int64_t j0 = jb * block;
+        const std::int64_t j1 = std::min(nn, j0 + block);
+        for (std::int64_t i0 = j0; i0 < nn; i0 += block) {
+          const std::int64_t i1 = std::min(nn, i0 + block);
+          for (std::int64_t i = i0; i < i1; ++i) {
+            const std::int64_t j_end = std::min(j1, i);
+            for (std::int64_t j = j0; j < j_end; ++j) m[i * nn + j] = m[j * nn + i];
+          }
+        }
+      }
+    });
+  }
+
+  void zero_matrix() {
+    const std::size_t size = static_cast<std::size_t>(n) * static_cast<std::size_t>(n);
+    if (matrix.size() != size) {
+      matrix = std::vector<double>();
+      matrix.resize(size);
+      return;
+    }
+    const int n_threads = pool.size();
+    double* m = matrix.data();
+    pool.run([&](int t) {
+      const std::size_t begin = size * static_cast<std::size_t>(t) / static_cast<std::size_t>(n_threads);
+      const std::size_t end = size * static_cast<std::size_t>(t + 1) / static_cast<std::size_t>(n_threads);
+      std::fill(m + begin, m + end, 0.0);
+    });
+  }
+};
+
+namespace {
+int resolve_threads(int threads) {
+  if (threads > 0) return threads;
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw > 0 ? static_cast<int>(hw) : 1;
+}
+}  // namespace
+
+CpuAccumulator::CpuAccumulator(int threads) : m_impl(std::make_unique<Impl>(resolve_threads(threads))) {
+  m_impl->threads.resize(static_cast<std::size_t>(m_impl->pool.size()));
+}
+
+CpuAccumulator::~CpuAccumulator() = default;
+
+void CpuAccumulator::begin_pass(const PassSetup& setup) {
+  Impl& impl = *m_impl;
+  if (setup.n_all < 0 || setup.n_variable < 0 || static_cast<std::int64_t>(setup.parameter_value.size()) != setup.n_all ||
+      static_cast<std::int64_t>(setup.variable_index.size()) != setup.n_all) {
+    throw RuntimeError("CPU accumulator: pass setup sizes disagree (parameter_value and variable_index need n_all entries)");
+  }
+  for (const std::int32_t v : setup.variable_index) {
+    if (v >= setup.n_variable) throw RuntimeError("CPU accumulator: variable index beyond n_variable in the pass setup");
+  }
+  impl.setup = setup;
+  impl.options = setup.fit;
+  impl.state.n_all = setup.n_all;
+  impl.state.n_variable = setup.n_variable;
+  impl.state.parameter_value = impl.setup.parameter_value.data();
+  impl.state.variable_index = impl.setup.variable_index.data();
+  impl.building = setup.build_matrix;
+  impl.n = setup.n_variable;
+  for (ThreadState& ts : impl.threads) {
+    ts.sums = PassTotals();
+    ts.sums.rhs.assign(static_cast<std::size_t>(setup.n_variable), 0.0);
+    ts.sums.entries_accepted.assign(static_cast<std::size_t>(setup.n_all), 0);
+    ts.error = nullptr;
+  }
+  if (impl.building) impl.zero_matrix();
+  impl.in_pass = true;
+}
+
+void CpuAccumulator::accumulate(const RecordBatch& batch) {
+  Impl& impl = *m_impl;
+  if (!impl.in_pass) throw RuntimeError("CPU accumulator: accumulate called outside a pass (begin_pass first)");
+  check_batch_layout(batch, "CPU accumulator");
+  const kernels::RecordBatchView view = host_view(batch);
+  const std::int64_t n_records = view.n_records;
+  if (n_records == 0) return;
+  const int n_threads = impl.pool.size();
+  const bool atomic = n_threads > 1;
+  const std::int64_t chunk = std::clamp<std::int64_t>(n_records / (8 * n_threads), 1, 64);
+  std::atomic<std::int64_t> next{0};
+  impl.pool.run([&](int t) {
+    ThreadState& ts = impl.threads[static_cast<std::size_t>(t)];
+    try {
+      for (std::int64_t begin = next.fetch_add(chunk); begin < n_records; begin = next.fetch_add(chunk)) {
+        const std::int64_t end = std::min(n_records, begin + chunk);
+        for (std::int64_t r = begin; r < end; ++r) impl.process_record(ts, batch, view, r, atomic);
+      }
+    } catch (...) {
+      ts.error = std::current_exception();
+      next.store(n_records);
+    }
+  });
+  for (ThreadState& ts : impl.threads) {
+    if (ts.error) {
+      std::exception_ptr error = ts.error;
+      ts.error = nullptr;
+      impl.in_pass = false;
+      std::rethrow_exception(error);
+    }
+  }
+}
+
+PassTotals CpuAccumulator::end_pass() {
+  Impl& impl = *m_impl;
+  if (!impl.in_pass) throw RuntimeError("CPU accumulator: end_pass called outside a pass");
+  impl.in_pass = false;
+  PassTotals totals;
+  totals.rhs.assign(static_cast<std::size_t>(impl.setup.n_variable), 0.0);
+  totals.entries_accepted.assign(static_cast<std::size_t>(impl.setup.n_all), 0);
+  for (const ThreadState& ts : impl.threads) {
+    const PassTotals& s = ts.sums;
+    totals.chi2_sum += s.chi2_sum;
+    totals.function_value += s.function_value;
+    totals.ndf_sum += s.ndf_sum;
+    totals.records += s.records;
+    totals.accepted += s.accepted;
+    totals.rejected_rank += s.rejected_rank;
+    totals.rejected_huge += s.rejected_huge;
+    totals.rejected_cut += s.rejected_cut;
+    totals.rejected_downweight += s.rejected_downweight;
+    for (std::size_t k = 0; k < totals.rhs.size(); ++k) totals.rhs[k] += s.rhs[k];
+    for (std::size_t k = 0; k < totals.entries_accepted.size(); ++k) totals.entries_accepted[k] += s.entries_accepted[k];
+  }
+  if (impl.building) impl.symmetrise();
+  return totals;
+}
+
+std::vector<double>& CpuAccumulator::matrix() { return m_impl->matrix; }
+
+}  // namespace gpede::detail

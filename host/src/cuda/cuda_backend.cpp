@@ -1,0 +1,588 @@
+// The CUDA backend: the global matrix and b live on the device; record batches travel through
+// pinned staging buffers and cudaMemcpyAsync on a copy stream, double-buffered so that the upload
+// of batch k+1 overlaps the kernels of batch k on the compute stream; factorisation and solution
+// by CudaDenseSolver (cuSOLVER) on the compute stream.
+//
+// Streams and events per batch slot s (two slots, used alternately):
+//   host writes staging[s]      after uploaded[s] (its previous upload is done)
+//   copy stream: waits consumed[s], uploads staging[s] -> device[s], records uploaded[s]
+//   compute stream: waits uploaded[s], runs the kernels on device[s], records consumed[s]
+// The scratch pool, the matrix and b are used by the compute stream only.
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <utility>
+
+#include "accumulate_launch.hpp"
+#include "cuda_resources.hpp"
+#include "cuda_solver.hpp"
+#include "dense_launch.hpp"
+#include "gpede/detail/backend.hpp"
+#include "gpede/detail/batch_layout.hpp"
+#include "gpede/detail/cuda_device.hpp"
+#include "gpede/error.hpp"
+#include "gpede/kernels/local_fit.hpp"
+
+namespace gpede::detail {
+namespace cuda {
+namespace {
+
+// Local parameters beyond this are taken as a corrupt record (as in the CPU accumulator).
+constexpr std::int32_t kMaxLocalParameters = 20000;
+constexpr std::size_t kAlignment = 256;
+// Left free beside the backend's own allocations (cuSOLVER/cuBLAS internals, fragmentation).
+constexpr std::size_t kReserveBytes = std::size_t{256} << 20;
+// Records of the group class with up to this many globals get a warp, larger ones a block.
+constexpr std::int32_t kWarpClassMaxGlobals = 256;
+constexpr int kWarpThreads = 32;
+constexpr int kBlockThreads = 128;
+
+std::size_t align_up(std::size_t bytes) { return (bytes + kAlignment - 1) / kAlignment * kAlignment; }
+
+std::string gigabytes(double bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2f GB", bytes / 1e9);
+  return text;
+}
+
+/// Byte offsets of a batch's arrays in the staging buffer and in the device buffer (same layout).
+struct BatchLayout {
+  std::size_t record_begin = 0, record_weight = 0, meas_value = 0, meas_sigma = 0, local_begin = 0,
+              global_begin = 0, local_index = 0, local_deriv = 0, global_index = 0, global_deriv = 0,
+              thread_records = 0, group_records = 0, total = 0;
+};
+
+BatchLayout layout_for(const RecordBatch& b, std::size_t thread_records, std::size_t group_records) {
+  BatchLayout l;
+  std::size_t at = 0;
+  auto place = [&](std::size_t bytes) {
+    const std::size_t offset = at;
+    at = align_up(at + bytes);
+    return offset;
+  };
+  l.record_begin = place(b.record_begin.size() * sizeof(std::int64_t));
+  l.record_weight = place(b.record_weight.size() * sizeof(double));
+  l.meas_value = place(b.meas_value.size() * sizeof(double));
+  l.meas_sigma = place(b.meas_sigma.size() * sizeof(double));
+  l.local_begin = place(b.local_begin.size() * sizeof(std::int64_t));
+  l.global_begin = place(b.global_begin.size() * sizeof(std::int64_t));
+  l.local_index = place(b.local_index.size() * sizeof(std::int32_t));
+  l.local_deriv = place(b.local_deriv.size() * sizeof(double));
+  l.global_index = place(b.global_index.size() * sizeof(std::int32_t));
+  l.global_deriv = place(b.global_deriv.size() * sizeof(double));
+  l.thread_records = place(thread_records * sizeof(std::int32_t));
+  l.group_records = place(group_records * sizeof(std::int32_t));
+  l.total = at;
+  return l;
+}
+
+template <class T>
+void stage(std::byte* base, std::size_t offset, const std::vector<T>& v) {
+  if (!v.empty()) std::memcpy(base + offset, v.data(), v.size() * sizeof(T));
+}
+
+kernels::RecordBatchView device_view(const RecordBatch& batch, const BatchLayout& l, std::byte* base) {
+  kernels::RecordBatchView view;
+  view.n_records = static_cast<std::int64_t>(batch.n_records());
+  view.record_begin = reinterpret_cast<const std::int64_t*>(base + l.record_begin);
+  view.record_weight = reinterpret_cast<const double*>(base + l.record_weight);
+  view.meas_value = reinterpret_cast<const double*>(base + l.meas_value);
+  view.meas_sigma = reinterpret_cast<const double*>(base + l.meas_sigma);
+  view.local_begin = reinterpret_cast<const std::int64_t*>(base + l.local_begin);
+  view.global_begin = reinterpret_cast<const std::int64_t*>(base + l.global_begin);
+  view.local_index = reinterpret_cast<const std::int32_t*>(base + l.local_index);
+  view.local_deriv = reinterpret_cast<const double*>(base + l.local_deriv);
+  view.global_index = reinterpret_cast<const std::int32_t*>(base + l.global_index);
+  view.global_deriv = reinterpret_cast<const double*>(base + l.global_deriv);
+  return view;
+}
+
+/// The layout checks of every backend, plus the 32-bit record count of the kernels' launch grid.
+void check_cuda_batch_layout(const RecordBatch& batch) {
+  check_batch_layout(batch, "CUDA accumulator");
+  if (batch.n_records() > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max())) {
+    throw RuntimeError("CUDA accumulator: more than 2^31 - 1 records in one batch");
+  }
+}
+
+/// Offsets must not decrease and indices must be in range: a device kernel cannot throw, so every
+/// record is checked here, with the CPU accumulator's messages.
+void check_batch_contents(const RecordBatch& batch, std::int64_t n_all) {
+  const std::int64_t n_records = static_cast<std::int64_t>(batch.n_records());
+  auto local_bad = [](std::int32_t v) { return v < 0 || v >= kMaxLocalParameters; };
+  auto global_bad = [n_all](std::int32_t v) { return v < 0 || v >= n_all; };
+  const bool local_ok = std::none_of(batch.local_index.begin(), batch.local_index.end(), local_bad);
+  const bool global_ok = std::none_of(batch.global_index.begin(), batch.global_index.end(), global_bad);
+  for (std::int64_t r = 0; r < n_records; ++r) {
+    const std::int64_t m0 = batch.record_begin[r];
+    const std::int64_t m1 = batch.record_begin[r + 1];
+    bool decreasing = m1 < m0;
+    for (std::int64_t m = m0; m < m1 && !decreasing; ++m) {
+      decreasing = batch.local_begin[m + 1] < batch.local_begin[m] || batch.global_begin[m + 1] < batch.global_begin[m];
+    }
+    if (decreasing) throw RuntimeError("CUDA accumulator: " + record_name(batch, r) + " has decreasing offsets");
+    if (!local_ok) {
+      for (std::int64_t j = batch.local_begin[m0]; j < batch.local_begin[m1]; ++j) {
+        if (local_bad(batch.local_index[j])) {
+          throw RuntimeError("CUDA accumulator: " + record_name(batch, r) + " has local index " +
+                             std::to_string(batch.local_index[j] + 1) + " outside 1.." +
+                             std::to_string(kMaxLocalParameters));
+        }
+      }
+    }
+    if (!global_ok) {
+      for (std::int64_t e = batch.global_begin[m0]; e < batch.global_begin[m1]; ++e) {
+        if (global_bad(batch.global_index[e])) {
+          throw RuntimeError("CUDA accumulator: " + record_name(batch, r) +
+                             " has a global derivative with label index " + std::to_string(batch.global_index[e]) +
+                             " outside the label map (label " +
+                             std::to_string(e < static_cast<std::int64_t>(batch.global_label.size())
+                                                ? batch.global_label[e]
+                                                : 0) +
+                             ")");
+        }
+      }
+    }
+  }
+}
+
+/// The records of one launch shape and the scratch capacity they need.
+struct SizeClass {
+  std::vector<std::int32_t> records;
+  kernels::RecordShape capacity;
+  std::size_t slot_bytes = 0;
+  std::int64_t slots = 0;
+};
+
+struct BatchSlot {
+  PinnedBuffer<std::byte> staging;
+  DeviceBuffer<std::byte> device;
+  Event uploaded;  // the upload from `staging` is done: the host may write it again
+  Event consumed;  // the kernels reading `device` are done: the next upload may overwrite it
+};
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(const CudaBackendOptions& options, CudaDeviceInfo device)
+      : m_options(options),
+        m_device(std::move(device)),
+        m_compute(make_stream()),
+        m_copy(make_stream()),
+        m_solver(m_compute.get()) {
+    for (BatchSlot& slot : m_slots) {
+      slot.uploaded = make_event();
+      slot.consumed = make_event();
+    }
+    m_totals.allocate(1);
+  }
+
+  ~CudaBackend() override {
+    // Pending work must end before the buffers it uses are freed; errors cannot be reported here.
+    (void)cudaStreamSynchronize(m_copy.get());
+    (void)cudaStreamSynchronize(m_compute.get());
+  }
+
+  std::string name() const override { return "cuda"; }
+
+  void begin_pass(const PassSetup& setup) override {
+    if (setup.n_all < 0 || setup.n_variable < 0 ||
+        static_cast<std::int64_t>(setup.parameter_value.size()) != setup.n_all ||
+        static_cast<std::int64_t>(setup.variable_index.size()) != setup.n_all) {
+      throw RuntimeError(
+          "CUDA accumulator: pass setup sizes disagree (parameter_value and variable_index need n_all entries)");
+    }
+    for (const std::int32_t v : setup.variable_index) {
+      if (v >= setup.n_variable) throw RuntimeError("CUDA accumulator: variable index beyond n_variable in the pass setup");
+    }
+    cudaStream_t s = m_compute.get();
+    const std::size_t n_all = static_cast<std::size_t>(setup.n_all);
+    const std::size_t n_var = static_cast<std::size_t>(setup.n_variable);
+    if (setup.build_matrix) {
+      m_solver.release();
+      m_has_matrix = false;
+      const std::size_t elements = n_var * n_var;
+      if (m_matrix.size() != elements) {
+        GPEDE_CUDA_CHECK(cudaStreamSynchronize(s));
+        m_matrix.reset();
+        require_free(elements * sizeof(double), [&] {
+          return "the global matrix of " + std::to_string(setup.n_variable) + " parameters";
+        });
+        m_matrix.allocate(elements);
+      }
+      if (elements > 0) GPEDE_CUDA_CHECK(cudaMemsetAsync(m_matrix.data(), 0, m_matrix.bytes(), s));
+      m_n = setup.n_variable;
+      m_has_matrix = true;
+    }
+    grow(m_parameter_value, std::max<std::size_t>(n_all, 1));
+    grow(m_variable_index, std::max<std::size_t>(n_all, 1));
+    grow(m_rhs, std::max<std::size_t>(n_var, 1));
+    grow(m_entries, std::max<std::size_t>(n_all, 1));
+    if (n_all > 0) {
+      GPEDE_CUDA_CHECK(cudaMemcpyAsync(m_parameter_value.data(), setup.parameter_value.data(), n_all * sizeof(double),
+                                       cudaMemcpyHostToDevice, s));
+      GPEDE_CUDA_CHECK(cudaMemcpyAsync(m_variable_index.data(), setup.variable_index.data(),
+                                       n_all * sizeof(std::int32_t), cudaMemcpyHostToDevice, s));
+    }
+    GPEDE_CUDA_CHECK(cudaMemsetAsync(m_rhs.data(), 0, m_rhs.bytes(), s));
+    GPEDE_CUDA_CHECK(cudaMemsetAsync(m_entries.data(), 0, m_entries.bytes(), s));
+    DeviceTotals zero{};
+    zero.first_failure = ~0ull;
+    GPEDE_CUDA_CHECK(cudaMemcpyAsync(m_totals.data(), &zero, sizeof zero, cudaMemcpyHostToDevice, s));
+
+    m_state.n_all = setup.n_all;
+    m_state.n_variable = setup.n_variable;
+    m_state.parameter_value = m_parameter_value.data();
+    m_state.variable_index = m_variable_index.data();
+    m_fit = setup.fit;
+    m_n_all = setup.n_all;
+    m_n_variable = setup.n_variable;
+    m_building = setup.build_matrix;
+    m_batch_ordinal = 0;
+    m_in_pass = true;
+  }
+
+  void accumulate(const RecordBatch& batch) override {
+    if (!m_in_pass) throw RuntimeError("CUDA accumulator: accumulate called outside a pass (begin_pass first)");
+    try {
+      enqueue_batch(batch);
+    } catch (...) {
+      m_in_pass = false;
+      throw;
+    }
+  }
+
+  PassTotals end_pass() override {
+    if (!m_in_pass) throw RuntimeError("CUDA accumulator: end_pass called outside a pass");
+    m_in_pass = false;
+    cudaStream_t s = m_compute.get();
+    if (m_building) launch_symmetrise_lower(m_matrix.data(), m_n, s);
+    DeviceTotals sums{};
+    PassTotals totals;
+    totals.rhs.assign(static_cast<std::size_t>(m_n_variable), 0.0);
+    totals.entries_accepted.assign(static_cast<std::size_t>(m_n_all), 0);
+    static_assert(sizeof(std::int64_t) == sizeof(unsigned long long));
+    GPEDE_CUDA_CHECK(cudaMemcpyAsync(&sums, m_totals.data(), sizeof sums, cudaMemcpyDeviceToHost, s));
+    if (!totals.rhs.empty()) {
+      GPEDE_CUDA_CHECK(cudaMemcpyAsync(totals.rhs.data(), m_rhs.data(), totals.rhs.size() * sizeof(double),
+                                       cudaMemcpyDeviceToHost, s));
+    }
+    if (!totals.entries_accepted.empty()) {
+      GPEDE_CUDA_CHECK(cudaMemcpyAsync(totals.entries_accepted.data(), m_entries.data(),
+                                       totals.entries_accepted.size() * sizeof(std::int64_t), cudaMemcpyDeviceToHost, s));
+    }
+    GPEDE_CUDA_CHECK(cudaStreamSynchronize(s));
+    if (sums.failures > 0) {
+      throw RuntimeError("CUDA accumulator: the scratch of " + std::to_string(sums.failures) +
+                         " records was too small (one of them: record " +
+                         std::to_string(sums.first_failure & 0xffffffffull) + " of batch " +
+                         std::to_string(sums.first_failure >> 32) + " of the pass); the capacities computed "
+                         "on the host disagree with the per-record functions");
+    }
+    totals.chi2_sum = sums.chi2_sum;
+    totals.function_value = sums.function_value;
+    totals.ndf_sum = static_cast<std::int64_t>(sums.ndf_sum);
+    totals.records = static_cast<std::int64_t>(sums.records);
+    totals.accepted = static_cast<std::int64_t>(sums.accepted);
+    totals.rejected_rank = static_cast<std::int64_t>(sums.rejected_rank);
+    totals.rejected_huge = static_cast<std::int64_t>(sums.rejected_huge);
+    totals.rejected_cut = static_cast<std::int64_t>(sums.rejected_cut);
+    totals.rejected_downweight = static_cast<std::int64_t>(sums.rejected_downweight);
+    return totals;
+  }
+
+  void add_to_matrix(const std::vector<std::int64_t>& rows, const std::vector<std::int64_t>& cols,
+                     const std::vector<double>& values) override {
+    require_matrix("add_to_matrix");
+    if (rows.size() != values.size() || cols.size() != values.size()) {
+      throw RuntimeError("CUDA backend: add_to_matrix needs as many rows and columns as values");
+    }
+    for (std::size_t k = 0; k < values.size(); ++k) {
+      if (rows[k] < 0 || rows[k] >= m_n || cols[k] < 0 || cols[k] >= m_n) {
+        throw RuntimeError("CUDA backend: add_to_matrix element (" + std::to_string(rows[k]) + ", " +
+                           std::to_string(cols[k]) + ") outside the " + std::to_string(m_n) + " x " +
+                           std::to_string(m_n) + " global matrix");
+      }
+    }
+    if (values.empty()) return;
+    cudaStream_t s = m_compute.get();
+    DeviceBuffer<std::int64_t> d_rows(rows.size()), d_cols(cols.size());
+    DeviceBuffer<double> d_values(values.size());
+    GPEDE_CUDA_CHECK(cudaMemcpyAsync(d_rows.data(), rows.data(), rows.size() * sizeof(std::int64_t),
+                                     cudaMemcpyHostToDevice, s));
+    GPEDE_CUDA_CHECK(cudaMemcpyAsync(d_cols.data(), cols.data(), cols.size() * sizeof(std::int64_t),
+                                     cudaMemcpyHostToDevice, s));
+    GPEDE_CUDA_CHECK(cudaMemcpyAsync(d_values.data(), values.data(), values.size() * sizeof(double),
+                                     cudaMemcpyHostToDevice, s));
+    launch_add_to_matrix(m_matrix.data(), m_n, d_rows.data(), d_cols.data(), d_values.data(),
+                         static_cast<std::int64_t>(values.size()), s);
+    GPEDE_CUDA_CHECK(cudaStreamSynchronize(s));
+  }
+
+  std::vector<double> matrix_diagonal() const override {
+    require_matrix("matrix_diagonal");
+    std::vector<double> d(static_cast<std::size_t>(m_n));
+    if (m_n > 0) {
+      GPEDE_CUDA_CHECK(cudaMemcpy2DAsync(d.data(), sizeof(double), m_matrix.data(),
+                                         static_cast<std::size_t>(m_n + 1) * sizeof(double), sizeof(double),
+                                         static_cast<std::size_t>(m_n), cudaMemcpyDeviceToHost, m_compute.get()));
+    }
+    GPEDE_CUDA_CHECK(cudaStreamSynchronize(m_compute.get()));
+    return d;
+  }
+
+  FactorReport factorize(const ConstraintSystem& constraints, const FactorOptions& options) override {
+    require_matrix("factorize");
+    // The batch buffers and the scratch pool regrow in the next pass; the factorisation gets the room.
+    GPEDE_CUDA_CHECK(cudaStreamSynchronize(m_copy.get()));
+    GPEDE_CUDA_CHECK(cudaStreamSynchronize(m_compute.get()));
+    m_pool.reset();
+    for (BatchSlot& slot : m_slots) slot.device.reset();
+    m_has_matrix = false;
+    return m_solver.factorize(std::move(m_matrix), m_n, constraints, options);
+  }
+
+  std::vector<double> solve(const std::vector<double>& b) override { return m_solver.solve(b); }
+  std::vector<double> covariance_diagonal() override { return m_solver.covariance_diagonal(); }
+
+  // ---- hooks for tests and benchmarks --------------------------------------------------------
+  std::vector<double> download_matrix() {
+    require_matrix("download_global_matrix");
+    std::vector<double> host(m_matrix.size());
+    if (!host.empty()) {
+      GPEDE_CUDA_CHECK(cudaMemcpyAsync(host.data(), m_matrix.data(), m_matrix.bytes(), cudaMemcpyDeviceToHost,
+                                       m_compute.get()));
+    }
+    GPEDE_CUDA_CHECK(cudaStreamSynchronize(m_compute.get()));
+    return host;
+  }
+
+  void fill_test(std::uint64_t seed) {
+    require_matrix("fill_test_matrix");
+    launch_fill_test_matrix(m_matrix.data(), m_n, seed, m_compute.get());
+  }
+
+  double time(const std::function<void()>& work) {
+    Event start = make_event(true), stop = make_event(true);
+    GPEDE_CUDA_CHECK(cudaEventRecord(start.get(), m_compute.get()));
+    work();
+    GPEDE_CUDA_CHECK(cudaEventRecord(stop.get(), m_compute.get()));
+    GPEDE_CUDA_CHECK(cudaEventSynchronize(stop.get()));
+    float ms = 0.0f;
+    GPEDE_CUDA_CHECK(cudaEventElapsedTime(&ms, start.get(), stop.get()));
+    return static_cast<double>(ms) * 1e-3;
+  }
+
+ private:
+  void require_matrix(const char* caller) const {
+    if (!m_has_matrix) {
+      throw RuntimeError(std::string("CUDA backend: ") + caller +
+                         " needs the global matrix: call it after a pass with build_matrix and before factorize");
+    }
+  }
+
+  template <class F>
+  void require_free(std::size_t bytes, F&& what) const {
+    std::size_t free_bytes = 0, total_bytes = 0;
+    GPEDE_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    if (bytes + kReserveBytes > free_bytes) {
+      throw RuntimeError("CUDA backend: " + what() + " needs " + gigabytes(static_cast<double>(bytes)) +
+                         " of device memory, but only " + gigabytes(static_cast<double>(free_bytes)) + " of " +
+                         gigabytes(static_cast<double>(total_bytes)) + " are free on " + m_device.name +
+                         "; use the CPU backend (--backend cpu)");
+    }
+  }
+
+  // Grows a buffer used by the compute stream (its contents are lost).
+  template <class T>
+  void grow(DeviceBuffer<T>& buffer, std::size_t size) {
+    if (size <= buffer.size()) return;
+    GPEDE_CUDA_CHECK(cudaStreamSynchronize(m_compute.get()));
+    buffer.allocate(size);
+  }
+
+  // Splits the records by launch shape and sizes their scratch.
+  void classify(const RecordBatch& batch, SizeClass& by_thread, SizeClass& by_group) const {
+    const kernels::RecordBatchView view = host_view(batch);
+    const std::int64_t n_records = view.n_records;
+    for (std::int64_t r = 0; r < n_records; ++r) {
+      const kernels::RecordShape shape = kernels::record_shape(view, r);
+      const bool small = shape.global_entries <= m_options.thread_class_max_globals &&
+                         shape.local_parameters <= m_options.max_thread_local_parameters;
+      SizeClass& target = small ? by_thread : by_group;
+      target.records.push_back(static_cast<std::int32_t>(r));
+      target.capacity = kernels::max_shape(target.capacity, shape);
+    }
+  }
+
+  // Scratch slots of both classes within `budget` bytes; false if not even one slot fits.
+  static bool plan_slots(SizeClass& c, std::size_t budget) {
+    if (c.records.empty()) return true;
+    c.slot_bytes = align_up(std::max<std::size_t>(kernels::local_fit_scratch_bytes(c.capacity), 8));
+    const std::int64_t fit = static_cast<std::int64_t>(budget / c.slot_bytes);
+    c.slots = std::min<std::int64_t>(static_cast<std::int64_t>(c.records.size()), fit);
+    return c.slots > 0;
+  }
+
+  void prepare_pool(SizeClass& by_thread, SizeClass& by_group) {
+    std::size_t budget = std::max(m_options.scratch_pool_bytes, m_pool.size());
+    plan_slots(by_thread, budget);
+    plan_slots(by_group, budget);
+    auto needed = [&] {
+      return std::max(static_cast<std::size_t>(by_thread.slots) * by_thread.slot_bytes,
+                      static_cast<std::size_t>(by_group.slots) * by_group.slot_bytes);
+    };
+    bool fits = by_thread.records.empty() || by_thread.slots > 0;
+    fits = fits && (by_group.records.empty() || by_group.slots > 0);
+    if (fits && needed() <= m_pool.size()) return;
+    GPEDE_CUDA_CHECK(cudaStreamSynchronize(m_compute.get()));
+    m_pool.reset();
+    std::size_t free_bytes = 0, total_bytes = 0;
+    GPEDE_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    const std::size_t available = free_bytes > kReserveBytes ? free_bytes - kReserveBytes : 0;
+    // A record larger than the configured pool still gets one slot if the device has the room.
+    budget = std::min(std::max({m_options.scratch_pool_bytes, by_thread.records.empty() ? 0 : by_thread.slot_bytes,
+                                by_group.records.empty() ? 0 : by_group.slot_bytes}),
+                      available);
+    if (!plan_slots(by_thread, budget) || !plan_slots(by_group, budget)) {
+      const std::size_t largest = std::max(by_thread.records.empty() ? 0 : by_thread.slot_bytes,
+                                           by_group.records.empty() ? 0 : by_group.slot_bytes);
+      throw RuntimeError("CUDA accumulator: the local fit of the largest record of a batch needs " +
+                         gigabytes(static_cast<double>(largest)) + " of scratch, but only " +
+                         gigabytes(static_cast<double>(available)) + " of device memory are free (" +
+                         std::to_string(by_group.capacity.global_entries) + " global and " +
+                         std::to_string(by_group.capacity.local_parameters) +
+                         " local parameters); use the CPU backend (--backend cpu)");
+    }
+    m_pool.allocate(needed());
+  }
+
+  void enqueue_batch(const RecordBatch& batch) {
+    check_cuda_batch_layout(batch);
+    if (batch.n_records() == 0) return;
+    check_batch_contents(batch, m_n_all);
+    SizeClass by_thread, by_group;
+    classify(batch, by_thread, by_group);
+
+    BatchSlot& slot = m_slots[m_next_slot];
+    m_next_slot = 1 - m_next_slot;
+    const BatchLayout layout = layout_for(batch, by_thread.records.size(), by_group.records.size());
+    GPEDE_CUDA_CHECK(cudaEventSynchronize(slot.uploaded.get()));
+    if (slot.staging.size() < layout.total) slot.staging.allocate(layout.total + layout.total / 4);
+    std::byte* base = slot.staging.data();
+    stage(base, layout.record_begin, batch.record_begin);
+    stage(base, layout.record_weight, batch.record_weight);
+    stage(base, layout.meas_value, batch.meas_value);
+    stage(base, layout.meas_sigma, batch.meas_sigma);
+    stage(base, layout.local_begin, batch.local_begin);
+    stage(base, layout.global_begin, batch.global_begin);
+    stage(base, layout.local_index, batch.local_index);
+    stage(base, layout.local_deriv, batch.local_deriv);
+    stage(base, layout.global_index, batch.global_index);
+    stage(base, layout.global_deriv, batch.global_deriv);
+    stage(base, layout.thread_records, by_thread.records);
+    stage(base, layout.group_records, by_group.records);
+
+    if (slot.device.size() < layout.total) {
+      GPEDE_CUDA_CHECK(cudaEventSynchronize(slot.consumed.get()));
+      slot.device.reset();
+      const std::size_t bytes = layout.total + layout.total / 4;
+      require_free(bytes, [&] { return std::string("a record batch of ") + std::to_string(layout.total) + " bytes"; });
+      slot.device.allocate(bytes);
+    }
+    GPEDE_CUDA_CHECK(cudaStreamWaitEvent(m_copy.get(), slot.consumed.get(), 0));
+    GPEDE_CUDA_CHECK(cudaMemcpyAsync(slot.device.data(), slot.staging.data(), layout.total, cudaMemcpyHostToDevice,
+                                     m_copy.get()));
+    GPEDE_CUDA_CHECK(cudaEventRecord(slot.uploaded.get(), m_copy.get()));
+    GPEDE_CUDA_CHECK(cudaStreamWaitEvent(m_compute.get(), slot.uploaded.get(), 0));
+
+    prepare_pool(by_thread, by_group);
+    AccumulateLaunch launch;
+    launch.batch = device_view(batch, layout, slot.device.data());
+    launch.state = m_state;
+    launch.options = m_fit;
+    launch.pool = m_pool.data();
+    launch.build_matrix = m_building;
+    launch.matrix = m_building ? m_matrix.data() : nullptr;
+    launch.n = m_n;
+    launch.rhs = m_rhs.data();
+    launch.entries = m_entries.data();
+    launch.totals = m_totals.data();
+    launch.batch_ordinal = m_batch_ordinal;
+    if (!by_thread.records.empty()) {
+      launch.records = reinterpret_cast<const std::int32_t*>(slot.device.data() + layout.thread_records);
+      launch.n_records = static_cast<std::int64_t>(by_thread.records.size());
+      launch.capacity = by_thread.capacity;
+      launch.slot_bytes = by_thread.slot_bytes;
+      launch.slots = by_thread.slots;
+      launch_accumulate_per_thread(launch, m_compute.get());
+    }
+    if (!by_group.records.empty()) {
+      launch.records = reinterpret_cast<const std::int32_t*>(slot.device.data() + layout.group_records);
+      launch.n_records = static_cast<std::int64_t>(by_group.records.size());
+      launch.capacity = by_group.capacity;
+      launch.slot_bytes = by_group.slot_bytes;
+      launch.slots = by_group.slots;
+      const int threads = by_group.capacity.global_entries <= kWarpClassMaxGlobals ? kWarpThreads : kBlockThreads;
+      launch_accumulate_per_group(launch, threads, m_compute.get());
+    }
+    GPEDE_CUDA_CHECK(cudaEventRecord(slot.consumed.get(), m_compute.get()));
+    ++m_batch_ordinal;
+  }
+
+  CudaBackendOptions m_options;
+  CudaDeviceInfo m_device;
+  Stream m_compute;
+  Stream m_copy;
+  BatchSlot m_slots[2];
+  int m_next_slot = 0;
+  CudaDenseSolver m_solver;
+
+  DeviceBuffer<double> m_matrix;  // n x n column-major; lower triangle accumulated, mirrored in end_pass
+  std::int64_t m_n = 0;
+  bool m_has_matrix = false;
+  DeviceBuffer<double> m_parameter_value;
+  DeviceBuffer<std::int32_t> m_variable_index;
+  DeviceBuffer<double> m_rhs;
+  DeviceBuffer<unsigned long long> m_entries;
+  DeviceBuffer<DeviceTotals> m_totals;
+  DeviceBuffer<std::byte> m_pool;
+
+  kernels::GlobalStateView m_state;
+  kernels::LocalFitOptions m_fit;
+  std::int64_t m_n_all = 0;
+  std::int64_t m_n_variable = 0;
+  bool m_building = false;
+  bool m_in_pass = false;
+  std::uint32_t m_batch_ordinal = 0;
+};
+
+CudaBackend& as_cuda(Backend& backend) {
+  auto* cuda = dynamic_cast<CudaBackend*>(&backend);
+  if (cuda == nullptr) throw RuntimeError("backend '" + backend.name() + "' is not the CUDA backend");
+  return *cuda;
+}
+
+}  // namespace
+}  // namespace cuda
+
+std::unique_ptr<Backend> make_cuda_backend(const CudaBackendOptions& options) {
+  CudaDeviceInfo device = query_cuda_device();
+  if (!device.present) {
+    throw RuntimeError("no usable CUDA device (" + device.reason + "); use the CPU backend (--backend cpu)");
+  }
+  return std::make_unique<cuda::CudaBackend>(options, std::move(device));
+}
+
+std::unique_ptr<Backend> make_cuda_backend() { return make_cuda_backend(CudaBackendOptions{}); }
+
+std::vector<double> download_global_matrix(Backend& backend) { return cuda::as_cuda(backend).download_matrix(); }
+
+void fill_test_matrix(Backend& backend, std::uint64_t seed) { cuda::as_cuda(backend).fill_test(seed); }
+
+double time_on_device(Backend& backend, const std::function<void()>& work) {
+  return cuda::as_cuda(backend).time(work);
+}
+
+}  // namespace gpede::detail

@@ -1,0 +1,72 @@
+// Launchers of the accumulation kernels: the local fits of a class of records of one batch and
+// their Schur contributions added into the device-resident global matrix (lower triangle) and b,
+// with the pass totals reduced on the device. Plain C++ declarations, used by the backend's host
+// code; every launcher enqueues on `stream` and checks the launch.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "gpede/kernels/local_fit.hpp"
+#include "gpede/kernels/record_view.hpp"
+
+namespace gpede::detail::cuda {
+
+/// Sums of a pass on the device. Signed counts are added as two's complement.
+struct DeviceTotals {
+  double chi2_sum;
+  double function_value;
+  unsigned long long ndf_sum;
+  unsigned long long records;
+  unsigned long long accepted;
+  unsigned long long rejected_rank;
+  unsigned long long rejected_huge;
+  unsigned long long rejected_cut;
+  unsigned long long rejected_downweight;
+  unsigned long long failures;       ///< records whose scratch was too small (a broken invariant)
+  unsigned long long first_failure;  ///< (batch ordinal << 32) | record of one failure; ~0 if none
+};
+
+/// One launch: the records of one size class of one batch.
+struct AccumulateLaunch {
+  kernels::RecordBatchView batch;  ///< device pointers
+  kernels::GlobalStateView state;  ///< device pointers
+  kernels::LocalFitOptions options;
+  const std::int32_t* records = nullptr;  ///< record indices (into the batch) of this class
+  std::int64_t n_records = 0;
+  kernels::RecordShape capacity;  ///< of every record of the class
+  void* pool = nullptr;           ///< scratch: `slots` areas of slot_bytes each
+  std::size_t slot_bytes = 0;
+  std::int64_t slots = 0;
+  bool build_matrix = false;
+  double* matrix = nullptr;  ///< n x n column-major; the lower triangle is accumulated
+  std::int64_t n = 0;
+  double* rhs = nullptr;                   ///< [n]
+  unsigned long long* entries = nullptr;   ///< [n_all] measurements per label in accepted fits
+  DeviceTotals* totals = nullptr;
+  std::uint32_t batch_ordinal = 0;
+};
+
+/// One thread per record: fit, contribution and its atomic adds in the same thread.
+/// Uses min(n_records, slots) scratch slots.
+void launch_accumulate_per_thread(const AccumulateLaunch& launch, cudaStream_t stream);
+
+/// One group of `group_threads` threads (32: a warp, or a multiple of 32) per record: the first
+/// thread fits and builds the contribution with the shared per-record functions, then the whole
+/// group shares the atomic adds. Uses min(n_records, slots) scratch slots.
+void launch_accumulate_per_group(const AccumulateLaunch& launch, int group_threads, cudaStream_t stream);
+
+/// Copies the lower triangle of the n x n column-major matrix onto the upper one.
+void launch_symmetrise_lower(double* matrix, std::int64_t n, cudaStream_t stream);
+
+/// matrix(row, col) += value and, off the diagonal, matrix(col, row) += value, for `count` triples.
+void launch_add_to_matrix(double* matrix, std::int64_t n, const std::int64_t* rows, const std::int64_t* cols,
+                          const double* values, std::int64_t count, cudaStream_t stream);
+
+/// Whether the kernels of this build can run on the current device; why not otherwise.
+bool accumulate_kernels_loadable(std::string& why);
+
+}  // namespace gpede::detail::cuda

@@ -1,0 +1,99 @@
+// The CUDA backend's memory plan (pure arithmetic, runs without a device): the bytes it counts
+// against the sizes the methods need by construction (n^2 doubles per n x n matrix, LAPACK's
+// 2 n^2 + 6 n + 1 doubles of dsyevd workspace), and the advice it gives when a problem does not fit.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "gpede/detail/cuda_device.hpp"
+
+namespace {
+
+using gpede::ConstraintMode;
+using gpede::Method;
+using gpede::detail::CudaDeviceInfo;
+using gpede::detail::MemoryPlan;
+using gpede::detail::plan_cuda_memory;
+
+CudaDeviceInfo device_with(double free_gb) {
+  CudaDeviceInfo device;
+  device.present = true;
+  device.name = "test device";
+  device.free_bytes = static_cast<std::size_t>(free_gb * 1e9);
+  device.total_bytes = device.free_bytes;
+  return device;
+}
+
+constexpr std::size_t kBatch = std::size_t{64} << 20;
+
+double matrix_bytes(double n) { return n * n * 8.0; }
+
+TEST(MemoryPlan, NoDeviceNeverFitsAndSaysWhy) {
+  CudaDeviceInfo none;
+  none.reason = "built without CUDA";
+  const MemoryPlan plan = plan_cuda_memory(1000, 0, Method::inversion, ConstraintMode::elimination, kBatch, none);
+  EXPECT_FALSE(plan.fits);
+  EXPECT_EQ(plan.available_bytes, 0u);
+  EXPECT_NE(plan.message.find("built without CUDA"), std::string::npos) << plan.message;
+  EXPECT_NE(plan.message.find("--backend cpu"), std::string::npos) << plan.message;
+}
+
+TEST(MemoryPlan, CountsTheMatricesOfEachMethod) {
+  const CudaDeviceInfo device = device_with(1000.0);
+  const double n = 20000.0;
+  const double one = matrix_bytes(n);
+  const MemoryPlan decomposition =
+      plan_cuda_memory(20000, 0, Method::decomposition, ConstraintMode::elimination, kBatch, device);
+  const MemoryPlan inversion = plan_cuda_memory(20000, 0, Method::inversion, ConstraintMode::elimination, kBatch, device);
+  const MemoryPlan diagonalization =
+      plan_cuda_memory(20000, 0, Method::diagonalization, ConstraintMode::elimination, kBatch, device);
+  EXPECT_EQ(decomposition.matrix_bytes, static_cast<std::size_t>(one));
+  // One matrix plus batches and small workspaces; two for inversion; three (eigenvectors in place
+  // and a 2 n^2 workspace) for diagonalization. Small extras stay below 1 GB here.
+  EXPECT_GE(static_cast<double>(decomposition.needed_bytes), one);
+  EXPECT_LT(static_cast<double>(decomposition.needed_bytes), one + 1e9);
+  EXPECT_GE(static_cast<double>(inversion.needed_bytes), 2.0 * one);
+  EXPECT_LT(static_cast<double>(inversion.needed_bytes), 2.0 * one + 1e9);
+  EXPECT_GE(static_cast<double>(diagonalization.needed_bytes), 3.0 * one);
+  EXPECT_LT(static_cast<double>(diagonalization.needed_bytes), 3.0 * one + 1e9);
+  EXPECT_TRUE(decomposition.fits && inversion.fits && diagonalization.fits);
+}
+
+TEST(MemoryPlan, MultipliersNeedTheBorderedMatrix) {
+  const CudaDeviceInfo device = device_with(1000.0);
+  const double nb = 10000.0 + 500.0;
+  const MemoryPlan plan = plan_cuda_memory(10000, 500, Method::inversion, ConstraintMode::multipliers, kBatch, device);
+  // Factor of the bordered matrix and the copy that sytri inverts.
+  EXPECT_GE(static_cast<double>(plan.factorize_bytes), 2.0 * matrix_bytes(nb));
+  EXPECT_LT(static_cast<double>(plan.factorize_bytes), 2.0 * matrix_bytes(nb) + 1e9);
+}
+
+TEST(MemoryPlan, SaysWhatFitsWhenTheMethodDoesNot) {
+  // An 80 GB device and 60,000 parameters: 28.8 GB per matrix. Diagonalization needs three
+  // (86.4 GB), inversion two, decomposition one.
+  const CudaDeviceInfo device = device_with(80.0);
+  const MemoryPlan diagonalization =
+      plan_cuda_memory(60000, 10, Method::diagonalization, ConstraintMode::elimination, kBatch, device);
+  EXPECT_FALSE(diagonalization.fits);
+  EXPECT_GT(diagonalization.needed_bytes, diagonalization.available_bytes);
+  EXPECT_NE(diagonalization.message.find("method inversion"), std::string::npos) << diagonalization.message;
+  EXPECT_NE(diagonalization.message.find("method decomposition"), std::string::npos) << diagonalization.message;
+  EXPECT_NE(diagonalization.message.find("--backend cpu"), std::string::npos) << diagonalization.message;
+  const MemoryPlan inversion =
+      plan_cuda_memory(60000, 10, Method::inversion, ConstraintMode::elimination, kBatch, device);
+  EXPECT_TRUE(inversion.fits) << inversion.message;
+
+  const MemoryPlan too_large =
+      plan_cuda_memory(200000, 0, Method::decomposition, ConstraintMode::elimination, kBatch, device);
+  EXPECT_FALSE(too_large.fits);
+  EXPECT_NE(too_large.message.find("No other method fits"), std::string::npos) << too_large.message;
+}
+
+TEST(MemoryPlan, KeepsAReserveForTheContext) {
+  const CudaDeviceInfo device = device_with(1.0);
+  const MemoryPlan plan = plan_cuda_memory(100, 0, Method::inversion, ConstraintMode::elimination, 0, device);
+  EXPECT_LT(plan.available_bytes, device.free_bytes);
+  EXPECT_TRUE(plan.fits);
+}
+
+}  // namespace

@@ -1,0 +1,190 @@
+// End to end against pede: for every reference problem in ../shared/reference and every method pede
+// ran there, the gpede command-line tool given the same steering file agrees with pede's
+// millepede.res (values to 1% of the error, errors to 1e-3 relative, column layout) and with
+// pede's chi2/ndf from millepede.log (1e-7 relative). Where pede is documented to be wrong
+// (diagonalization errors with elimination; diagonalization with multipliers), gpede is compared
+// with pede's exact inversion of the same problem instead.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "test_support.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using gpede::test::reference_dir;
+using gpede::test::run_command;
+using gpede::test::TempDir;
+
+struct ResLine {
+  std::vector<double> columns;  // value, presigma, [difference, [error]]
+};
+
+std::map<int, ResLine> read_res(const fs::path& file) {
+  std::ifstream in(file);
+  EXPECT_TRUE(in) << "cannot open " << file;
+  std::map<int, ResLine> out;
+  std::string line;
+  std::getline(in, line);  // header
+  EXPECT_NE(line.find("Parameter"), std::string::npos) << file << ": bad header '" << line << "'";
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    int label = 0;
+    ls >> label;
+    ResLine r;
+    double x;
+    while (ls >> x) r.columns.push_back(x);
+    out[label] = r;
+  }
+  return out;
+}
+
+// chi2/ndf as printed in pede's three lines `Sum(Chi^2)/Sum(Ndf) = ...` / `/ (...)` / `= value`.
+double read_chi2ndf(const fs::path& log) {
+  std::ifstream in(log);
+  EXPECT_TRUE(in) << "cannot open " << log;
+  std::string line;
+  bool seen = false;
+  double value = std::nan("");
+  while (std::getline(in, line)) {
+    if (line.find("Sum(Chi^2)/Sum(Ndf)") != std::string::npos) {
+      seen = true;
+      continue;
+    }
+    if (seen) {
+      const auto eq = line.find('=');
+      if (eq != std::string::npos && line.find("/ (") == std::string::npos) {
+        value = std::stod(line.substr(eq + 1));
+        seen = false;
+      }
+    }
+  }
+  return value;
+}
+
+struct Case {
+  std::string problem;
+  std::string method;  // folder under pede/
+};
+
+std::string case_name(const testing::TestParamInfo<Case>& info) {
+  return info.param.problem + "_" + info.param.method;
+}
+
+class ReferenceProblem : public testing::TestWithParam<Case> {};
+
+// Runs gpede on pede/<method>/steer.txt from the problem folder; returns the output folder.
+void run_gpede(const fs::path& problem_dir, const std::string& steering, const fs::path& out) {
+  std::string output;
+  const std::string cmd = "cd '" + problem_dir.string() + "' && '" + gpede::test::gpede_binary().string() +
+                          "' -q --output-dir '" + out.string() + "' '" + steering + "'";
+  const int status = run_command(cmd, &output);
+  ASSERT_EQ(status, 0) << cmd << "\n" << output;
+}
+
+void compare(const std::map<int, ResLine>& ours, const std::map<int, ResLine>& pede_layout,
+             const std::map<int, ResLine>& pede_values, const std::map<int, ResLine>& pede_errors,
+             bool compare_errors) {
+  ASSERT_EQ(ours.size(), pede_layout.size());
+  int compared_errors = 0;
+  int pede_errors_present = 0;
+  for (const auto& [label, want] : pede_layout) {
+    auto it = ours.find(label);
+    ASSERT_NE(it, ours.end()) << "label " << label << " missing";
+    const auto& got = it->second.columns;
+    ASSERT_EQ(got.size(), want.columns.size()) << "label " << label << ": column count";
+    const auto& ref_value = pede_values.at(label).columns;
+    const auto& ref_error = pede_errors.at(label).columns;
+    // Tolerance: 1% of pede's error, or the rounding of pede's 5 printed digits.
+    const double printed = 0.5e-4 * std::abs(ref_value[0]) + 1e-30;
+    const double tol = ref_error.size() >= 4 ? std::max(0.01 * std::abs(ref_error[3]), printed) : printed;
+    EXPECT_NEAR(got[0], ref_value[0], tol) << "label " << label << " value";
+    EXPECT_EQ(got[1], want.columns[1]) << "label " << label << " presigma";
+    if (got.size() >= 3) EXPECT_NEAR(got[2], ref_value[2], tol) << "label " << label << " difference";
+    if (want.columns.size() >= 4) ++pede_errors_present;
+    if (compare_errors && got.size() >= 4) {
+      EXPECT_NEAR(got[3] / ref_error[3], 1.0, 1e-3) << "label " << label << " error";
+      ++compared_errors;
+    }
+  }
+  if (compare_errors) EXPECT_EQ(compared_errors, pede_errors_present);
+}
+
+TEST_P(ReferenceProblem, AgreesWithPede) {
+  GPEDE_REQUIRE_REFERENCE();
+  const auto& c = GetParam();
+  const fs::path problem = reference_dir() / c.problem;
+  const fs::path pede_dir = problem / "pede" / c.method;
+  if (!fs::exists(pede_dir)) GTEST_SKIP() << "pede did not run " << c.method << " on " << c.problem;
+  TempDir out("ref");
+  run_gpede(problem, "pede/" + c.method + "/steer.txt", out.path());
+
+  const bool multipliers = c.method.find("withmultipliers") != std::string::npos;
+  const fs::path exact = problem / "pede" / (multipliers ? "inversion_withmultipliers" : "inversion");
+  const auto ours = read_res(out.path() / "millepede.res");
+  const auto pede_layout = read_res(pede_dir / "millepede.res");
+  const auto pede_exact = read_res(exact / "millepede.res");
+  const bool diagonalization = c.method.rfind("diagonalization", 0) == 0;
+  // pede's diagonalization errors are wrong with elimination; its diagonalization with
+  // multipliers is inaccurate: gpede is compared with pede's exact inversion there.
+  const auto& values = diagonalization && multipliers ? pede_exact : pede_layout;
+  compare(ours, pede_layout, values, pede_exact, true);
+
+  const double want = read_chi2ndf((diagonalization && multipliers ? exact : pede_dir) / "millepede.log");
+  const double got = read_chi2ndf(out.path() / "millepede.log");
+  EXPECT_NEAR(got / want, 1.0, 1e-7) << "chi2/ndf: gpede " << got << ", pede " << want;
+  EXPECT_TRUE(fs::exists(out.path() / "millepede.end"));
+  EXPECT_TRUE(fs::exists(out.path() / "gpede.json"));
+  if (diagonalization) EXPECT_TRUE(fs::exists(out.path() / "millepede.eve"));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Pede, ReferenceProblem,
+    testing::Values(Case{"wirechamber", "inversion"}, Case{"wirechamber", "decomposition"},
+                    Case{"wirechamber", "diagonalization"}, Case{"wirechamber", "diagonalization_withmultipliers"},
+                    Case{"wirechamber", "inversion_withmultipliers"}, Case{"wirechamber", "sparseMINRES"},
+                    Case{"sl0", "inversion"}, Case{"sl0", "decomposition"}, Case{"sl0", "diagonalization"},
+                    Case{"sl0", "diagonalization_withmultipliers"}, Case{"sl0", "inversion_withmultipliers"},
+                    Case{"sl0", "sparseMINRES"}, Case{"bp", "inversion"}, Case{"bp", "decomposition"},
+                    Case{"bp", "diagonalization"}, Case{"bp", "sparseMINRES"}),
+    case_name);
+
+// The C binary variants of sl0 (float, gzip float, gzip double) give pede's answers too.
+class CFileVariant : public testing::TestWithParam<std::string> {};
+
+TEST_P(CFileVariant, GivesSl0Answer) {
+  GPEDE_REQUIRE_REFERENCE();
+  const fs::path problem = reference_dir() / "sl0";
+  TempDir dir("cfile");
+  const fs::path steer = dir.path() / "steer.txt";
+  {
+    std::ofstream s(steer);
+    s << "* sl0 as C binary: " << GetParam() << "\nCfiles\n"
+      << (problem / "mp2con.txt").string() << "   ! constraints\n"
+      << (problem / GetParam()).string() << "\nmethod inversion 3 0.001\nend\n";
+  }
+  const fs::path out = dir.path() / "out";
+  run_gpede(dir.path(), steer.string(), out);
+  const auto pede = read_res(problem / "pede" / "inversion" / "millepede.res");
+  compare(read_res(out / "millepede.res"), pede, pede, pede, true);
+  const double want = read_chi2ndf(problem / "pede" / "inversion" / "millepede.log");
+  EXPECT_NEAR(read_chi2ndf(out / "millepede.log") / want, 1.0, 1e-7);
+}
+
+INSTANTIATE_TEST_SUITE_P(Sl0, CFileVariant,
+                         testing::Values("mp2tst_cfloat.bin", "mp2tst_cfloat.bin.gz", "mp2tst_cdouble.bin.gz"),
+                         [](const testing::TestParamInfo<std::string>& info) {
+                           std::string n = info.param;
+                           for (auto& ch : n) {
+                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+                           }
+                           return n;
+                         });
+
+}  // namespace
