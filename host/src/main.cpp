@@ -8,6 +8,7 @@
 
 #include "gpede/error.hpp"
 #include "gpede/output.hpp"
+#include "gpede/simulate.hpp"
 #include "gpede/solver.hpp"
 #include "gpede/steering.hpp"
 
@@ -88,15 +89,8 @@ int parse_command_line(int argc, char** argv, CommandLine& cl) {
 
 }  // namespace
 
-#if __has_include("gpede/simulate.hpp")
-#include "gpede/simulate.hpp"
-#define GPEDE_HAVE_SIMULATE 1
-#endif
-
 int main(int argc, char** argv) {
-#ifdef GPEDE_HAVE_SIMULATE
   if (argc >= 2 && std::strcmp(argv[1], "simulate") == 0) return gpede::simulate_main(argc - 1, argv + 1);
-#endif
   CommandLine cl;
   try {
     const int status = parse_command_line(argc, argv, cl);
