@@ -5,7 +5,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/setup.sh"
 build="${GPEDE_BUILD_DIR:-$root/build}"
 jobs="${GPEDE_JOBS:-$(nproc)}"
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DGPEDE_NATIVE_ARCH=ON "$@" >/dev/null
 targets=()
 for t in ${GPEDE_TARGETS:-}; do targets+=(--target "$t"); done
 cmake --build "$build" -j "$jobs" "${targets[@]}"

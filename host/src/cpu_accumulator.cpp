@@ -7,6 +7,8 @@
 #include "gpede/detail/batch_layout.hpp"
 
 #include <algorithm>
+#include <unistd.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -103,6 +105,8 @@ struct ThreadState {
   kernels::RecordShape capacity;
   kernels::LocalFitScratch scratch;
   std::exception_ptr error;
+  std::vector<double> private_matrix;  // this thread's partial global matrix (see begin_pass)
+  double* matrix_target = nullptr;     // where this thread adds its Schur contributions
 
   void ensure_capacity(const kernels::RecordShape& shape) {
     if (shape.measurements <= capacity.measurements && shape.local_parameters <= capacity.local_parameters &&
@@ -125,6 +129,7 @@ struct CpuAccumulator::Impl {
   WorkerPool pool;
   bool in_pass = false;
   bool building = false;
+  bool private_matrices = false;
   PassSetup setup;
   kernels::GlobalStateView state;
   kernels::LocalFitOptions options;
@@ -132,11 +137,11 @@ struct CpuAccumulator::Impl {
   std::vector<double> matrix;
   std::int64_t n = 0;
 
-  void add_matrix(const kernels::GlobalContribution& c, bool atomic) {
+  void add_matrix(const kernels::GlobalContribution& c, bool atomic, double* base) {
     const std::int32_t k = c.size;
     for (std::int32_t b = 0; b < k; ++b) {
       const double* column = c.matrix + static_cast<std::int64_t>(b) * k;
-      double* target = matrix.data() + static_cast<std::int64_t>(c.index[b]) * n;
+      double* target = base + static_cast<std::int64_t>(c.index[b]) * n;
       if (atomic) {
         for (std::int32_t a = b; a < k; ++a) {
           std::atomic_ref<double>(target[c.index[a]]).fetch_add(column[a], std::memory_order_relaxed);
@@ -207,7 +212,7 @@ struct CpuAccumulator::Impl {
       sums.rhs[c.index[k]] += c.vector[k];
       sums.entries_accepted[c.label[k]] += c.entries[k];
     }
-    if (building) add_matrix(c, atomic);
+    if (building) add_matrix(c, atomic, ts.matrix_target);
   }
 
   // Mirrors the lower triangle into the upper one, in blocks, split over the threads.
@@ -230,6 +235,45 @@ struct CpuAccumulator::Impl {
         }
       }
     });
+  }
+
+  /// With several threads, each thread but the first adds into a private copy of the matrix when
+  /// the copies fit the memory budget (a quarter of the physical memory): no atomic adds, which cost
+  /// a compare-and-swap each and serialise on shared cache lines. Else all threads add atomically
+  /// into the one matrix.
+  void assign_matrix_targets() {
+    const std::size_t size = static_cast<std::size_t>(n) * static_cast<std::size_t>(n);
+    const std::size_t extra = (threads.size() - 1) * size * sizeof(double);
+    const double physical = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+    private_matrices = threads.size() > 1 && static_cast<double>(extra) <= 0.25 * physical;
+    for (std::size_t t = 0; t < threads.size(); ++t) {
+      ThreadState& ts = threads[t];
+      if (private_matrices && t > 0) {
+        ts.private_matrix.assign(size, 0.0);
+        ts.matrix_target = ts.private_matrix.data();
+      } else {
+        ts.private_matrix = std::vector<double>();
+        ts.matrix_target = matrix.data();
+      }
+    }
+  }
+
+  /// Adds the private copies into the matrix and releases them.
+  void reduce_private_matrices() {
+    if (!private_matrices) return;
+    const std::size_t size = matrix.size();
+    const int n_threads = pool.size();
+    double* m = matrix.data();
+    pool.run([&](int t) {
+      const std::size_t begin = size * static_cast<std::size_t>(t) / static_cast<std::size_t>(n_threads);
+      const std::size_t end = size * static_cast<std::size_t>(t + 1) / static_cast<std::size_t>(n_threads);
+      for (std::size_t k = 1; k < threads.size(); ++k) {
+        const double* p = threads[k].private_matrix.data();
+        for (std::size_t i = begin; i < end; ++i) m[i] += p[i];
+      }
+    });
+    for (std::size_t k = 1; k < threads.size(); ++k) threads[k].private_matrix = std::vector<double>();
+    private_matrices = false;
   }
 
   void zero_matrix() {
@@ -286,7 +330,10 @@ void CpuAccumulator::begin_pass(const PassSetup& setup) {
     ts.sums.entries_accepted.assign(static_cast<std::size_t>(setup.n_all), 0);
     ts.error = nullptr;
   }
-  if (impl.building) impl.zero_matrix();
+  if (impl.building) {
+    impl.zero_matrix();
+    impl.assign_matrix_targets();
+  }
   impl.in_pass = true;
 }
 
@@ -298,7 +345,7 @@ void CpuAccumulator::accumulate(const RecordBatch& batch) {
   const std::int64_t n_records = view.n_records;
   if (n_records == 0) return;
   const int n_threads = impl.pool.size();
-  const bool atomic = n_threads > 1;
+  const bool atomic = n_threads > 1 && !impl.private_matrices;
   const std::int64_t chunk = std::clamp<std::int64_t>(n_records / (8 * n_threads), 1, 64);
   std::atomic<std::int64_t> next{0};
   impl.pool.run([&](int t) {
@@ -344,7 +391,10 @@ PassTotals CpuAccumulator::end_pass() {
     for (std::size_t k = 0; k < totals.rhs.size(); ++k) totals.rhs[k] += s.rhs[k];
     for (std::size_t k = 0; k < totals.entries_accepted.size(); ++k) totals.entries_accepted[k] += s.entries_accepted[k];
   }
-  if (impl.building) impl.symmetrise();
+  if (impl.building) {
+    impl.reduce_private_matrices();
+    impl.symmetrise();
+  }
   return totals;
 }
 

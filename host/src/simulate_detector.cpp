@@ -69,7 +69,7 @@ CdcSuperlayerConfig superlayer(int layers, int wires, double radius, double spac
 SimulationConfig preset_config(Preset preset) {
   SimulationConfig c;
   DetectorConfig& d = c.detector;
-  if (preset == Preset::belle2) {
+  if (preset == Preset::belle2 || preset == Preset::medium) {
     // Belle II: PXD 2 layers (8, 12 ladders x 2 sensors), SVD 4 layers (7, 10, 12, 16 ladders x
     // 2, 3, 4, 5 sensors) = 212 sensors; CDC 9 superlayers, 56 layers, 14,336 wires.
     d.vxd = {vxd_layer(8, 2, 1.42, 0.08, 1.25, 4.48, 1.1, 0.0010, 0.0012, 0.002),
@@ -86,6 +86,12 @@ SimulationConfig preset_config(Preset preset) {
              superlayer(6, 384, 101.3, 1.8, 0.0)};
     d.deformation_terms = 12;
     c.tracks = 100000;
+    if (preset == Preset::medium) {
+      // Belle II's VXD in full, the drift chamber cut to its first two superlayers: about 5,000
+      // parameters, a size where the dense solution takes seconds.
+      d.cdc = {superlayer(2, 160, 16.8, 1.8, 0.0), superlayer(2, 160, 25.7, 1.8, 0.0454)};
+      c.tracks = 200000;
+    }
   } else {
     // One long sensor per ladder, 3 deformation terms, a 4-layer drift chamber: about 1,800
     // parameters.

@@ -22,11 +22,13 @@ void print_usage(std::ostream& out) {
          "(scripts/plot_simulation.py DIR).\n"
          "\n"
          "options:\n"
-         "  --preset small|belle2       detector size (default small: about 1,800 parameters;\n"
+         "  --preset small|medium|belle2  detector size (default small: about 1,800 parameters;\n"
+         "                              medium: 212 sensors x 18, 4 layers, 640 wires: about 5,000;\n"
          "                              belle2: 212 sensors x 18, 56 layers x 6, 14,336 wires x 4)\n"
          "  -o DIR                      output folder (default: gpede-simulation)\n"
          "  --seed N                    random seed (default 1)\n"
-         "  --tracks N                  number of tracks (default: small 20000, belle2 100000)\n"
+         "  --tracks N                  number of tracks (default: small 20000, medium 200000,\n"
+         "                              belle2 100000)\n"
          "  --cosmics-fraction F        fraction of the tracks that are cosmics (default 0.2)\n"
          "  --field on|off              solenoid (1.5 T) for the di-muon tracks (default on);\n"
          "                              cosmics are straight (field-off runs)\n"
@@ -97,8 +99,8 @@ int simulate_main(int argc, char** argv) {
         return 0;
       } else if (arg == "--preset") {
         preset = value();
-        if (preset != "small" && preset != "belle2") {
-          throw std::invalid_argument("--preset must be small or belle2, not '" + preset + "'");
+        if (preset != "small" && preset != "medium" && preset != "belle2") {
+          throw std::invalid_argument("--preset must be small, medium or belle2, not '" + preset + "'");
         }
       } else if (arg == "-o" || arg == "--output") {
         out = value();
@@ -135,6 +137,7 @@ int simulate_main(int argc, char** argv) {
       }
     }
     if (preset == "belle2") config = sim::preset_config(sim::Preset::belle2);
+    if (preset == "medium") config = sim::preset_config(sim::Preset::medium);
     if (o.seed >= 0) config.seed = static_cast<std::uint64_t>(o.seed);
     if (o.tracks >= 0) config.tracks = o.tracks;
     if (o.files >= 0) config.files = static_cast<int>(std::min<std::int64_t>(o.files, 100000));
