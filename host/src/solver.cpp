@@ -512,7 +512,33 @@ SolveResult solve(const Steering& steering, const SolverOptions& options, Record
   auto t_solve = Clock::now();
   detail::FactorReport report = backend->factorize(constraints, factor_options);
   result.figures.solving_s += seconds_since(t_solve);
-  if (!report.ok) {
+  // Diagonalization goes on without the directions of the non-positive eigenvalues, as pede does:
+  // the weak modes are reported (with the smallest eigenvalues) and the rest is solved.
+  const bool weak_modes_left_out =
+      !report.ok && steering.method == Method::diagonalization && !report.eigenvalues.empty();
+  if (weak_modes_left_out) {
+    std::ostringstream msg;
+    msg << "Ended with severe warnings (bad global matrix): " << report.message;
+    if (!report.weak_indices.empty()) {
+      msg << "; labels involved:";
+      const std::size_t shown = std::min<std::size_t>(report.weak_indices.size(), 20);
+      for (std::size_t k = 0; k < shown; ++k) msg << ' ' << variable_label[report.weak_indices[k]];
+      if (shown < report.weak_indices.size()) msg << " ... (" << report.weak_indices.size() << " in all)";
+    }
+    result.exit_code = 3;
+    result.message = msg.str();
+    std::ostringstream smallest;
+    smallest.precision(6);
+    smallest << "diagonalization: smallest eigenvalues (ascending):";
+    for (std::size_t k = 0; k < std::min<std::size_t>(12, report.eigenvalues.size()); ++k) {
+      smallest << ' ' << report.eigenvalues[k];
+    }
+    smallest << "; largest: " << report.eigenvalues.back();
+    result.warnings.push_back(result.message);
+    result.warnings.push_back(smallest.str());
+    log("warning: " + result.message);
+    log("warning: " + smallest.str());
+  } else if (!report.ok) {
     std::ostringstream msg;
     msg << report.message;
     if (!report.weak_indices.empty()) {
@@ -546,7 +572,8 @@ SolveResult solve(const Steering& steering, const SolverOptions& options, Record
 
   auto t_it = Clock::now();
   record_iteration(0, 1, f_value, 0.0, cuts.factor(), totals.rejected(), t_it);
-  if (report.ok) {
+  const bool solved = report.ok || weak_modes_left_out;
+  if (solved) {
     int fc = 1;
     for (int it = 1;; ++it) {
       t_solve = Clock::now();
@@ -572,7 +599,7 @@ SolveResult solve(const Steering& steering, const SolverOptions& options, Record
 
   // ---- results ---------------------------------------------------------------------------------
   std::vector<double> cov_diag;
-  if (report.ok && factor_options.want_covariance) {
+  if (solved && factor_options.want_covariance) {
     t_solve = Clock::now();
     cov_diag = backend->covariance_diagonal();
     result.figures.solving_s += seconds_since(t_solve);
@@ -607,7 +634,7 @@ SolveResult solve(const Steering& steering, const SolverOptions& options, Record
     }
     result.parameters.push_back(pr);
   }
-  if (steering.method == Method::diagonalization && report.ok) {
+  if (steering.method == Method::diagonalization && solved) {
     result.eigen.eigenvalues = report.eigenvalues;
     result.eigen.eigenvectors = report.eigenvectors;
   }
