@@ -13,6 +13,7 @@
 // near-zero Bunch-Kaufman pivots with a few steps of inverse iteration; eigenvalues at the
 // rounding level by their eigenvectors.
 #include "gpede/detail/dense_solver.hpp"
+#include "gpede/detail/factor_report_text.hpp"
 
 #include <algorithm>
 #include <climits>
@@ -66,9 +67,6 @@ constexpr double kEps = std::numeric_limits<double>::epsilon();
 // A constraint (rows normalised to 1) counts as dependent on the earlier ones when its component
 // orthogonal to them is below 4 sqrt(eps): pede's pivot test on A A^T (16 eps relative) in terms of R.
 const double kConstraintRankTolerance = 4.0 * std::sqrt(kEps);
-// Fraction of an eigen- or null vector's largest component from which a parameter is named as
-// involved in a weak mode.
-constexpr double kWeakComponentFraction = 0.2;
 // Null vectors analysed at most per failure (each costs O(n^2)).
 constexpr std::int64_t kMaxWeakModes = 32;
 
@@ -131,54 +129,6 @@ std::vector<double> eigen_decomposition(std::int64_t n, double* a, std::int64_t 
   check_info(info, "dsyevr");
   if (info > 0) throw RuntimeError("LAPACK dsyevr: the eigen-decomposition did not converge (info " + std::to_string(info) + ")");
   return w;
-}
-
-// Indices (ascending) of the components of v with |v_i| >= fraction * max |v_i|.
-void add_large_components(const double* v, std::int64_t n, std::vector<std::int64_t>& out) {
-  double vmax = 0.0;
-  for (std::int64_t i = 0; i < n; ++i) vmax = std::max(vmax, std::abs(v[i]));
-  if (!(vmax > 0.0)) return;
-  for (std::int64_t i = 0; i < n; ++i) {
-    if (std::abs(v[i]) >= kWeakComponentFraction * vmax) out.push_back(i);
-  }
-}
-
-void sort_unique(std::vector<std::int64_t>& v) {
-  std::sort(v.begin(), v.end());
-  v.erase(std::unique(v.begin(), v.end()), v.end());
-}
-
-// pede's millepede.eve choice (prtglo): with eigenvalues in descending order and 1-based index i,
-// imin = the smallest positive one; it writes i = imin, imin-1, ..., imin-9, then i = 1, ..., 6, at
-// most imin vectors. Returned as indices into the ascending list.
-std::vector<std::int64_t> eve_selection(const std::vector<double>& ascending, int count) {
-  const auto n = static_cast<std::int64_t>(ascending.size());
-  std::vector<std::int64_t> out;
-  if (n == 0 || count <= 0) return out;
-  std::int64_t imin = 1;
-  for (std::int64_t k = 0; k < n; ++k) {
-    if (ascending[k] > 0.0) {
-      imin = n - k;
-      break;
-    }
-  }
-  const std::int64_t last = std::min<std::int64_t>({count - 1, 15, imin - 1});
-  for (std::int64_t isub = 0; isub <= last; ++isub) {
-    const std::int64_t i = isub < 10 ? imin - isub : isub - 9;
-    out.push_back(n - i);
-  }
-  return out;
-}
-
-std::string format_number(double x) {
-  std::ostringstream out;
-  out.precision(4);
-  out << x;
-  return out.str();
-}
-
-std::string count_text(std::int64_t count, const char* what) {
-  return std::to_string(count) + " " + what + (count == 1 ? "" : "s");
 }
 
 // Power of two nearest to x > 0.

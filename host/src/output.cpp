@@ -4,6 +4,8 @@
 // rounded printf conversions.
 #include "gpede/output.hpp"
 
+#include "gpede/detail/factor_report_text.hpp"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -444,23 +446,7 @@ void write_res(const std::filesystem::path& file, const SolveResult& result, con
 }
 
 std::vector<std::int64_t> eve_selection(const std::vector<double>& eigenvalues) {
-  // pede numbers the eigenvalues in descending order (1 = largest) and writes the 10 eigenvectors
-  // of the smallest positive eigenvalues (smallest first), then those of the 6 largest.
-  const auto n = static_cast<std::int64_t>(eigenvalues.size());
-  std::vector<std::int64_t> selection;
-  if (n == 0) return selection;
-  std::int64_t imin = 1;
-  for (std::int64_t i = n; i >= 1; --i) {
-    if (eigenvalues[static_cast<std::size_t>(n - i)] > 0.0) {
-      imin = i;
-      break;
-    }
-  }
-  for (std::int64_t sub = 0; sub <= std::min<std::int64_t>(15, imin - 1); ++sub) {
-    const std::int64_t i = sub < 10 ? imin - sub : sub - 9;
-    selection.push_back(n - i);
-  }
-  return selection;
+  return detail::eve_selection(eigenvalues, 16);
 }
 
 void write_eve(const std::filesystem::path& file, const SolveResult& result) {

@@ -512,6 +512,17 @@ SolveResult solve(const Steering& steering, const SolverOptions& options, Record
   auto t_solve = Clock::now();
   detail::FactorReport report = backend->factorize(constraints, factor_options);
   result.figures.solving_s += seconds_since(t_solve);
+  // "; labels involved: 11 12 ... (N in all)" for the parameters of the weak modes.
+  auto weak_labels_text = [&]() {
+    std::ostringstream text;
+    if (!report.weak_indices.empty()) {
+      text << "; labels involved:";
+      const std::size_t shown = std::min<std::size_t>(report.weak_indices.size(), 20);
+      for (std::size_t k = 0; k < shown; ++k) text << ' ' << variable_label[report.weak_indices[k]];
+      if (shown < report.weak_indices.size()) text << " ... (" << report.weak_indices.size() << " in all)";
+    }
+    return text.str();
+  };
   // Diagonalization goes on without the directions of the non-positive eigenvalues, as pede does:
   // the weak modes are reported (with the smallest eigenvalues) and the rest is solved.
   const bool weak_modes_left_out =
@@ -519,12 +530,7 @@ SolveResult solve(const Steering& steering, const SolverOptions& options, Record
   if (weak_modes_left_out) {
     std::ostringstream msg;
     msg << "Ended with severe warnings (bad global matrix): " << report.message;
-    if (!report.weak_indices.empty()) {
-      msg << "; labels involved:";
-      const std::size_t shown = std::min<std::size_t>(report.weak_indices.size(), 20);
-      for (std::size_t k = 0; k < shown; ++k) msg << ' ' << variable_label[report.weak_indices[k]];
-      if (shown < report.weak_indices.size()) msg << " ... (" << report.weak_indices.size() << " in all)";
-    }
+    msg << weak_labels_text();
     result.exit_code = 3;
     result.message = msg.str();
     std::ostringstream smallest;
@@ -541,12 +547,7 @@ SolveResult solve(const Steering& steering, const SolverOptions& options, Record
   } else if (!report.ok) {
     std::ostringstream msg;
     msg << report.message;
-    if (!report.weak_indices.empty()) {
-      msg << "; labels involved:";
-      const std::size_t shown = std::min<std::size_t>(report.weak_indices.size(), 20);
-      for (std::size_t k = 0; k < shown; ++k) msg << ' ' << variable_label[report.weak_indices[k]];
-      if (shown < report.weak_indices.size()) msg << " ... (" << report.weak_indices.size() << " in all)";
-    }
+    msg << weak_labels_text();
     msg << ". Add constraints or pre-sigmas for the weak modes";
     result.exit_code = exit_code::factorisation_failed;
     result.message = msg.str();

@@ -29,6 +29,7 @@
 #include <utility>
 
 #include "dense_launch.hpp"
+#include "gpede/detail/factor_report_text.hpp"
 #include "gpede/error.hpp"
 
 namespace gpede::detail::cuda {
@@ -39,7 +40,6 @@ constexpr double kEps = std::numeric_limits<double>::epsilon();
 // them is below 4 sqrt(eps) (the CPU solver's rule).
 const double kConstraintRankTolerance = 4.0 * std::sqrt(kEps);
 // Fraction of a near-null vector's largest component from which a parameter is named as weak.
-constexpr double kWeakComponentFraction = 0.2;
 // Near-null vectors analysed at most per failure.
 constexpr std::int64_t kMaxWeakModes = 32;
 // Left free beside a large allocation (cuSOLVER/cuBLAS internals, fragmentation).
@@ -55,53 +55,6 @@ int legacy_size(std::int64_t value, const char* routine) {
                        " exceeds the 32-bit range of cuSOLVER's " + routine);
   }
   return static_cast<int>(value);
-}
-
-void add_large_components(const std::vector<double>& v, std::int64_t n, std::vector<std::int64_t>& out) {
-  double vmax = 0.0;
-  for (std::int64_t i = 0; i < n; ++i) vmax = std::max(vmax, std::abs(v[i]));
-  if (!(vmax > 0.0)) return;
-  for (std::int64_t i = 0; i < n; ++i) {
-    if (std::abs(v[i]) >= kWeakComponentFraction * vmax) out.push_back(i);
-  }
-}
-
-void sort_unique(std::vector<std::int64_t>& v) {
-  std::sort(v.begin(), v.end());
-  v.erase(std::unique(v.begin(), v.end()), v.end());
-}
-
-// millepede.eve's choice: with the eigenvalues in descending order and imin the 1-based position
-// of the smallest positive one, positions imin, imin-1, ..., imin-9, then 1, ..., 6; at most imin
-// of them and at most `count`. Returned as indices into the ascending list.
-std::vector<std::int64_t> eve_selection(const std::vector<double>& ascending, int count) {
-  const auto n = static_cast<std::int64_t>(ascending.size());
-  std::vector<std::int64_t> out;
-  if (n == 0 || count <= 0) return out;
-  std::int64_t imin = 1;
-  for (std::int64_t k = 0; k < n; ++k) {
-    if (ascending[k] > 0.0) {
-      imin = n - k;
-      break;
-    }
-  }
-  const std::int64_t last = std::min<std::int64_t>({static_cast<std::int64_t>(count) - 1, 15, imin - 1});
-  for (std::int64_t s = 0; s <= last; ++s) {
-    const std::int64_t position = s < 10 ? imin - s : s - 9;
-    out.push_back(n - position);
-  }
-  return out;
-}
-
-std::string count_text(std::int64_t count, const char* what) {
-  return std::to_string(count) + " " + what + (count == 1 ? "" : "s");
-}
-
-std::string format_number(double x) {
-  std::ostringstream out;
-  out.precision(4);
-  out << x;
-  return out.str();
 }
 
 std::string gigabytes(double bytes) {
@@ -397,7 +350,7 @@ FactorReport CudaDenseSolver::factorize_reduced(DeviceBuffer<double> matrix, Fac
         inverse[k] = 1.0 / values[k];
       } else {
         ++bad;
-        if (bad <= kMaxWeakModes) add_large_components(column(k), n, report.weak_indices);
+        if (bad <= kMaxWeakModes) add_large_components(column(k).data(), n, report.weak_indices);
       }
     }
     if (bad > 0) {
@@ -527,7 +480,7 @@ void CudaDenseSolver::weak_modes_of_failed_cholesky(const double* reduced, std::
   for (double& value : v) {
     if (!std::isfinite(value)) value = 0.0;
   }
-  add_large_components(v, n, report.weak_indices);
+  add_large_components(v.data(), n, report.weak_indices);
   if (report.weak_indices.empty() && mr == 0) report.weak_indices.push_back(k);
   sort_unique(report.weak_indices);
 }
@@ -621,7 +574,7 @@ FactorReport CudaDenseSolver::factorize_bordered(DeviceBuffer<double> matrix, co
                        std::to_string(nb) + " at the rounding level";
       const std::size_t shown = std::min<std::size_t>(zero_modes.size(), kMaxWeakModes);
       for (std::size_t t = 0; t < shown; ++t) {
-        add_large_components(column(zero_modes[t], static_cast<std::size_t>(n)), n, report.weak_indices);
+        add_large_components(column(zero_modes[t], static_cast<std::size_t>(n)).data(), n, report.weak_indices);
       }
     } else if (static_cast<std::int64_t>(negative_modes.size()) > m) {
       // A positive definite C on the null space of A gives exactly m negative eigenvalues; the
@@ -638,7 +591,7 @@ FactorReport CudaDenseSolver::factorize_bordered(DeviceBuffer<double> matrix, co
       for (std::int64_t k : negative_modes) ranked.emplace_back(-shares[k], k);
       std::sort(ranked.begin(), ranked.end());
       for (std::int64_t t = 0; t < std::min(surplus, kMaxWeakModes); ++t) {
-        add_large_components(column(ranked[t].second, static_cast<std::size_t>(n)), n, report.weak_indices);
+        add_large_components(column(ranked[t].second, static_cast<std::size_t>(n)).data(), n, report.weak_indices);
       }
     }
     sort_unique(report.weak_indices);
@@ -783,7 +736,7 @@ FactorReport CudaDenseSolver::factorize_bordered(DeviceBuffer<double> matrix, co
     std::vector<double> x(static_cast<std::size_t>(n));
     for (std::int64_t t = 0; t < modes; ++t) {
       for (std::int64_t i = 0; i < n; ++i) x[i] = m_scale[i] * y[i + t * ldb];
-      add_large_components(x, n, report.weak_indices);
+      add_large_components(x.data(), n, report.weak_indices);
     }
     sort_unique(report.weak_indices);
     m_scale.clear();
