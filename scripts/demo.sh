@@ -22,8 +22,15 @@ echo "== 2. align: gpede $out/steer.txt"
 echo "== 3. recovered against true misalignment"
 python3 "$root/scripts/compare_truth.py" "$out/truth.res" "$out/millepede.res"
 
-echo "== 4. plots"
-if python3 "$root/scripts/plot_simulation.py" "$out" --out "$out/demo.png"; then
+echo "== 4. weak modes: the same data without the constraint file, method diagonalization"
+weak="$out/without-constraints"
+mkdir -p "$weak"
+grep -v -i "constraints.txt" "$out/steer.txt" | sed 's/^method .*/method diagonalization 1 0.001/' > "$weak/steer.txt"
+(cd "$out" && "$gpede" -q --output-dir "$weak" "$weak/steer.txt") || true
+grep -i "eigenvalues" "$weak/millepede.log" | head -3 || true
+
+echo "== 5. plots"
+if python3 "$root/scripts/plot_simulation.py" "$out" --out "$out/demo.png" --eigen "$weak/gpede.json"; then
   ls "$out"/*.png
 else
   echo "plotting failed (matplotlib missing?); the alignment result above stands" >&2

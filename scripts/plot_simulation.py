@@ -114,6 +114,7 @@ def main():
     parser.add_argument("folder")
     parser.add_argument("--res", help="millepede.res of a fit (default: FOLDER/millepede.res)")
     parser.add_argument("--out", help="output image (default: FOLDER/simulation.png)")
+    parser.add_argument("--eigen", help="gpede.json of a diagonalization run: draws its eigenvalue spectrum")
     args = parser.parse_args()
 
     truth_path = os.path.join(args.folder, "truth.res")
@@ -134,6 +135,13 @@ def main():
         groups.setdefault(group_of(label), []).append(label)
     names = sorted(groups)
 
+    eigenvalues = None
+    if args.eigen:
+        import json
+        with open(args.eigen) as f:
+            eigenvalues = json.load(f).get("eigenvalues")
+        if not eigenvalues:
+            sys.exit(f"plot_simulation.py: {args.eigen} holds no eigenvalues (run method diagonalization)")
     rows = 2 if fit is None else 3
     fig = plt.figure(figsize=(16, 5 * rows))
     draw_detector(fig.add_subplot(rows, 3, 1), fig.add_subplot(rows, 3, 2), sensors, layers)
@@ -197,6 +205,18 @@ def main():
         ax.legend(fontsize=7)
         ax.set_title("pulls by kind of parameter", fontsize=8)
         print(f"pulls of {len(pulls)} parameters: mean {mean:.3f}, RMS {rms:.3f}" if pulls else "no fitted errors")
+
+    if eigenvalues:
+        ax = fig.add_subplot(rows, 3, 8 if fit is not None else 5)
+        largest = max(abs(v) for v in eigenvalues)
+        ratio = sorted(max(abs(v) / largest, 1e-20) for v in eigenvalues)
+        weak = sum(1 for r in ratio if r < 1e-12)
+        ax.semilogy(range(1, len(ratio) + 1), ratio, ".", ms=2)
+        ax.axhline(1e-12, color="r", lw=0.5)
+        ax.set_xlabel("eigenvalue number (ascending)")
+        ax.set_ylabel("|eigenvalue| / largest")
+        ax.set_title(f"eigenvalue spectrum: {weak} weak modes below 1e-12 (red line)", fontsize=8)
+        print(f"eigenvalue spectrum: {len(ratio)} eigenvalues, {weak} below 1e-12 of the largest")
 
     fig.tight_layout()
     out = args.out or os.path.join(args.folder, "simulation.png")

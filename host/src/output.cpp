@@ -645,6 +645,13 @@ void write_json(const std::filesystem::path& file, const SolveResult& result, co
     }
   }
   out << "],\n";
+  if (!result.eigen.eigenvalues.empty()) {
+    out << "  \"eigenvalues\": [";
+    for (std::size_t i = 0; i < result.eigen.eigenvalues.size(); ++i) {
+      out << (i ? ", " : "") << json_number(result.eigen.eigenvalues[i]);
+    }
+    out << "],\n";
+  }
   out << "  \"parameters\": [";
   const auto sorted = sorted_parameters(result);
   for (std::size_t i = 0; i < sorted.size(); ++i) {

@@ -211,7 +211,6 @@ SolveResult solve(const Steering& steering, const SolverOptions& options, Record
   SolveResult result;
   result.method = steering.method;
   result.constraint_mode = steering.constraint_mode;
-  result.warnings = steering.warnings;
   auto log = [&](const std::string& line) {
     if (options.log) options.log(line);
   };
@@ -222,6 +221,7 @@ SolveResult solve(const Steering& steering, const SolverOptions& options, Record
     result.warnings.push_back("entries: the second number (minimum entries from accepted local fits, " +
                               std::to_string(steering.entries_accepted) + ") is not implemented; ignored");
   }
+  for (const auto& w : steering.warnings) log("warning: " + w);
   for (const auto& w : result.warnings) log("warning: " + w);
 
   // ---- loop 1: read the data once -------------------------------------------------------------

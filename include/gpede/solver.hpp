@@ -111,7 +111,7 @@ struct SolveResult {
   std::string backend;
   int exit_code = 0;    ///< pede's millepede.end code
   std::string message;  ///< pede's millepede.end message
-  std::vector<std::string> warnings;
+  std::vector<std::string> warnings;  ///< the solver's own (the steering's are in Steering::warnings)
 };
 
 /// Runs the solution. Records come from `source` if given, else from the steering's binary files.
