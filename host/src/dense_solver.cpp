@@ -407,25 +407,7 @@ FactorReport DenseSolver::factorize(std::vector<double> matrix, std::int64_t n, 
         }
         double& b = bordered[(k + 1) + k * ldb];
         double& c = bordered[(k + 1) + (k + 1) * ldb];
-        const double mean = 0.5 * (a + c), radius = std::hypot(0.5 * (a - c), b);
-        const double lambda = which == 0 ? mean - radius : mean + radius;
-        double vx = b, vy = lambda - a;  // eigenvector of [[a, b], [b, c]] for lambda
-        if (std::hypot(vx, vy) == 0.0) {
-          vx = lambda - c;
-          vy = b;
-        }
-        const double norm = std::hypot(vx, vy);
-        if (norm == 0.0) {
-          vx = which == 0 ? 1.0 : 0.0;
-          vy = which == 0 ? 0.0 : 1.0;
-        } else {
-          vx /= norm;
-          vy /= norm;
-        }
-        const double shift = (lambda < 0.0 ? -tol : tol) - lambda;
-        a += shift * vx * vx;
-        b += shift * vx * vy;
-        c += shift * vy * vy;
+        lift_pivot_block(a, b, c, which, tol);
       }
       const std::int64_t modes = std::min<std::int64_t>(static_cast<std::int64_t>(tiny.size()), kMaxWeakModes);
       const int nrhs = static_cast<int>(modes);

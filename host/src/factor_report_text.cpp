@@ -40,6 +40,28 @@ std::vector<std::int64_t> eve_selection(const std::vector<double>& ascending, in
   return out;
 }
 
+void lift_pivot_block(double& a, double& b, double& c, int which, double tol) {
+  const double mean = 0.5 * (a + c), radius = std::hypot(0.5 * (a - c), b);
+  const double lambda = which == 0 ? mean - radius : mean + radius;
+  double vx = b, vy = lambda - a;  // eigenvector of [[a, b], [b, c]] for lambda
+  if (std::hypot(vx, vy) == 0.0) {
+    vx = lambda - c;
+    vy = b;
+  }
+  const double norm = std::hypot(vx, vy);
+  if (norm == 0.0) {
+    vx = which == 0 ? 1.0 : 0.0;
+    vy = which == 0 ? 0.0 : 1.0;
+  } else {
+    vx /= norm;
+    vy /= norm;
+  }
+  const double shift = (lambda < 0.0 ? -tol : tol) - lambda;
+  a += shift * vx * vx;
+  b += shift * vx * vy;
+  c += shift * vy * vy;
+}
+
 std::string format_number(double x) {
   std::ostringstream out;
   out.precision(4);

@@ -683,25 +683,7 @@ FactorReport CudaDenseSolver::factorize_bordered(DeviceBuffer<double> matrix, co
       }
       double& b = sub[k];
       double& c = d[k + 1];
-      const double mean = 0.5 * (a + c), radius = std::hypot(0.5 * (a - c), b);
-      const double lambda = which == 0 ? mean - radius : mean + radius;
-      double vx = b, vy = lambda - a;  // eigenvector of [[a, b], [b, c]] for lambda
-      if (std::hypot(vx, vy) == 0.0) {
-        vx = lambda - c;
-        vy = b;
-      }
-      const double norm = std::hypot(vx, vy);
-      if (norm == 0.0) {
-        vx = which == 0 ? 1.0 : 0.0;
-        vy = which == 0 ? 0.0 : 1.0;
-      } else {
-        vx /= norm;
-        vy /= norm;
-      }
-      const double shift = (lambda < 0.0 ? -tol : tol) - lambda;
-      a += shift * vx * vx;
-      b += shift * vx * vy;
-      c += shift * vy * vy;
+      lift_pivot_block(a, b, c, which, tol);
       upload(bordered.data() + k * nb + k, std::vector<double>{a, b});
       upload(bordered.data() + (k + 1) * nb + k + 1, std::vector<double>{c});
     }

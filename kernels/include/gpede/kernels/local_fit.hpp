@@ -494,6 +494,24 @@ GPEDE_HOST_DEVICE GPEDE_INLINE LocalFitResult fit_record(const RecordBatchView& 
   return result;
 }
 
+namespace detail {
+/// First position in sorted[0, count) whose value is not below `value`.
+GPEDE_HOST_DEVICE GPEDE_INLINE std::int32_t lower_bound(const std::int32_t* sorted, std::int32_t count,
+                                                        std::int32_t value) {
+  std::int32_t lo = 0;
+  std::int32_t hi = count;
+  while (lo < hi) {
+    const std::int32_t mid = (lo + hi) / 2;
+    if (sorted[mid] < value) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo;
+}
+}  // namespace detail
+
 /// Contribution of record r, just accepted by fit_record on the same scratch, to the global
 /// vector b and (with_matrix) to the global matrix. Duplicate labels are merged, fixed labels
 /// (variable_index < 0) dropped.
@@ -514,16 +532,7 @@ GPEDE_HOST_DEVICE GPEDE_INLINE GlobalContribution global_contribution(const Reco
     const std::int32_t label = batch.global_index[e0 + e];
     const std::int32_t v = state.variable_index[label];
     if (v < 0) continue;
-    std::int32_t lo = 0;
-    std::int32_t hi = k_count;
-    while (lo < hi) {
-      const std::int32_t mid = (lo + hi) / 2;
-      if (s.slot_index[mid] < v) {
-        lo = mid + 1;
-      } else {
-        hi = mid;
-      }
-    }
+    const std::int32_t lo = detail::lower_bound(s.slot_index, k_count, v);
     if (lo < k_count && s.slot_index[lo] == v) continue;
     if (k_count >= s.capacity.unique_globals) {
       out.size = k_count + 1;  // at least this many
@@ -546,17 +555,7 @@ GPEDE_HOST_DEVICE GPEDE_INLINE GlobalContribution global_contribution(const Reco
     const std::int32_t v = state.variable_index[batch.global_index[e0 + e]];
     std::int32_t slot = -1;
     if (v >= 0) {
-      std::int32_t lo = 0;
-      std::int32_t hi = kk;
-      while (lo < hi) {
-        const std::int32_t mid = (lo + hi) / 2;
-        if (s.slot_index[mid] < v) {
-          lo = mid + 1;
-        } else {
-          hi = mid;
-        }
-      }
-      slot = lo;
+      slot = detail::lower_bound(s.slot_index, kk, v);
       ++s.slot_entries[slot];
     }
     s.entry_slot[e] = slot;
