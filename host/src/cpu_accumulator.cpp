@@ -107,6 +107,7 @@ struct ThreadState {
   std::exception_ptr error;
   std::vector<double> private_matrix;  // this thread's partial global matrix (see begin_pass)
   double* matrix_target = nullptr;     // where this thread adds its Schur contributions
+  std::vector<std::int32_t> run_end;   // add_matrix's runs of consecutive indices
 
   void ensure_capacity(const kernels::RecordShape& shape) {
     if (shape.measurements <= capacity.measurements && shape.local_parameters <= capacity.local_parameters &&
@@ -137,17 +138,37 @@ struct CpuAccumulator::Impl {
   std::vector<double> matrix;
   std::int64_t n = 0;
 
-  void add_matrix(const kernels::GlobalContribution& c, bool atomic, double* base) {
+  /// Adds the lower triangle of a record's contribution into the global matrix (column-major,
+  /// lower triangle). Without atomics, column by column over runs of consecutive indices (a
+  /// sensor's or a layer's parameters): contiguous adds instead of one gather-scatter per element.
+  void add_matrix(const kernels::GlobalContribution& c, bool atomic, double* base, std::vector<std::int32_t>& run_end) {
     const std::int32_t k = c.size;
-    for (std::int32_t b = 0; b < k; ++b) {
-      const double* column = c.matrix + static_cast<std::int64_t>(b) * k;
-      double* target = base + static_cast<std::int64_t>(c.index[b]) * n;
-      if (atomic) {
+    if (atomic) {
+      for (std::int32_t b = 0; b < k; ++b) {
+        const double* column = c.matrix + static_cast<std::int64_t>(b) * k;
+        double* target = base + static_cast<std::int64_t>(c.index[b]) * n;
         for (std::int32_t a = b; a < k; ++a) {
           std::atomic_ref<double>(target[c.index[a]]).fetch_add(column[a], std::memory_order_relaxed);
         }
-      } else {
-        for (std::int32_t a = b; a < k; ++a) target[c.index[a]] += column[a];
+      }
+      return;
+    }
+    // run_end[a]: one past the last slot of the run of consecutive indices that holds slot a
+    run_end.resize(static_cast<std::size_t>(k));
+    if (k > 0) run_end[static_cast<std::size_t>(k - 1)] = k;
+    for (std::int32_t a = k - 2; a >= 0; --a) {
+      run_end[static_cast<std::size_t>(a)] = c.index[a + 1] == c.index[a] + 1 ? run_end[static_cast<std::size_t>(a + 1)] : a + 1;
+    }
+    for (std::int32_t b = 0; b < k; ++b) {
+      const double* column = c.matrix + static_cast<std::int64_t>(b) * k;
+      double* target = base + static_cast<std::int64_t>(c.index[b]) * n;
+      for (std::int32_t a = b; a < k;) {
+        const std::int32_t end = run_end[static_cast<std::size_t>(a)];
+        double* to = target + c.index[a];
+        const double* from = column + a;
+        const std::int32_t length = end - a;
+        for (std::int32_t j = 0; j < length; ++j) to[j] += from[j];
+        a = end;
       }
     }
   }
@@ -212,7 +233,7 @@ struct CpuAccumulator::Impl {
       sums.rhs[c.index[k]] += c.vector[k];
       sums.entries_accepted[c.label[k]] += c.entries[k];
     }
-    if (building) add_matrix(c, atomic, ts.matrix_target);
+    if (building) add_matrix(c, atomic, ts.matrix_target, ts.run_end);
   }
 
   // Mirrors the lower triangle into the upper one, in blocks, split over the threads.

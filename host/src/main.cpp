@@ -1,6 +1,5 @@
 // gpede command-line tool: `gpede [options] steering-file` runs pede's job and writes pede's result
 // files; `gpede simulate ...` generates a misaligned detector (see `gpede simulate --help`).
-#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -121,15 +120,7 @@ int main(int argc, char** argv) {
       if (!cl.quiet) std::cout << line << "\n";
     };
     gpede::SolveResult result = gpede::solve(steering, options);
-    const auto t_out = std::chrono::steady_clock::now();
-    if (result.exit_code < 10) {
-      gpede::write_res(out / "millepede.res", result, steering);
-      if (steering.method == gpede::Method::diagonalization) gpede::write_eve(out / "millepede.eve", result);
-    }
-    result.figures.output_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_out).count();
-    gpede::write_log(out / "millepede.log", result, steering);
-    gpede::write_json(out / "gpede.json", result, steering);
-    gpede::write_end(out / "millepede.end", result.exit_code, result.message);
+    gpede::write_results(out, result, steering);
     std::cout.precision(17);
     std::cout << "Sum(Chi^2)/Sum(Ndf) = " << result.chi2_sum << " / (" << result.ndf_sum << " - " << result.nfgb
               << ") = " << result.chi2_ndf << "\n";

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -665,6 +666,18 @@ void write_json(const std::filesystem::path& file, const SolveResult& result, co
   out << (sorted.empty() ? "]\n" : "\n  ]\n");
   out << "}\n";
   write_file_atomically(file, out.str());
+}
+
+void write_results(const std::filesystem::path& folder, SolveResult& result, const Steering& steering) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (result.exit_code < 10) {
+    write_res(folder / "millepede.res", result, steering);
+    if (steering.method == Method::diagonalization) write_eve(folder / "millepede.eve", result);
+  }
+  result.figures.output_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  write_log(folder / "millepede.log", result, steering);
+  write_json(folder / "gpede.json", result, steering);
+  write_end(folder / "millepede.end", result.exit_code, result.message);
 }
 
 }  // namespace gpede

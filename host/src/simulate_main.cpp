@@ -7,7 +7,10 @@
 #include <string>
 
 #include "gpede/error.hpp"
+#include "gpede/output.hpp"
 #include "gpede/simulate.hpp"
+#include "gpede/solver.hpp"
+#include "gpede/steering.hpp"
 
 namespace gpede {
 namespace {
@@ -38,6 +41,16 @@ void print_usage(std::ostream& out) {
          "  --files N                   number of binary files (default 1)\n"
          "  --threads N                 generation threads (default: all cores)\n"
          "  --no-constraints            write no constraint file\n"
+         "  --fix-wires                 fix the drift-chamber wires in the steering (fixed_wires.txt) and\n"
+         "                              do not misalign them: the wires are taken as known. The records\n"
+         "                              keep their wire derivatives; belle2 goes from 61,520 to 4,176\n"
+         "                              fitted parameters\n"
+         "  --iterations N              `method inversion N 0.1` in steer.txt (default 3)\n"
+         "  --solve                     write no binary files: solve at once with the records fed from\n"
+         "                              memory (generated again on each pass over the data, so any number\n"
+         "                              of tracks fits), write pede's result files into DIR and print the\n"
+         "                              pulls against the truth\n"
+         "  --backend cpu|cuda|auto     with --solve: where the matrix is built and solved (default cpu)\n"
          "  -h, --help                  this text\n";
 }
 
@@ -74,6 +87,50 @@ std::string megabytes(std::int64_t bytes) {
   return buf;
 }
 
+/// --solve: steering files and truth into `out`, then the solver with the records from memory.
+int solve_in_memory(const sim::Simulation& simulation, const std::filesystem::path& out, BackendKind backend) {
+  const sim::SimulationConfig& config = simulation.config();
+  const sim::SteeringFiles files = sim::write_steering(simulation, out, {});
+  sim::write_truth(out / "truth.res", simulation);
+  sim::write_geometry(out / "geometry.txt", simulation.detector());
+  std::cout << "  wrote " << files.steering.string() << (files.constraints.empty() ? "" : ", " + files.constraints.string())
+            << (files.fixed_wires.empty() ? "" : ", " + files.fixed_wires.string()) << ", "
+            << (out / "truth.res").string() << ", " << (out / "geometry.txt").string() << "\n"
+            << "  solving with the records fed from memory (no binary files)\n";
+  std::cout.flush();
+  Steering steering;
+  try {
+    steering = parse_steering(files.steering);
+    SolverOptions options;
+    options.backend = backend;
+    options.threads = config.threads;
+    options.cache_records = false;  // generated again on each pass: memory does not grow with the tracks
+    options.log = [](const std::string& line) { std::cout << "  " << line << std::endl; };
+    sim::SimulationSource source(simulation, config.threads);
+    SolveResult result = solve(steering, options, &source);
+    write_results(out, result, steering);
+    std::printf("  records: %lld used, %lld rejected\n",
+                static_cast<long long>(result.records_used), static_cast<long long>(result.records_rejected));
+    const auto& f = result.figures;
+    std::printf("  time: %.1f s (first pass over the records %.1f s, matrix %.1f s, other passes %.1f s, solution %.1f s),"
+                " peak memory %.2f GB\n",
+                f.total_s, f.reading_s, f.matrix_s, f.local_fits_s, f.solving_s, static_cast<double>(f.peak_rss_bytes) / 1e9);
+    if (result.exit_code >= 10) {
+      std::cerr << "gpede simulate: " << result.message << "\n";
+      return result.exit_code;
+    }
+    const sim::PullSummary pulls = sim::compare_with_truth(simulation, result);
+    std::printf("  pulls (fitted - true) / error of %lld parameters: mean %.3f, RMS %.3f, largest %.2f (label %d)\n",
+                static_cast<long long>(pulls.count), pulls.mean, pulls.rms, pulls.largest, pulls.largest_label);
+    std::cout << "  wrote " << (out / "millepede.res").string() << ", millepede.log, millepede.end, gpede.json\n";
+    return 0;
+  } catch (const InputError& e) {
+    std::cerr << "gpede simulate: error: " << e.what() << "\n";
+    write_end(out / "millepede.end", e.exit_code(), e.what());
+    return e.exit_code() != 0 ? e.exit_code() : 1;
+  }
+}
+
 }  // namespace
 
 int simulate_main(int argc, char** argv) {
@@ -85,7 +142,9 @@ int simulate_main(int argc, char** argv) {
     std::int64_t seed = -1, tracks = -1, files = -1, threads = -1;
     double cosmics = -1.0;
     int field = -1, scattering = -1, precision = -1;
-    bool no_constraints = false;
+    bool no_constraints = false, fix_wires = false, solve = false;
+    std::int64_t iterations = -1;
+    BackendKind backend = BackendKind::cpu;
   } o;
   try {
     for (int i = 1; i < argc; ++i) {
@@ -132,6 +191,23 @@ int simulate_main(int argc, char** argv) {
         o.precision = v == "double" ? 1 : 0;
       } else if (arg == "--no-constraints") {
         o.no_constraints = true;
+      } else if (arg == "--fix-wires") {
+        o.fix_wires = true;
+      } else if (arg == "--solve") {
+        o.solve = true;
+      } else if (arg == "--iterations") {
+        o.iterations = parse_integer(arg, value(), 1);
+      } else if (arg == "--backend") {
+        const std::string v = value();
+        if (v == "cpu") {
+          o.backend = BackendKind::cpu;
+        } else if (v == "cuda") {
+          o.backend = BackendKind::cuda;
+        } else if (v == "auto") {
+          o.backend = BackendKind::automatic;
+        } else {
+          throw std::invalid_argument("--backend must be cpu, cuda or auto, not '" + v + "'");
+        }
       } else {
         throw std::invalid_argument("unknown option '" + arg + "'");
       }
@@ -147,6 +223,11 @@ int simulate_main(int argc, char** argv) {
     if (o.scattering >= 0) config.scattering = o.scattering == 1 ? sim::Scattering::broken_lines : sim::Scattering::none;
     if (o.precision >= 0) config.precision = o.precision == 1 ? MillePrecision::double_ : MillePrecision::single;
     if (o.no_constraints) config.constraints = false;
+    if (o.fix_wires) {
+      config.fix_wires = true;
+      config.misalignment.wire_shift = 0.0;
+    }
+    if (o.iterations > 0) config.iterations = static_cast<int>(std::min<std::int64_t>(o.iterations, 1000));
   } catch (const std::exception& e) {
     std::cerr << "gpede simulate: " << e.what() << " (see gpede simulate --help)\n";
     return 2;
@@ -169,6 +250,7 @@ int simulate_main(int argc, char** argv) {
       std::cout << "  warning: straight tracks from the interaction point only: the radial positions of the wires\n"
                    "           are nearly undetermined; add cosmics or switch the field on\n";
     }
+    if (o.solve) return solve_in_memory(simulation, out, o.backend);
     const sim::WriteSummary summary = sim::write_simulation(simulation, out);
     const auto& st = summary.stats;
     const double tracks = static_cast<double>(st.tracks);

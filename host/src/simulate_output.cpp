@@ -104,6 +104,94 @@ void write_truth(const std::filesystem::path& file, const Simulation& simulation
   write_res(file, result, steering);
 }
 
+void write_geometry(const std::filesystem::path& file, const Detector& detector) {
+  write_text(file, geometry_text(detector));
+}
+
+PullSummary compare_with_truth(const Simulation& simulation, const SolveResult& result) {
+  const Detector& det = simulation.detector();
+  PullSummary summary;
+  double sum = 0.0, sum2 = 0.0;
+  for (const ParameterResult& p : result.parameters) {
+    if (!p.variable || !(p.error > 0.0)) continue;
+    const std::int64_t index = det.parameter_index(p.label);
+    if (index < 0) continue;
+    const double pull = (p.value - simulation.truth()[static_cast<std::size_t>(index)]) / p.error;
+    sum += pull;
+    sum2 += pull * pull;
+    if (std::fabs(pull) > std::fabs(summary.largest)) {
+      summary.largest = pull;
+      summary.largest_label = p.label;
+    }
+    ++summary.count;
+  }
+  if (summary.count > 0) {
+    const auto n = static_cast<double>(summary.count);
+    summary.mean = sum / n;
+    summary.rms = std::sqrt(sum2 / n);
+  }
+  return summary;
+}
+
+SteeringFiles write_steering(const Simulation& simulation, const std::filesystem::path& folder,
+                             const std::vector<std::filesystem::path>& binary_files) {
+  const SimulationConfig& cfg = simulation.config();
+  const Detector& det = simulation.detector();
+  std::filesystem::create_directories(folder);
+  SteeringFiles files;
+  auto is_wire = [](std::int32_t label) { return label >= wire_label(0, 0, 1); };
+
+  if (cfg.constraints) {
+    std::vector<std::string> names;
+    det.constraint_rows(&names);
+    const auto specs = constraint_specs(det);
+    std::ostringstream out;
+    out << "* Constraints written by gpede simulate: no overall shift or rotation of the top-level objects,\n"
+           "* and no mean motion of the children of a half-shell or drift-chamber layer in its terms.\n";
+    if (cfg.fix_wires) out << "* The wires are fixed (fixed_wires.txt): constraints on wires alone are left out.\n";
+    for (std::size_t r = 0; r < specs.size(); ++r) {
+      const auto& terms = specs[r].terms;
+      if (cfg.fix_wires && std::all_of(terms.begin(), terms.end(), [&](const auto& t) { return is_wire(t.first); })) {
+        continue;
+      }
+      out << "Constraint 0.0   ! " << names[r] << '\n';
+      for (const auto& [label, factor] : terms) out << label << ' ' << format_number(factor) << '\n';
+    }
+    files.constraints = folder / "constraints.txt";
+    write_text(files.constraints, out.str());
+  }
+  if (cfg.fix_wires) {
+    std::ostringstream out;
+    out << "* Written by gpede simulate: the drift-chamber wires are fixed at their nominal positions.\n"
+           "Parameter\n";
+    for (const std::int32_t label : det.labels()) {
+      if (is_wire(label)) out << label << " 0.0 -1.0\n";
+    }
+    files.fixed_wires = folder / "fixed_wires.txt";
+    write_text(files.fixed_wires, out.str());
+  }
+
+  std::ostringstream out;
+  out << "* Steering file written by gpede simulate: seed " << cfg.seed << ", " << simulation.n_tracks()
+      << " tracks in " << simulation.n_records() << " records, " << det.n_parameters() << " parameters,\n"
+      << "* field " << (cfg.field ? "on" : "off") << ", cosmics fraction " << cfg.cosmics_fraction
+      << ", scattering " << (cfg.scattering == Scattering::broken_lines ? "broken-lines" : "none") << ".\n"
+      << "* The true misalignment is in truth.res.\n";
+  if (binary_files.empty()) {
+    out << "* No binary files: the records are fed from memory (gpede simulate --solve).\n";
+  } else {
+    out << "Cfiles\n";
+    for (const auto& p : binary_files) out << p.filename().string() << '\n';
+  }
+  if (!files.constraints.empty()) out << "constraints.txt\n";
+  if (!files.fixed_wires.empty()) out << "fixed_wires.txt\n";
+  out << "method inversion " << cfg.iterations << " 0.1\n"
+      << "end\n";
+  files.steering = folder / "steer.txt";
+  write_text(files.steering, out.str());
+  return files;
+}
+
 WriteSummary write_simulation(const Simulation& simulation, const std::filesystem::path& folder) {
   const SimulationConfig& cfg = simulation.config();
   const Detector& det = simulation.detector();
@@ -150,42 +238,12 @@ WriteSummary write_simulation(const Simulation& simulation, const std::filesyste
     if (e < k_entries_cut) ++summary.parameters_below_entries_cut;
   }
 
-  // Constraints.
-  if (cfg.constraints) {
-    std::vector<std::string> names;
-    det.constraint_rows(&names);
-    const auto specs = constraint_specs(det);
-    std::ostringstream out;
-    out << "* Constraints written by gpede simulate: no overall shift or rotation of the top-level objects,\n"
-           "* and no mean motion of the children of a half-shell or drift-chamber layer in its terms.\n";
-    for (std::size_t r = 0; r < specs.size(); ++r) {
-      out << "Constraint 0.0   ! " << names[r] << '\n';
-      for (const auto& [label, factor] : specs[r].terms) out << label << ' ' << format_number(factor) << '\n';
-    }
-    summary.constraint_file = folder / "constraints.txt";
-    write_text(summary.constraint_file, out.str());
-  }
-
-  // Steering.
-  {
-    std::ostringstream out;
-    out << "* Steering file written by gpede simulate: seed " << cfg.seed << ", " << simulation.n_tracks()
-        << " tracks in " << simulation.n_records() << " records, " << det.n_parameters() << " parameters,\n"
-        << "* field " << (cfg.field ? "on" : "off") << ", cosmics fraction " << cfg.cosmics_fraction
-        << ", scattering " << (cfg.scattering == Scattering::broken_lines ? "broken-lines" : "none") << ".\n"
-        << "* The true misalignment is in truth.res.\n"
-        << "Cfiles\n";
-    for (const auto& p : summary.binary_files) out << p.filename().string() << '\n';
-    if (cfg.constraints) out << "constraints.txt\n";
-    out << "method inversion 3 0.1\n"
-        << "end\n";
-    summary.steering_file = folder / "steer.txt";
-    write_text(summary.steering_file, out.str());
-  }
-
+  const SteeringFiles files = write_steering(simulation, folder, summary.binary_files);
+  summary.steering_file = files.steering;
+  summary.constraint_file = files.constraints;
   summary.truth_file = folder / "truth.res";
   write_truth(summary.truth_file, simulation);
-  write_text(folder / "geometry.txt", geometry_text(det));
+  write_geometry(folder / "geometry.txt", det);
   return summary;
 }
 

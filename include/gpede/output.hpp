@@ -32,6 +32,11 @@ void write_log(const std::filesystem::path& file, const SolveResult& result, con
 /// gpede.json: the run's figures (chi2, ndf, parameters, records, time and memory per phase, backend).
 void write_json(const std::filesystem::path& file, const SolveResult& result, const Steering& steering);
 
+/// Every result file of a run into `folder`, as the command-line tool writes them: millepede.res
+/// (and millepede.eve for diagonalization) unless the run failed (exit code >= 10), then
+/// millepede.log, gpede.json and millepede.end. Sets result.figures.output_s.
+void write_results(const std::filesystem::path& folder, SolveResult& result, const Steering& steering);
+
 /// Writes `content` to file via a temporary file in the same folder and a rename.
 void write_file_atomically(const std::filesystem::path& file, const std::string& content);
 

@@ -154,6 +154,11 @@ struct SimulationConfig {
   bool constraints = true;          ///< write the constraint file and name it in steer.txt
   int threads = 0;                  ///< generation threads (0: all cores)
   int min_sensor_hits = 3;          ///< a track needs this many 2D hits, else it is generated again
+  /// Fix the drift-chamber wires in the steering (presigma -1, fixed_wires.txt) and leave out the
+  /// constraints on wires alone. The records keep their wire derivatives; the misalignment is not
+  /// changed (set misalignment.wire_shift to 0 for wires that are known).
+  bool fix_wires = false;
+  int iterations = 3;               ///< `method inversion N 0.1` in steer.txt
 };
 
 /// The configuration of a preset: `small` (1,833 parameters) or `belle2` (61,520).
@@ -373,9 +378,33 @@ struct WriteSummary {
   std::int64_t parameters_below_entries_cut = 0;  ///< parameters with fewer than 25 entries
 };
 
+/// The steering files write_steering() wrote (empty paths for files not written).
+struct SteeringFiles {
+  std::filesystem::path steering, constraints, fixed_wires;
+};
+
+/// Writes steer.txt naming binary_files (none: records fed from memory), constraints.txt (unless
+/// config.constraints is false) and fixed_wires.txt (config.fix_wires) into folder.
+SteeringFiles write_steering(const Simulation& simulation, const std::filesystem::path& folder,
+                             const std::vector<std::filesystem::path>& binary_files);
+
 /// Writes the records (Mille C binary files mille_NNN.bin, config.files of them), steer.txt,
-/// constraints.txt (unless config.constraints is false), truth.res and geometry.txt into folder.
+/// constraints.txt (unless config.constraints is false), fixed_wires.txt (config.fix_wires),
+/// truth.res and geometry.txt into folder.
 WriteSummary write_simulation(const Simulation& simulation, const std::filesystem::path& folder);
+
+/// geometry.txt: the nominal sensors and drift-chamber layers, for scripts/plot_simulation.py.
+void write_geometry(const std::filesystem::path& file, const Detector& detector);
+
+/// Pulls (fitted - true) / error of the fitted parameters that have an error.
+struct PullSummary {
+  std::int64_t count = 0;
+  double mean = 0.0;
+  double rms = 0.0;           ///< sqrt(mean of pull^2)
+  double largest = 0.0;       ///< the pull of largest magnitude
+  std::int32_t largest_label = 0;
+};
+PullSummary compare_with_truth(const Simulation& simulation, const SolveResult& result);
 
 /// The constraints in steering terms (label, factor), as written to constraints.txt.
 std::vector<LinearSpec> constraint_specs(const Detector& detector);

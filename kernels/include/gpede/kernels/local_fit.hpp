@@ -98,7 +98,9 @@ struct LocalFitScratch {
   double* gamma = nullptr;       ///< [nl(nl+1)/2] Gamma, then its Cholesky factor (lower, packed by columns)
   double* pivot_inverse = nullptr;  ///< [nl] 1 / diagonal of the Cholesky factor
   double* solution = nullptr;    ///< [nl] beta, then q
-  double* cross = nullptr;       ///< [nl x K] row-major: D^T W G, then L^-1 D^T W G
+  /// [nl x K8] D^T W G, then L^-1 D^T W G, in panels of 8 columns (K8: K rounded up to a
+  /// multiple of 8): column a of row i at (a / 8) nl 8 + 8 i + a % 8; see detail::panel_offset.
+  double* cross = nullptr;
   double* global_matrix = nullptr;  ///< [K x K] column-major
   double* global_vector = nullptr;  ///< [K]
   std::int32_t* slot_index = nullptr;    ///< [K] variable index per slot, ascending
@@ -138,6 +140,19 @@ GPEDE_HOST_DEVICE GPEDE_INLINE std::size_t packed_column(std::int64_t j, std::in
   return static_cast<std::size_t>(j * n - j * (j - 1) / 2);
 }
 
+/// Columns of the cross matrix are stored in panels of this many (see LocalFitScratch::cross).
+inline constexpr std::int32_t panel_width = 8;
+
+GPEDE_HOST_DEVICE GPEDE_INLINE std::size_t padded_columns(std::size_t k) {
+  return (k + panel_width - 1) / panel_width * panel_width;
+}
+
+/// Offset of element (row i, column a) of an n-row matrix stored in panels of panel_width columns.
+GPEDE_HOST_DEVICE GPEDE_INLINE std::int64_t panel_offset(std::int32_t i, std::int32_t a, std::int32_t n) {
+  return static_cast<std::int64_t>(a / panel_width) * n * panel_width + static_cast<std::int64_t>(i) * panel_width +
+         a % panel_width;
+}
+
 struct ScratchCounts {
   std::size_t doubles;
   std::size_t ints;
@@ -148,7 +163,7 @@ GPEDE_HOST_DEVICE GPEDE_INLINE ScratchCounts scratch_counts(const RecordShape& c
   const std::size_t nl = c.local_parameters > 0 ? static_cast<std::size_t>(c.local_parameters) : 0;
   const std::size_t e = c.global_entries > 0 ? static_cast<std::size_t>(c.global_entries) : 0;
   const std::size_t k = c.unique_globals > 0 ? static_cast<std::size_t>(c.unique_globals) : 0;
-  return {4 * m + packed_size(static_cast<std::int64_t>(nl)) + 2 * nl + nl * k + k * k + k, e + 3 * k};
+  return {4 * m + packed_size(static_cast<std::int64_t>(nl)) + 2 * nl + nl * padded_columns(k) + k * k + k, e + 3 * k};
 }
 
 /// Weight factor omega and chi2 term of a normalised residual zeta in down-weighting iteration
@@ -240,19 +255,24 @@ GPEDE_HOST_DEVICE GPEDE_INLINE void backward_packed(const double* l, const doubl
   }
 }
 
-/// Solves L Y = X in place for the k columns of X, stored row-major (n x k).
-GPEDE_HOST_DEVICE GPEDE_INLINE void forward_packed_rows(const double* l, const double* inverse, std::int32_t n,
-                                                        double* x, std::int32_t k) {
+/// Solves L Y = X in place for one panel of panel_width columns of X (n x panel_width, row-major).
+GPEDE_HOST_DEVICE GPEDE_INLINE void forward_packed_panel(const double* l, const double* inverse, std::int32_t n,
+                                                         double* x) {
+  constexpr std::int32_t w = panel_width;
   for (std::int32_t j = 0; j < n; ++j) {
-    double* xj = x + static_cast<std::int64_t>(j) * k;
+    double* xj = x + static_cast<std::int64_t>(j) * w;
     const double inv = inverse[j];
-    for (std::int32_t c = 0; c < k; ++c) xj[c] *= inv;
+    bool zero = true;
+    for (std::int32_t c = 0; c < w; ++c) {
+      xj[c] *= inv;
+      zero = zero && xj[c] == 0.0;
+    }
+    if (zero) continue;
     const double* cj = l + packed_column(j, n);
     for (std::int32_t i = j + 1; i < n; ++i) {
       const double f = cj[i - j];
-      if (f == 0.0) continue;
-      double* xi = x + static_cast<std::int64_t>(i) * k;
-      for (std::int32_t c = 0; c < k; ++c) xi[c] -= f * xj[c];
+      double* xi = x + static_cast<std::int64_t>(i) * w;
+      for (std::int32_t c = 0; c < w; ++c) xi[c] -= f * xj[c];
     }
   }
 }
@@ -314,7 +334,7 @@ GPEDE_HOST_DEVICE GPEDE_INLINE LocalFitScratch make_local_fit_scratch(void* buff
   s.solution = d;
   d += nl;
   s.cross = d;
-  d += nl * k;
+  d += nl * detail::padded_columns(k);
   s.global_matrix = d;
   d += k * k;
   s.global_vector = d;
@@ -510,6 +530,60 @@ GPEDE_HOST_DEVICE GPEDE_INLINE std::int32_t lower_bound(const std::int32_t* sort
   }
   return lo;
 }
+
+/// C -= Y^T Y on the lower triangle of the k x k column-major C, for Y with n rows of k columns
+/// stored in panels of 8 columns (zero beyond column k; see LocalFitScratch::cross). Tiles of 8
+/// rows x 4 columns of C are summed over the n rows of Y in registers, reading both panels in
+/// order, then subtracted once: a record with 500 globals has a 2 MB C, which rank-one updates
+/// row by row would read and write n times. Rows of Y that are zero in a tile's four columns (as
+/// for the tracks of a pair that share no local parameter) are skipped.
+GPEDE_HOST_DEVICE GPEDE_INLINE void subtract_gram_lower(const double* y_panels, std::int32_t n, std::int32_t k,
+                                                        double* c) {
+  constexpr std::int32_t w = panel_width;
+  const std::int64_t panel_size = static_cast<std::int64_t>(n) * w;
+  for (std::int32_t b0 = 0; b0 < k; b0 += 4) {
+    const double* yb_panel = y_panels + (b0 / w) * panel_size + b0 % w;
+    const std::int32_t columns = k - b0 < 4 ? k - b0 : 4;
+    for (std::int32_t a0 = b0 / w * w; a0 < k; a0 += w) {
+      const double* ya_panel = y_panels + (a0 / w) * panel_size;
+      double s0[w] = {};
+      double s1[w] = {};
+      double s2[w] = {};
+      double s3[w] = {};
+      for (std::int32_t i = 0; i < n; ++i) {
+        const double* yb = yb_panel + static_cast<std::int64_t>(i) * w;
+        const double y0 = yb[0];
+        const double y1 = yb[1];
+        const double y2 = yb[2];
+        const double y3 = yb[3];
+        if (y0 == 0.0 && y1 == 0.0 && y2 == 0.0 && y3 == 0.0) continue;
+        const double* ya = ya_panel + static_cast<std::int64_t>(i) * w;
+        for (std::int32_t r = 0; r < w; ++r) s0[r] += y0 * ya[r];
+        for (std::int32_t r = 0; r < w; ++r) s1[r] += y1 * ya[r];
+        for (std::int32_t r = 0; r < w; ++r) s2[r] += y2 * ya[r];
+        for (std::int32_t r = 0; r < w; ++r) s3[r] += y3 * ya[r];
+      }
+      double* c0 = c + static_cast<std::int64_t>(b0) * k;
+      if (a0 >= b0 + 4 && a0 + w <= k) {  // wholly below the diagonal and inside C
+        for (std::int32_t r = 0; r < w; ++r) c0[a0 + r] -= s0[r];
+        for (std::int32_t r = 0; r < w; ++r) c0[k + a0 + r] -= s1[r];
+        for (std::int32_t r = 0; r < w; ++r) c0[2 * k + a0 + r] -= s2[r];
+        for (std::int32_t r = 0; r < w; ++r) c0[3 * k + a0 + r] -= s3[r];
+        continue;
+      }
+      const double* sums[4] = {s0, s1, s2, s3};
+      for (std::int32_t q = 0; q < columns; ++q) {
+        const std::int32_t b = b0 + q;
+        double* column = c + static_cast<std::int64_t>(b) * k;
+        for (std::int32_t r = 0; r < w; ++r) {
+          const std::int32_t a = a0 + r;
+          if (a >= b && a < k) column[a] -= sums[q][r];
+        }
+      }
+    }
+  }
+}
+
 }  // namespace detail
 
 /// Contribution of record r, just accepted by fit_record on the same scratch, to the global
@@ -565,7 +639,8 @@ GPEDE_HOST_DEVICE GPEDE_INLINE GlobalContribution global_contribution(const Reco
   const double rw = fit.record_weight;
   if (with_matrix) {
     for (std::int64_t k = 0; k < static_cast<std::int64_t>(kk) * kk; ++k) s.global_matrix[k] = 0.0;
-    for (std::int64_t k = 0; k < static_cast<std::int64_t>(kk) * nl; ++k) s.cross[k] = 0.0;
+    const auto n_cross = static_cast<std::int64_t>(detail::padded_columns(static_cast<std::size_t>(kk))) * nl;
+    for (std::int64_t k = 0; k < n_cross; ++k) s.cross[k] = 0.0;
   }
   for (std::int64_t m = m0; m < m1; ++m) {
     const std::int32_t i = static_cast<std::int32_t>(m - m0);
@@ -594,24 +669,20 @@ GPEDE_HOST_DEVICE GPEDE_INLINE GlobalContribution global_contribution(const Reco
       }
       s.global_matrix[static_cast<std::int64_t>(a) * kk + a] += wg * g;
       for (std::int64_t j = batch.local_begin[m]; j < batch.local_begin[m + 1]; ++j) {
-        s.cross[static_cast<std::int64_t>(batch.local_index[j]) * kk + a] += wg * batch.local_deriv[j];
+        s.cross[detail::panel_offset(batch.local_index[j], a, nl)] += wg * batch.local_deriv[j];
       }
     }
   }
   for (std::int32_t k = 0; k < kk; ++k) s.global_vector[k] *= rw;
 
   if (with_matrix) {
-    // Y = L^-1 D^T W G; C = G^T W G - Y^T Y, by rank-one updates of the rows of Y
-    detail::forward_packed_rows(s.gamma, s.pivot_inverse, nl, s.cross, kk);
-    for (std::int32_t i = 0; i < nl; ++i) {
-      const double* y = s.cross + static_cast<std::int64_t>(i) * kk;
-      for (std::int32_t b = 0; b < kk; ++b) {
-        const double yb = y[b];
-        if (yb == 0.0) continue;
-        double* column = s.global_matrix + static_cast<std::int64_t>(b) * kk;
-        for (std::int32_t a = b; a < kk; ++a) column[a] -= yb * y[a];
-      }
+    // Y = L^-1 D^T W G; C = G^T W G - Y^T Y
+    const std::int32_t panels = (kk + detail::panel_width - 1) / detail::panel_width;
+    for (std::int32_t p = 0; p < panels; ++p) {
+      detail::forward_packed_panel(s.gamma, s.pivot_inverse, nl,
+                                   s.cross + static_cast<std::int64_t>(p) * nl * detail::panel_width);
     }
+    detail::subtract_gram_lower(s.cross, nl, kk, s.global_matrix);
     for (std::int32_t b = 0; b < kk; ++b) {
       double* column = s.global_matrix + static_cast<std::int64_t>(b) * kk;
       for (std::int32_t a = b; a < kk; ++a) column[a] *= rw;
