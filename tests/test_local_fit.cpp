@@ -515,6 +515,49 @@ TEST(LocalFit, RandomRecordsMatchLongDoubleReference) {
   EXPECT_EQ(checked, 36);
 }
 
+TEST(LocalFit, GramUpdateOfPanelsMatchesLongDoubleReference) {
+  // C -= Y^T Y on the lower triangle, Y in panels of 8 columns: every tile shape at the edges
+  // (k not a multiple of 4 or 8), rows of Y that are zero in some columns (pair records), and the
+  // upper triangle left alone.
+  namespace kd = gpede::kernels::detail;
+  std::mt19937_64 rng(4711);
+  std::uniform_real_distribution<double> uni(-1.0, 1.0);
+  int checked = 0;
+  for (int k : {1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 16, 17, 31, 37, 100}) {
+    for (int n : {1, 2, 5, 11, 36}) {
+      std::vector<double> y(kd::padded_columns(static_cast<std::size_t>(k)) * static_cast<std::size_t>(n), 0.0);
+      std::vector<std::vector<Real>> dense(n, std::vector<Real>(k, 0.0L));
+      for (int i = 0; i < n; ++i) {
+        for (int a = 0; a < k; ++a) {
+          // the first half of the rows reach only the first half of the columns
+          if (i < n / 2 && a >= k / 2 && k > 1) continue;
+          const double v = uni(rng);
+          y[static_cast<std::size_t>(kd::panel_offset(i, a, n))] = v;
+          dense[i][a] = v;
+        }
+      }
+      std::vector<double> c(static_cast<std::size_t>(k) * k);
+      for (double& v : c) v = uni(rng);
+      const std::vector<double> before = c;
+      kd::subtract_gram_lower(y.data(), n, k, c.data());
+      for (int b = 0; b < k; ++b) {
+        for (int a = 0; a < k; ++a) {
+          const std::size_t at = static_cast<std::size_t>(b) * k + a;
+          if (a < b) {
+            EXPECT_EQ(c[at], before[at]) << "upper triangle touched at " << a << "," << b << " k " << k << " n " << n;
+            continue;
+          }
+          Real expected = before[at];
+          for (int i = 0; i < n; ++i) expected -= dense[i][a] * dense[i][b];
+          EXPECT_NEAR(c[at], static_cast<double>(expected), 1e-13 * n) << a << "," << b << " k " << k << " n " << n;
+        }
+      }
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 75);
+}
+
 TEST(LocalFit, BorderedBandRecordWithManyLocals) {
   // broken-lines-like: 4 track parameters on every measurement plus a band of 3 kinks, 240 locals
   std::mt19937_64 rng(31);

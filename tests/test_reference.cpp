@@ -22,28 +22,8 @@ using gpede::test::reference_dir;
 using gpede::test::run_command;
 using gpede::test::TempDir;
 
-struct ResLine {
-  std::vector<double> columns;  // value, presigma, [difference, [error]]
-};
-
-std::map<int, ResLine> read_res(const fs::path& file) {
-  std::ifstream in(file);
-  EXPECT_TRUE(in) << "cannot open " << file;
-  std::map<int, ResLine> out;
-  std::string line;
-  std::getline(in, line);  // header
-  EXPECT_NE(line.find("Parameter"), std::string::npos) << file << ": bad header '" << line << "'";
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    int label = 0;
-    ls >> label;
-    ResLine r;
-    double x;
-    while (ls >> x) r.columns.push_back(x);
-    out[label] = r;
-  }
-  return out;
-}
+using gpede::test::read_res;
+using gpede::test::ResLine;
 
 // chi2/ndf as printed in pede's three lines `Sum(Chi^2)/Sum(Ndf) = ...` / `/ (...)` / `= value`.
 double read_chi2ndf(const fs::path& log) {

@@ -6,7 +6,11 @@
 
 #include <Eigen/Dense>
 #include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <string>
 
 #include "gpede/detail/cpu_accumulator.hpp"
@@ -62,6 +66,83 @@ TEST(SimulateSolve, PullsOfTheSmallPresetWithInversion) {
   EXPECT_GT(rms, 0.9) << "pull RMS";
   EXPECT_LT(rms, 1.1) << "pull RMS";
   EXPECT_NEAR(result.chi2_ndf, 1.0, 0.05);
+}
+
+TEST(SimulateSolve, InMemorySolveWithFixedWiresRecoversTheTruth) {
+  // The command line with --solve: no binary files, the records fed from memory on every pass;
+  // the pulls are computed here from millepede.res and truth.res, independently of the tool's own
+  // summary, which must agree with them.
+  gpede::test::TempDir dir("sim-solve-memory");
+  const auto out = dir.path() / "run";
+  std::string output;
+  const std::string command = gpede::test::gpede_binary().string() +
+                              " simulate --preset small --tracks 10000 --seed 2024 --threads 2 --fix-wires --solve -o " +
+                              out.string();
+  ASSERT_EQ(gpede::test::run_command(command, &output), 0) << output;
+  for (const auto& entry : std::filesystem::directory_iterator(out)) {
+    EXPECT_NE(entry.path().extension(), ".bin") << entry.path() << " written with --solve";
+  }
+  const gpede::Steering steering = gpede::parse_steering(out / "steer.txt");
+  EXPECT_TRUE(steering.binary_files.empty());
+
+  auto cfg = gpede::sim::preset_config(gpede::sim::Preset::small);
+  const gpede::sim::Detector det(cfg.detector);
+  const auto fitted = gpede::test::read_res(out / "millepede.res");
+  const auto truth = gpede::test::read_res(out / "truth.res");
+  ASSERT_EQ(fitted.size(), det.labels().size());
+  double sum = 0.0, sum2 = 0.0;
+  std::int64_t n = 0, fixed = 0;
+  for (const std::int32_t label : det.labels()) {
+    const auto f = fitted.find(label);
+    const auto t = truth.find(label);
+    ASSERT_NE(f, fitted.end()) << label;
+    ASSERT_NE(t, truth.end()) << label;
+    const bool wire = label >= gpede::sim::wire_label(0, 0, 1);
+    if (wire) {
+      // fixed at the nominal position
+      ASSERT_GE(f->second.columns.size(), 2u) << label;
+      EXPECT_EQ(f->second.columns[1], -1.0) << "presigma of wire label " << label;
+      EXPECT_EQ(f->second.columns[0], 0.0) << label;
+      // Not misaligned: only the sub-micron share of the global motions that the projection of the
+      // truth onto the constraints gives them (the wire resolution is 120 um).
+      EXPECT_NEAR(t->second.columns[0], 0.0, 1e-4) << label;
+      ++fixed;
+      continue;
+    }
+    ASSERT_EQ(f->second.columns.size(), 4u) << "label " << label << " not fitted";
+    const double error = f->second.columns[3];
+    ASSERT_GT(error, 0.0) << label;
+    const double pull = (f->second.columns[0] - t->second.columns[0]) / error;
+    sum += pull;
+    sum2 += pull * pull;
+    ++n;
+  }
+  EXPECT_EQ(fixed, 4 * det.n_wires());
+  const double mean = sum / static_cast<double>(n), rms = std::sqrt(sum2 / static_cast<double>(n));
+  EXPECT_LT(std::fabs(mean), 0.1) << "pull mean over " << n << " parameters";
+  EXPECT_GT(rms, 0.9) << "pull RMS";
+  EXPECT_LT(rms, 1.1) << "pull RMS";
+
+  // The tool's summary line: "pulls (fitted - true) / error of N parameters: mean M, RMS R, ..."
+  const auto at = output.find("pulls (fitted - true) / error of ");
+  ASSERT_NE(at, std::string::npos) << output;
+  long long printed_n = 0;
+  double printed_mean = 0.0, printed_rms = 0.0;
+  ASSERT_EQ(std::sscanf(output.c_str() + at, "pulls (fitted - true) / error of %lld parameters: mean %lf, RMS %lf",
+                        &printed_n, &printed_mean, &printed_rms),
+            3)
+      << output.substr(at, 120);
+  EXPECT_EQ(printed_n, n);
+  // res values are printed to 5 significant digits: agreement to a few 1e-3 in the pulls
+  EXPECT_NEAR(printed_mean, mean, 5e-3);
+  EXPECT_NEAR(printed_rms, rms, 5e-3);
+
+  // chi2/ndf from the log (pede's three-line form is also in millepede.log; gpede.json holds it too)
+  std::ifstream json(out / "gpede.json");
+  const std::string text((std::istreambuf_iterator<char>(json)), std::istreambuf_iterator<char>());
+  const auto key = text.find("\"chi2_ndf\":");
+  ASSERT_NE(key, std::string::npos);
+  EXPECT_NEAR(std::stod(text.substr(key + 11)), 1.0, 0.05);
 }
 
 // ---- null space --------------------------------------------------------------------------------

@@ -4,8 +4,12 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <random>
+#include <sstream>
 #include <sys/wait.h>
+
+#include <gtest/gtest.h>
 
 namespace gpede::test {
 
@@ -50,6 +54,25 @@ int run_command(const std::string& command, std::string* output) {
   int status = pclose(pipe);
   if (output) *output = out;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::map<int, ResLine> read_res(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  EXPECT_TRUE(in) << "cannot open " << file;
+  std::map<int, ResLine> out;
+  std::string line;
+  std::getline(in, line);  // header
+  EXPECT_NE(line.find("Parameter"), std::string::npos) << file << ": bad header '" << line << "'";
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    int label = 0;
+    ls >> label;
+    ResLine r;
+    double x;
+    while (ls >> x) r.columns.push_back(x);
+    out[label] = r;
+  }
+  return out;
 }
 
 }  // namespace gpede::test

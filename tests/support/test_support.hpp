@@ -2,7 +2,9 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <string>
+#include <vector>
 
 namespace gpede::test {
 
@@ -44,5 +46,13 @@ std::filesystem::path gpede_binary();
 
 /// Runs a shell command, returns its exit status; stdout+stderr go to `output` if non-null.
 int run_command(const std::string& command, std::string* output = nullptr);
+
+/// One line of a millepede.res file: the numbers after the label.
+struct ResLine {
+  std::vector<double> columns;  ///< value, presigma, [difference, [error]]
+};
+
+/// millepede.res by label. Adds a test failure if the file cannot be opened or lacks the header.
+std::map<int, ResLine> read_res(const std::filesystem::path& file);
 
 }  // namespace gpede::test
