@@ -44,7 +44,7 @@ Prepared prepare(Preset preset, bool scattering, std::int64_t records) {
   const bool fix_wires = preset == Preset::belle2;
   std::int32_t next = 0;
   for (std::int64_t i = 0; i < n; ++i) {
-    if (fix_wires && det.labels()[static_cast<std::size_t>(i)] >= gpede::sim::wire_label(0, 0, 1)) continue;
+    if (fix_wires && gpede::sim::is_wire_label(det.labels()[static_cast<std::size_t>(i)])) continue;
     p.setup.variable_index[static_cast<std::size_t>(i)] = next++;
   }
   p.setup.n_variable = next;

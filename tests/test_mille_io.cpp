@@ -127,22 +127,6 @@ std::string read_error(const MilleFileSpec& spec, int expected_code = exit_code:
   EXPECT_NE(std::string(text).find(part), std::string::npos) \
       << "message: " << (text) << "\nexpected to contain: " << (part)
 
-void expect_same_batch(const RecordBatch& a, const RecordBatch& b) {
-  EXPECT_EQ(a.record_begin, b.record_begin);
-  EXPECT_EQ(a.record_weight, b.record_weight);
-  EXPECT_EQ(a.record_file, b.record_file);
-  EXPECT_EQ(a.record_number, b.record_number);
-  EXPECT_EQ(a.meas_value, b.meas_value);
-  EXPECT_EQ(a.meas_sigma, b.meas_sigma);
-  EXPECT_EQ(a.local_begin, b.local_begin);
-  EXPECT_EQ(a.global_begin, b.global_begin);
-  EXPECT_EQ(a.local_index, b.local_index);
-  EXPECT_EQ(a.local_deriv, b.local_deriv);
-  EXPECT_EQ(a.global_label, b.global_label);
-  EXPECT_EQ(a.global_index, b.global_index);
-  EXPECT_EQ(a.global_deriv, b.global_deriv);
-}
-
 void expect_consistent(const RecordBatch& b) {
   const std::size_t n_meas = b.meas_value.size();
   EXPECT_EQ(b.record_weight.size(), b.n_records());
@@ -233,17 +217,17 @@ TEST(MilleReference, Sl0VariantsGiveIdenticalBatches) {
   const RecordBatch cfloat =
       read_all({dir / "mp2tst_cfloat.bin", MilleFormat::c_binary, 1.0}, 0, &n_double);
   EXPECT_EQ(n_double, 0);
-  expect_same_batch(fortran, cfloat);
+  gpede::test::expect_same_records(fortran, cfloat);
 
   const RecordBatch cfloat_gz =
       read_all({dir / "mp2tst_cfloat.bin.gz", MilleFormat::c_binary, 1.0}, 0, &n_double);
   EXPECT_EQ(n_double, 0);
-  expect_same_batch(fortran, cfloat_gz);
+  gpede::test::expect_same_records(fortran, cfloat_gz);
 
   const RecordBatch cdouble =
       read_all({dir / "mp2tst_cdouble.bin.gz", MilleFormat::c_binary, 1.0}, 0, &n_double);
   EXPECT_EQ(n_double, 10000);
-  expect_same_batch(fortran, cdouble);
+  gpede::test::expect_same_records(fortran, cdouble);
 }
 
 TEST(MilleReference, RewindAndChunkedReadsGiveTheSameRecords) {
@@ -258,7 +242,7 @@ TEST(MilleReference, RewindAndChunkedReadsGiveTheSameRecords) {
     }
     EXPECT_EQ(reader.records_read(), 10000);
     EXPECT_EQ(reader.read(chunked, 10), 0u);
-    expect_same_batch(whole, chunked);
+    gpede::test::expect_same_records(whole, chunked);
     reader.rewind();
     EXPECT_EQ(reader.records_read(), 0);
   }
@@ -420,7 +404,7 @@ TEST(MilleRoundTrip, SingleAndDoublePrecisionWithSpecialBlocks) {
     ASSERT_GT(want.n_records(), 200u);
     ASSERT_LT(want.n_records(), tracks.size());  // some tracks have no valid measurement
     EXPECT_EQ(n_double, single ? 0 : static_cast<std::int64_t>(want.n_records()));
-    expect_same_batch(want, got);
+    gpede::test::expect_same_records(want, got);
   }
 }
 
@@ -446,7 +430,7 @@ TEST(MilleRoundTrip, MixedPrecisionInOneFile) {
   const RecordBatch got =
       read_all({dir.path() / "mixed.bin", MilleFormat::c_binary, 1.0}, 1, &n_double);
   EXPECT_EQ(n_double, n2);
-  expect_same_batch(want, got);
+  gpede::test::expect_same_records(want, got);
 }
 
 TEST(MilleRoundTrip, GzipIsDetectedByContentNotName) {
@@ -457,8 +441,8 @@ TEST(MilleRoundTrip, GzipIsDetectedByContentNotName) {
   write_bytes(dir.path() / "packed.bin", gzip_bytes(read_bytes(dir.path() / "plain.bin")));
   write_bytes(dir.path() / "plain.bin.gz", read_bytes(dir.path() / "plain.bin"));
   const RecordBatch want = expected_batch(tracks, false, 0, 1.0);
-  expect_same_batch(want, read_all({dir.path() / "packed.bin", MilleFormat::c_binary, 1.0}));
-  expect_same_batch(want, read_all({dir.path() / "plain.bin.gz", MilleFormat::c_binary, 1.0}));
+  gpede::test::expect_same_records(want, read_all({dir.path() / "packed.bin", MilleFormat::c_binary, 1.0}));
+  gpede::test::expect_same_records(want, read_all({dir.path() / "plain.bin.gz", MilleFormat::c_binary, 1.0}));
   // two concatenated gzip members form one stream
   const std::string raw = read_bytes(dir.path() / "plain.bin");
   write_bytes(dir.path() / "two.gz", gzip_bytes(raw) + gzip_bytes(raw));
@@ -495,8 +479,8 @@ TEST(MilleRoundTrip, FortranRecordsBuiltByteByByte) {
   write_bytes(dir.path() / "f.gz", gzip_bytes(fortran));
   write_bytes(dir.path() / "c.bin", cfloat);
   const RecordBatch f = read_all({dir.path() / "f.bin", MilleFormat::fortran_binary, 1.0});
-  expect_same_batch(f, read_all({dir.path() / "f.gz", MilleFormat::fortran_binary, 1.0}));
-  expect_same_batch(f, read_all({dir.path() / "c.bin", MilleFormat::c_binary, 1.0}));
+  gpede::test::expect_same_records(f, read_all({dir.path() / "f.gz", MilleFormat::fortran_binary, 1.0}));
+  gpede::test::expect_same_records(f, read_all({dir.path() / "c.bin", MilleFormat::c_binary, 1.0}));
 
   // the expectation written out by hand
   ASSERT_EQ(f.n_records(), 3u);

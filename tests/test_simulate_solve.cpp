@@ -97,8 +97,7 @@ TEST(SimulateSolve, InMemorySolveWithFixedWiresRecoversTheTruth) {
     const auto t = truth.find(label);
     ASSERT_NE(f, fitted.end()) << label;
     ASSERT_NE(t, truth.end()) << label;
-    const bool wire = label >= gpede::sim::wire_label(0, 0, 1);
-    if (wire) {
+    if (gpede::sim::is_wire_label(label)) {
       // fixed at the nominal position
       ASSERT_GE(f->second.columns.size(), 2u) << label;
       EXPECT_EQ(f->second.columns[1], -1.0) << "presigma of wire label " << label;

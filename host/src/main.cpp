@@ -57,15 +57,9 @@ int parse_command_line(int argc, char** argv, CommandLine& cl) {
       return 0;
     } else if (arg == "--backend") {
       const std::string b = value("--backend");
-      if (b == "cpu") {
-        cl.backend = gpede::BackendKind::cpu;
-      } else if (b == "cuda") {
-        cl.backend = gpede::BackendKind::cuda;
-      } else if (b == "auto") {
-        cl.backend = gpede::BackendKind::automatic;
-      } else {
-        throw std::invalid_argument("--backend must be cpu, cuda or auto, not '" + b + "'");
-      }
+      const auto kind = gpede::backend_from_name(b);
+      if (!kind) throw std::invalid_argument("--backend must be cpu, cuda or auto, not '" + b + "'");
+      cl.backend = *kind;
     } else if (arg == "--output-dir" || arg == "-o") {
       cl.output_dir = value("--output-dir");
     } else if (arg == "--threads") {

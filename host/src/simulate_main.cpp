@@ -200,15 +200,9 @@ int simulate_main(int argc, char** argv) {
         o.iterations = parse_integer(arg, value(), 1);
       } else if (arg == "--backend") {
         const std::string v = value();
-        if (v == "cpu") {
-          o.backend = BackendKind::cpu;
-        } else if (v == "cuda") {
-          o.backend = BackendKind::cuda;
-        } else if (v == "auto") {
-          o.backend = BackendKind::automatic;
-        } else {
-          throw std::invalid_argument("--backend must be cpu, cuda or auto, not '" + v + "'");
-        }
+        const auto kind = backend_from_name(v);
+        if (!kind) throw std::invalid_argument("--backend must be cpu, cuda or auto, not '" + v + "'");
+        o.backend = *kind;
       } else {
         throw std::invalid_argument("unknown option '" + arg + "'");
       }

@@ -70,9 +70,8 @@ std::string geometry_text(const Detector& det) {
 
 }  // namespace
 
-std::vector<LinearSpec> constraint_specs(const Detector& detector) {
-  std::vector<std::string> names;
-  const auto rows = detector.constraint_rows(&names);
+std::vector<LinearSpec> constraint_specs(const Detector& detector, std::vector<std::string>* names) {
+  const auto rows = detector.constraint_rows(names);
   std::vector<LinearSpec> specs;
   for (const auto& row : rows) {
     double largest = 0.0;
@@ -139,19 +138,17 @@ SteeringFiles write_steering(const Simulation& simulation, const std::filesystem
   const Detector& det = simulation.detector();
   std::filesystem::create_directories(folder);
   SteeringFiles files;
-  auto is_wire = [](std::int32_t label) { return label >= wire_label(0, 0, 1); };
 
   if (cfg.constraints) {
     std::vector<std::string> names;
-    det.constraint_rows(&names);
-    const auto specs = constraint_specs(det);
+    const auto specs = constraint_specs(det, &names);
     std::ostringstream out;
     out << "* Constraints written by gpede simulate: no overall shift or rotation of the top-level objects,\n"
            "* and no mean motion of the children of a half-shell or drift-chamber layer in its terms.\n";
     if (cfg.fix_wires) out << "* The wires are fixed (fixed_wires.txt): constraints on wires alone are left out.\n";
     for (std::size_t r = 0; r < specs.size(); ++r) {
       const auto& terms = specs[r].terms;
-      if (cfg.fix_wires && std::all_of(terms.begin(), terms.end(), [&](const auto& t) { return is_wire(t.first); })) {
+      if (cfg.fix_wires && std::all_of(terms.begin(), terms.end(), [](const auto& t) { return is_wire_label(t.first); })) {
         continue;
       }
       out << "Constraint 0.0   ! " << names[r] << '\n';
@@ -165,7 +162,7 @@ SteeringFiles write_steering(const Simulation& simulation, const std::filesystem
     out << "* Written by gpede simulate: the drift-chamber wires are fixed at their nominal positions.\n"
            "Parameter\n";
     for (const std::int32_t label : det.labels()) {
-      if (is_wire(label)) out << label << " 0.0 -1.0\n";
+      if (is_wire_label(label)) out << label << " 0.0 -1.0\n";
     }
     files.fixed_wires = folder / "fixed_wires.txt";
     write_text(files.fixed_wires, out.str());

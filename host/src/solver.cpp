@@ -206,6 +206,13 @@ bool cuda_available_in_build() noexcept {
 #endif
 }
 
+std::optional<BackendKind> backend_from_name(const std::string& name) {
+  if (name == "cpu") return BackendKind::cpu;
+  if (name == "cuda") return BackendKind::cuda;
+  if (name == "auto") return BackendKind::automatic;
+  return std::nullopt;
+}
+
 SolveResult solve(const Steering& steering, const SolverOptions& options, RecordSource* source) {
   const auto t_start = Clock::now();
   SolveResult result;

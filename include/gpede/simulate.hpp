@@ -68,6 +68,8 @@ inline constexpr std::int32_t cdc_layer_label(int layer, int p) { return 1000000
 inline constexpr std::int32_t wire_label(int layer, int wire, int p) {
   return 2000000 + 10000 * layer + 10 * wire + p;
 }
+/// True for the labels of wire parameters (the highest block of the scheme).
+inline constexpr bool is_wire_label(std::int32_t label) { return label >= wire_label(0, 0, 1); }
 
 // ---- configuration -------------------------------------------------------------------------------
 
@@ -406,8 +408,9 @@ struct PullSummary {
 };
 PullSummary compare_with_truth(const Simulation& simulation, const SolveResult& result);
 
-/// The constraints in steering terms (label, factor), as written to constraints.txt.
-std::vector<LinearSpec> constraint_specs(const Detector& detector);
+/// The constraints in steering terms (label, factor), as written to constraints.txt; `names`
+/// receives a comment per constraint (Detector::constraint_rows).
+std::vector<LinearSpec> constraint_specs(const Detector& detector, std::vector<std::string>* names = nullptr);
 
 /// truth.res: the true misalignment in millepede.res format (3 columns: label, value, 0).
 void write_truth(const std::filesystem::path& file, const Simulation& simulation);

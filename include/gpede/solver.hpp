@@ -8,6 +8,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,9 @@ enum class BackendKind {
   cuda,   ///< one GPU: kernels + cuSOLVER (throws RuntimeError if gpede was built without CUDA)
   automatic,  ///< CUDA when a device is present and the problem fits its memory, else CPU
 };
+
+/// The backend named "cpu", "cuda" or "auto" (as on the command line); nullopt for another name.
+std::optional<BackendKind> backend_from_name(const std::string& name);
 
 /// A source of records for the solver, read once per pass over the data. Frameworks and the
 /// simulation implement it to feed records from memory; the solver's default reads the steering's

@@ -56,6 +56,23 @@ int run_command(const std::string& command, std::string* output) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+void expect_same_records(const RecordBatch& a, const RecordBatch& b, bool with_global_index) {
+  ASSERT_EQ(a.n_records(), b.n_records());
+  EXPECT_EQ(a.record_begin, b.record_begin);
+  EXPECT_EQ(a.record_weight, b.record_weight);
+  EXPECT_EQ(a.record_file, b.record_file);
+  EXPECT_EQ(a.record_number, b.record_number);
+  EXPECT_EQ(a.meas_value, b.meas_value);
+  EXPECT_EQ(a.meas_sigma, b.meas_sigma);
+  EXPECT_EQ(a.local_begin, b.local_begin);
+  EXPECT_EQ(a.global_begin, b.global_begin);
+  EXPECT_EQ(a.local_index, b.local_index);
+  EXPECT_EQ(a.local_deriv, b.local_deriv);
+  EXPECT_EQ(a.global_label, b.global_label);
+  if (with_global_index) EXPECT_EQ(a.global_index, b.global_index);
+  EXPECT_EQ(a.global_deriv, b.global_deriv);
+}
+
 std::map<int, ResLine> read_res(const std::filesystem::path& file) {
   std::ifstream in(file);
   EXPECT_TRUE(in) << "cannot open " << file;

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "gpede/record_batch.hpp"
+
 namespace gpede::test {
 
 /// ../shared/reference beside the project (or $GPEDE_REFERENCE_DIR). Empty path if absent.
@@ -46,6 +48,10 @@ std::filesystem::path gpede_binary();
 
 /// Runs a shell command, returns its exit status; stdout+stderr go to `output` if non-null.
 int run_command(const std::string& command, std::string* output = nullptr);
+
+/// Expects two batches to hold the same records, field by field (global_index too, unless
+/// with_global_index is false).
+void expect_same_records(const RecordBatch& a, const RecordBatch& b, bool with_global_index = true);
 
 /// One line of a millepede.res file: the numbers after the label.
 struct ResLine {

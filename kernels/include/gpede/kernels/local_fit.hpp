@@ -677,7 +677,7 @@ GPEDE_HOST_DEVICE GPEDE_INLINE GlobalContribution global_contribution(const Reco
 
   if (with_matrix) {
     // Y = L^-1 D^T W G; C = G^T W G - Y^T Y
-    const std::int32_t panels = (kk + detail::panel_width - 1) / detail::panel_width;
+    const auto panels = static_cast<std::int32_t>(detail::padded_columns(static_cast<std::size_t>(kk))) / detail::panel_width;
     for (std::int32_t p = 0; p < panels; ++p) {
       detail::forward_packed_panel(s.gamma, s.pivot_inverse, nl,
                                    s.cross + static_cast<std::int64_t>(p) * nl * detail::panel_width);
