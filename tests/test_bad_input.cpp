@@ -185,28 +185,10 @@ TEST_F(BadInput, UnknownKeyword) {
   EXPECT_NE(out.find("steer.txt:3"), std::string::npos) << out;
 }
 
-TEST_F(BadInput, ConstraintOnUnknownLabel) {
-  write("data.bin", good_data(10));
-  write("cons.txt", "Constraint 0.0\n1 1.0\n77 1.0\n");
-  const auto steer = steering("data.bin\ncons.txt", "entries 1\n");
-  const std::string out = run_fails(steer);
-  EXPECT_NE(out.find("77"), std::string::npos) << out;
-  EXPECT_NE(out.find("cons.txt:1"), std::string::npos) << out;
-}
-
 TEST_F(BadInput, EmptyDataSet) {
   write("data.bin", "");
   const std::string out = run_fails(steering("data.bin"));
   EXPECT_NE(out.find("no records"), std::string::npos) << out;
-}
-
-TEST_F(BadInput, WeakModeIsReportedNotCrashed) {
-  // Offsets of 4 planes measured by straight lines: a common shift and a common tilt of the
-  // planes cannot be told from the track parameters. Without constraints the matrix is singular.
-  write("data.bin", good_data(200));
-  const std::string out = run_fails(steering("data.bin", "entries 1\n"));
-  EXPECT_NE(out.find("not positive definite"), std::string::npos) << out;
-  EXPECT_NE(out.find("labels involved"), std::string::npos) << out;
 }
 
 }  // namespace

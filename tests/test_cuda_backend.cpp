@@ -402,7 +402,7 @@ TEST_P(CudaSolution, EqualsTheDenseCpuSolver) {
   // ~1e-14 of the exact one, so 1e-10 separates rounding from a wrong step by far.
   for (int k = 0; k < 2; ++k) {  // solve twice: the factor must survive a solve
     const std::vector<double> x_cpu = cpu.solve(s.b);
-    const std::vector<double> x_gpu = gpu->solve(s.b);
+    const std::vector<double> x_gpu = gpu->solve(s.b, {});
     ASSERT_EQ(x_gpu.size(), x_cpu.size());
     const double scale = max_abs(x_cpu);
     ASSERT_GT(scale, 0.0);
@@ -468,7 +468,7 @@ TEST(CudaSolutionFailure, NotPositiveDefiniteIsAResultLikeOnTheCpu) {
     EXPECT_FALSE(gpu_report.ok);
     EXPECT_NE(gpu_report.message.find("not positive definite"), std::string::npos) << gpu_report.message;
     EXPECT_FALSE(gpu_report.weak_indices.empty());
-    EXPECT_THROW(gpu->solve(s.b), gpede::RuntimeError);
+    EXPECT_THROW(gpu->solve(s.b, {}), gpede::RuntimeError);
   }
 }
 

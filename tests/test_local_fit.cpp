@@ -1043,7 +1043,8 @@ TEST(CpuAccumulator, CountsRejections) {
   const gpede::detail::PassTotals totals = acc.end_pass();
   EXPECT_EQ(totals.records, 7);
   EXPECT_EQ(totals.accepted, 1);
-  EXPECT_EQ(totals.rejected_rank, 3);
+  EXPECT_EQ(totals.rejected_rank, 2);  // singular; more local parameters than measurements
+  EXPECT_EQ(totals.rejected_ndf, 1);   // 2 measurements, 2 local parameters
   EXPECT_EQ(totals.rejected_huge, 1);
   EXPECT_EQ(totals.rejected_cut, 1);
   EXPECT_EQ(totals.rejected_downweight, 0);

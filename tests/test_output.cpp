@@ -648,6 +648,7 @@ TEST(WriteLog, ListDirectedNumbersAsGfortran) {
   // REAL*4 chi2/ndf / 0.9326 as pede prints it with outlier down-weighting
   gpede::SolveResult result;
   result.chi2_ndf = 1.7480144368473725;
+  result.chi2_ndf_downweighting = static_cast<float>(result.chi2_ndf) / 0.9326f;
   gpede::Steering steering;
   steering.outlier_downweighting = 3;
   gpede::write_log(dir.path() / "millepede.log", result, steering);
@@ -766,7 +767,11 @@ TEST(WriteJson, ParsesBackWithAllFields) {
   result.records_read = 10000, result.records_used = 9998, result.records_rejected = 2;
   result.exit_code = 0, result.message = "Ended normally";
   result.n_constraints = 4;
-  result.iterations = {{0, 1, 2436700.0, 0.0, 0.0, 0, 0.1}, {1, 2, 173600.5, 2.3e6, 0.0, 2, 0.4}};
+  gpede::IterationRecord first, second;
+  first.iteration = 0, first.function_calls = 1, first.function_value = 2436700.0, first.seconds = 0.1;
+  second.iteration = 1, second.function_calls = 2, second.function_value = 173600.5, second.expected_decrease = 2.3e6;
+  second.rejects = 2, second.seconds = 0.4;
+  result.iterations = {first, second};
   result.figures.total_s = 1.25;
   result.figures.peak_rss_bytes = 123456789;
   gpede::ParameterResult fixed;

@@ -733,14 +733,13 @@ TEST(SteeringOptions, KnownButNotImplementedKeywordsWarn) {
                                 "compress\n"                // 5
                                 "memorydebg 2\n"            // 6: approximate match
                                 "mrestol 1e-8\n"            // 7
-                                "weightedcons\n"            // 8
+                                "pullrange 5\n"             // 8
                                 "method inversion 3 0.1\n"  // 9
-                                "entries 25 10 3\n");       // 10: iterate-entries argument
+                                "histprint\n");             // 10
   const fs::path file = dir.path() / "steer.txt";
   const std::vector<std::pair<int, std::string>> expected = {
-      {1, "cache"},          {2, "print"},        {3, "bandwidth"},
-      {4, "closeandreopen"}, {5, "compress"},     {6, "memorydebug"},
-      {7, "mrestol"},        {8, "weightedcons"}, {10, "entries"}};
+      {1, "cache"},          {2, "print"},     {3, "bandwidth"}, {4, "closeandreopen"}, {5, "compress"},
+      {6, "memorydebug"},    {7, "mrestol"},   {8, "pullrange"}, {10, "histprint"}};
   for (const auto& [line, keyword] : expected) {
     EXPECT_TRUE(has_warning(s, {file.string() + ":" + std::to_string(line) + ":", keyword,
                                 "not implemented", "ignored"}))

@@ -202,7 +202,10 @@ struct CpuAccumulator::Impl {
     PassTotals& sums = ts.sums;
     ++sums.records;
     const kernels::LocalFitResult fit = kernels::fit_record(view, state, r, options, ts.scratch);
-    if (fit.counts_ndf()) sums.ndf_sum += fit.ndf;
+    if (fit.counts_ndf()) {
+      sums.ndf_sum += fit.ndf;
+      sums.weighted_ndf_sum += fit.record_weight * fit.ndf;
+    }
     sums.function_value += fit.function_value;
     switch (fit.status) {
       case kernels::LocalFitStatus::accepted:
@@ -210,8 +213,10 @@ struct CpuAccumulator::Impl {
       case kernels::LocalFitStatus::no_local_parameters:
         return;
       case kernels::LocalFitStatus::rank_deficient:
-      case kernels::LocalFitStatus::no_degrees_of_freedom:
         ++sums.rejected_rank;
+        return;
+      case kernels::LocalFitStatus::no_degrees_of_freedom:
+        ++sums.rejected_ndf;
         return;
       case kernels::LocalFitStatus::huge_chi2:
         ++sums.rejected_huge;
@@ -403,6 +408,8 @@ PassTotals CpuAccumulator::end_pass() {
     totals.chi2_sum += s.chi2_sum;
     totals.function_value += s.function_value;
     totals.ndf_sum += s.ndf_sum;
+    totals.weighted_ndf_sum += s.weighted_ndf_sum;
+    totals.rejected_ndf += s.rejected_ndf;
     totals.records += s.records;
     totals.accepted += s.accepted;
     totals.rejected_rank += s.rejected_rank;

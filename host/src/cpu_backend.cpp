@@ -46,7 +46,10 @@ class CpuBackend final : public Backend {
   FactorReport factorize(const ConstraintSystem& constraints, const FactorOptions& options) override {
     return m_solver.factorize(std::move(m_accumulator.matrix()), m_n, constraints, options);
   }
-  std::vector<double> solve(const std::vector<double>& b) override { return m_solver.solve(b); }
+  std::vector<double> solve(const std::vector<double>& b, const std::vector<double>& residual) override {
+    return m_solver.solve(b, residual);
+  }
+  void release_factorization() override { m_solver.release(); }
   std::vector<double> covariance_diagonal() override { return m_solver.covariance_diagonal(); }
 
  private:

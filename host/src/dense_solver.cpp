@@ -14,6 +14,7 @@
 // rounding level by their eigenvectors.
 #include "gpede/detail/dense_solver.hpp"
 #include "gpede/detail/factor_report_text.hpp"
+#include "gpede/detail/pivoted_sweep.hpp"
 
 #include <algorithm>
 #include <climits>
@@ -149,6 +150,10 @@ void DenseSolver::reset() {
   m_tau.clear();
   m_pivots.clear();
   m_scale.clear();
+  m_row_norm.clear();
+  m_cross.clear();
+  m_swept.clear();
+  m_swept.shrink_to_fit();
   m_cov_diag.clear();
 }
 
@@ -192,6 +197,7 @@ FactorReport DenseSolver::factorize(std::vector<double> matrix, std::int64_t n, 
                            ? "the constraint coefficients contain " + count_text(bad_constraint_values, "non-finite value")
                            : "the global matrix contains non-finite elements in " +
                                  count_text(static_cast<std::int64_t>(report.weak_indices.size()), "row");
+      report.solvable = false;
       return report;
     }
   }
@@ -212,16 +218,19 @@ FactorReport DenseSolver::factorize(std::vector<double> matrix, std::int64_t n, 
                        " outside all constraints without a positive diagonal element in the global matrix "
                        "(no data and no pre-sigma): the matrix is not positive definite";
       report.weak_indices = std::move(empty);
-      return report;
+      // With solve_singular the factorisation below fails and solves without them.
+      if (!options.solve_singular) return report;
     }
   }
 
   // ---- constraints: QR of A^T (rows normalised), rank ------------------------------------------
   if (m > 0) {
     m_q.assign(nn * static_cast<std::size_t>(m), 0.0);
+    m_row_norm.assign(static_cast<std::size_t>(m), 0.0);
     for (std::int64_t k = 0; k < m; ++k) {
       double norm2 = 0.0;
       for (std::int64_t j = 0; j < n; ++j) norm2 += constraints.a[k * n + j] * constraints.a[k * n + j];
+      m_row_norm[k] = std::sqrt(norm2);
       const double inv = norm2 > 0.0 ? 1.0 / std::sqrt(norm2) : 0.0;
       for (std::int64_t j = 0; j < n; ++j) m_q[j + k * nn] = constraints.a[k * n + j] * inv;
     }
@@ -248,6 +257,7 @@ FactorReport DenseSolver::factorize(std::vector<double> matrix, std::int64_t n, 
           << " for " << m << " constraint equations; dependent on earlier ones (or empty):";
       for (std::int64_t k : report.dependent_constraints) msg << " #" << k + 1;
       report.message = msg.str();
+      report.solvable = false;
       m_q.clear();
       m_tau.clear();
       return report;
@@ -316,6 +326,7 @@ FactorReport DenseSolver::factorize(std::vector<double> matrix, std::int64_t n, 
           zero_modes.push_back(k);
         }
       }
+      report.rank_defect = static_cast<std::int64_t>(zero_modes.size());
       if (!zero_modes.empty()) {
         report.ok = false;
         report.message = "the bordered matrix (multipliers) is singular: " +
@@ -361,6 +372,10 @@ FactorReport DenseSolver::factorize(std::vector<double> matrix, std::int64_t n, 
     }
 
     // Bunch-Kaufman
+    // dsytrf works on the lower triangle: the upper one and this diagonal restore the matrix for
+    // the sweeps of solve_singular.
+    std::vector<double> bordered_diag(ldb);
+    for (std::int64_t k = 0; k < nb; ++k) bordered_diag[k] = bordered[k + k * ldb];
     std::vector<int> ipiv(ldb);
     {
       int info = 0, lwork = -1;
@@ -443,6 +458,11 @@ FactorReport DenseSolver::factorize(std::vector<double> matrix, std::int64_t n, 
         add_large_components(x.data(), n, report.weak_indices);
       }
       sort_unique(report.weak_indices);
+      if (options.solve_singular && options.method != Method::decomposition) {
+        solve_bordered_by_sweeps(bordered, bordered_diag, report);
+        return report;
+      }
+      report.solvable = false;
       m_scale.clear();
       return report;
     }
@@ -452,8 +472,12 @@ FactorReport DenseSolver::factorize(std::vector<double> matrix, std::int64_t n, 
                        "matrix has " + std::to_string(negative) + " negative eigenvalues for " + std::to_string(m) +
                        " constraints (" + count_text(negative - m, "non-positive direction") +
                        "; elimination names the parameters involved)";
-      m_scale.clear();
-      return report;
+      if (!options.solve_singular) {
+        report.solvable = false;
+        m_scale.clear();
+        return report;
+      }
+      // Regular but indefinite: pede's inversion solves it all the same.
     }
     if (covariance) {
       std::vector<double> inverse(bordered);
@@ -504,6 +528,12 @@ FactorReport DenseSolver::factorize(std::vector<double> matrix, std::int64_t n, 
   };
 
   if (eigen) {
+    // The (nr x mr) block of Q^T C Q couples the constrained coordinates to the reduced ones
+    // (solve() with a constraint residual needs it).
+    m_cross.assign(static_cast<std::size_t>(nr) * static_cast<std::size_t>(mr), 0.0);
+    for (std::int64_t j = 0; j < mr; ++j) {
+      for (std::int64_t i = 0; i < nr; ++i) m_cross[i + j * nr] = matrix[(mr + i) + j * nn];
+    }
     std::vector<double> w_vec(nn * static_cast<std::size_t>(nr), 0.0);  // n x nr, first mr rows zero
     std::vector<double> w = eigen_decomposition(nr, reduced, n, w_vec.data() + mr, n);
     matrix.clear();
@@ -522,6 +552,7 @@ FactorReport DenseSolver::factorize(std::vector<double> matrix, std::int64_t n, 
         if (bad <= kMaxWeakModes) add_large_components(&w_vec[k * nn], n, report.weak_indices);
       }
     }
+    report.rank_defect = bad;
     if (bad > 0) {
       report.ok = false;
       report.message = what + " is not positive definite: " + count_text(bad, "eigenvalue") + " of " +
@@ -558,6 +589,8 @@ FactorReport DenseSolver::factorize(std::vector<double> matrix, std::int64_t n, 
   for (std::int64_t k = 0; k < nr && !failed; ++k) {
     if (!(r_at(k, k) * r_at(k, k) > tol * diag[k])) failed = true;
   }
+  const bool sweep_when_singular = options.solve_singular && options.method != Method::diagonalization;
+  if (failed && sweep_when_singular) solve_reduced_by_sweeps(matrix, diag, report);
   if (failed) {
     // Pivoted Cholesky of the Jacobi-scaled matrix (upper triangle, diagonal restored): its rank
     // counts the non-positive pivots; [-U11^-1 U12 e_j; e_j] are near-null vectors.
@@ -577,6 +610,11 @@ FactorReport DenseSolver::factorize(std::vector<double> matrix, std::int64_t n, 
     report.ok = false;
     report.message = what + " is not positive definite: " + count_text(deficient, "non-positive pivot") + " of " +
                      std::to_string(nr) + " (numerical rank " + std::to_string(nr - deficient) + ")";
+    if (m_kind == Kind::swept) {
+      report.message += report.rank_defect > 0
+                            ? "; solved without " + count_text(report.rank_defect, "pivot") + ", as pede does"
+                            : "; solved with its negative pivots, as pede's inversion does";
+    }
     const int ri = static_cast<int>(r), one = 1;
     std::vector<double> x(static_cast<std::size_t>(nr)), z(static_cast<std::size_t>(nr));
     for (std::int64_t j = r; j < std::min(nr, r + kMaxWeakModes); ++j) {
@@ -592,6 +630,11 @@ FactorReport DenseSolver::factorize(std::vector<double> matrix, std::int64_t n, 
       add_large_components(v.data(), n, report.weak_indices);
     }
     sort_unique(report.weak_indices);
+    if (m_kind == Kind::swept) {
+      m_factor = std::move(matrix);
+      return report;
+    }
+    report.solvable = false;
     m_q.clear();
     m_tau.clear();
     return report;
@@ -608,6 +651,27 @@ FactorReport DenseSolver::factorize(std::vector<double> matrix, std::int64_t n, 
     dtrtri_("L", "N", &nri, x, &nri, &info, 1, 1);
     check_info(info, "dtrtri");
     if (info > 0) throw RuntimeError("LAPACK dtrtri: zero diagonal element " + std::to_string(info) + " of a regular factor");
+    if (sweep_when_singular && options.method == Method::inversion) {
+      // pede's inversion rejects a pivot below 1e-10 of its diagonal element. Whatever the order
+      // of elimination, the pivot of k is at least 1 / (Cred^-1)_kk: if Cred_kk (Cred^-1)_kk stays
+      // below 1e10 for every k, no pivot is rejected; otherwise sweep as pede does.
+      bool doubtful = false;
+      for (std::int64_t k = 0; k < nr && !doubtful; ++k) {
+        double s = 0.0;
+        for (std::int64_t i = k; i < nr; ++i) s += x[i + k * ldw] * x[i + k * ldw];
+        doubtful = diag[k] * s >= 1.0 / kGlobalPivotLimit;
+      }
+      if (doubtful) {
+        solve_reduced_by_sweeps(matrix, diag, report);
+        m_factor = std::move(matrix);
+        if (report.rank_defect > 0) {
+          report.ok = false;
+          report.message = what + " is singular for pede's inversion: " + count_text(report.rank_defect, "pivot") +
+                            " below 1e-10 of the diagonal element; solved without them, as pede does";
+        }
+        return report;
+      }
+    }
     apply_q('R', 'T', nr, n, mr, m_q.data(), n, m_tau.data(), w.data(), nr);
     m_cov_diag.assign(nn, 0.0);
     for (std::int64_t i = 0; i < n; ++i) {
@@ -622,54 +686,197 @@ FactorReport DenseSolver::factorize(std::vector<double> matrix, std::int64_t n, 
   return report;
 }
 
-std::vector<double> DenseSolver::solve(const std::vector<double>& b) const {
+void DenseSolver::solve_reduced_by_sweeps(std::vector<double>& matrix, const std::vector<double>& diag,
+                                          FactorReport& report) {
+  const std::int64_t n = m_n, mr = m_eliminated, nr = n - mr;
+  const std::size_t nn = static_cast<std::size_t>(n), ldr = static_cast<std::size_t>(nr);
+  // The reduced matrix from the strict upper triangle of its block (untouched by dpotrf on the
+  // lower one) and the saved diagonal.
+  m_swept.assign(ldr * ldr, 0.0);
+  for (std::int64_t j = 0; j < nr; ++j) {
+    for (std::int64_t i = 0; i < nr; ++i) {
+      const std::int64_t lo = std::min(i, j), hi = std::max(i, j);
+      m_swept[i + j * ldr] = i == j ? diag[i] : matrix[(mr + lo) + (mr + hi) * nn];
+    }
+  }
+  const bool inversion = m_options.method == Method::inversion;
+  const SweepOutcome outcome = sweep_inverse(m_swept.data(), nr, nr, inversion ? kGlobalPivotLimit : pivot_tolerance(nr),
+                                             inversion ? SweepOrder::largest_first : SweepOrder::last_to_first);
+  report.solvable = true;
+  report.rank_defect = nr - outcome.rank;
+  if (inversion && m_options.want_covariance) {
+    // diag(Q2 Inv Q2^T): row sums of (Q [0; Inv]) .* (Q [0; I]).
+    m_cov_diag.assign(nn, 0.0);
+    if (mr == 0) {
+      for (std::int64_t i = 0; i < n; ++i) m_cov_diag[i] = m_swept[i + i * ldr];
+    } else {
+      std::vector<double> w1(nn * ldr, 0.0), q2(nn * ldr, 0.0);
+      for (std::int64_t k = 0; k < nr; ++k) {
+        for (std::int64_t i = 0; i < nr; ++i) w1[(mr + i) + k * nn] = m_swept[i + k * ldr];
+        q2[(mr + k) + k * nn] = 1.0;
+      }
+      apply_q('L', 'N', n, nr, mr, m_q.data(), n, m_tau.data(), w1.data(), n);
+      apply_q('L', 'N', n, nr, mr, m_q.data(), n, m_tau.data(), q2.data(), n);
+      for (std::int64_t k = 0; k < nr; ++k) {
+        for (std::int64_t i = 0; i < n; ++i) m_cov_diag[i] += w1[i + k * nn] * q2[i + k * nn];
+      }
+    }
+  }
+  (void)matrix;
+  m_kind = Kind::swept;
+}
+
+void DenseSolver::solve_bordered_by_sweeps(std::vector<double>& bordered, const std::vector<double>& diag,
+                                           FactorReport& report) {
+  const std::int64_t n = m_n, nb = m_n + m_m;
+  const std::size_t ldb = static_cast<std::size_t>(nb);
+  // The unscaled bordered matrix from the strict upper triangle (untouched by dsytrf on the lower
+  // one) and the saved diagonal; pede pivots on the unscaled elements.
+  m_swept.assign(ldb * ldb, 0.0);
+  for (std::int64_t j = 0; j < nb; ++j) {
+    for (std::int64_t i = 0; i < nb; ++i) {
+      const std::int64_t lo = std::min(i, j), hi = std::max(i, j);
+      const double v = i == j ? diag[i] : bordered[lo + hi * ldb];
+      m_swept[i + j * ldb] = v / (m_scale[i] * m_scale[j]);
+    }
+  }
+  bordered.clear();
+  bordered.shrink_to_fit();
+  const SweepOutcome outcome = sweep_inverse(m_swept.data(), nb, nb, kGlobalPivotLimit, SweepOrder::largest_first);
+  report.solvable = true;
+  report.rank_defect = nb - outcome.rank;
+  report.message += "; solved without " + count_text(report.rank_defect, "pivot") + ", as pede does";
+  if (m_options.want_covariance && m_options.method != Method::decomposition) {
+    m_cov_diag.assign(static_cast<std::size_t>(n), 0.0);
+    for (std::int64_t i = 0; i < n; ++i) m_cov_diag[i] = m_swept[i + i * ldb];
+  }
+  m_kind = Kind::bordered_swept;
+}
+
+std::vector<double> DenseSolver::constrained_coordinates(const std::vector<double>& residual) const {
+  const std::int64_t mr = m_eliminated;
+  std::vector<double> y(static_cast<std::size_t>(mr), 0.0);
+  if (residual.empty() || mr == 0) return y;
+  const std::size_t nn = static_cast<std::size_t>(m_n);
+  // A_norm = R^T Q^T (rows of A normalised): R^T y1 = residual / |a_k|, forward substitution.
+  for (std::int64_t k = 0; k < mr; ++k) {
+    double v = m_row_norm[k] > 0.0 ? residual[k] / m_row_norm[k] : 0.0;
+    for (std::int64_t j = 0; j < k; ++j) v -= m_q[j + k * nn] * y[j];
+    y[k] = v / m_q[k + k * nn];
+  }
+  return y;
+}
+
+std::vector<double> DenseSolver::solve(const std::vector<double>& b, const std::vector<double>& residual) const {
   if (static_cast<std::int64_t>(b.size()) != m_n) {
     throw RuntimeError("dense solver: right-hand side of size " + std::to_string(b.size()) + " for " +
                        std::to_string(m_n) + " parameters");
   }
+  if (!residual.empty() && static_cast<std::int64_t>(residual.size()) != m_m) {
+    throw RuntimeError("dense solver: constraint residual of size " + std::to_string(residual.size()) + " for " +
+                       std::to_string(m_m) + " constraints");
+  }
+  bool any_residual = false;
+  for (double r : residual) any_residual = any_residual || r != 0.0;
   const std::size_t nn = static_cast<std::size_t>(m_n);
   const int one = 1;
   const double d_one = 1.0, d_zero = 0.0;
+  const std::int64_t mr = m_eliminated;
+  const std::int64_t nr = m_n - mr;
   switch (m_kind) {
     case Kind::none:
       throw RuntimeError("dense solver: no valid factorisation to solve with");
-    case Kind::trivial:
-      return std::vector<double>(nn, 0.0);
-    case Kind::cholesky: {
-      const std::int64_t mr = m_eliminated;
-      const std::int64_t nr = m_n - mr;
+    case Kind::trivial: {
+      std::vector<double> x(nn, 0.0);
+      if (any_residual && mr > 0) {
+        const std::vector<double> y1 = constrained_coordinates(residual);
+        std::copy(y1.begin(), y1.end(), x.begin());
+        apply_q('L', 'N', m_n, 1, mr, m_q.data(), m_n, m_tau.data(), x.data(), m_n);
+      }
+      return x;
+    }
+    case Kind::cholesky:
+    case Kind::swept: {
+      // x = Q [y1; y2]: y1 meets the constraints, y2 = Cred^-1 (Q2^T b - B21 y1).
       std::vector<double> x(b);
       apply_q('L', 'T', m_n, 1, mr, m_q.data(), m_n, m_tau.data(), x.data(), m_n);
-      const int nri = lapack_size(nr), ldi = lapack_size(m_n);
-      int info = 0;
-      dpotrs_("L", &nri, &one, m_factor.data() + mr + mr * nn, &ldi, x.data() + mr, &nri, &info, 1);
-      check_info(info, "dpotrs");
-      std::fill(x.begin(), x.begin() + mr, 0.0);
+      std::vector<double> y1(static_cast<std::size_t>(mr), 0.0);
+      if (any_residual && mr > 0) {
+        y1 = constrained_coordinates(residual);
+        for (std::int64_t j = 0; j < mr; ++j) {
+          const double* b21 = m_factor.data() + mr + j * nn;
+          for (std::int64_t i = 0; i < nr; ++i) x[mr + i] -= b21[i] * y1[j];
+        }
+      }
+      if (m_kind == Kind::cholesky) {
+        const int nri = lapack_size(nr), ldi = lapack_size(m_n);
+        int info = 0;
+        dpotrs_("L", &nri, &one, m_factor.data() + mr + mr * nn, &ldi, x.data() + mr, &nri, &info, 1);
+        check_info(info, "dpotrs");
+      } else if (nr > 0) {
+        const int nri = lapack_size(nr);
+        std::vector<double> z(x.begin() + mr, x.end());
+        dgemv_("N", &nri, &nri, &d_one, m_swept.data(), &nri, z.data(), &one, &d_zero, x.data() + mr, &one, 1);
+      }
+      std::copy(y1.begin(), y1.end(), x.begin());
       apply_q('L', 'N', m_n, 1, mr, m_q.data(), m_n, m_tau.data(), x.data(), m_n);
       return x;
     }
     case Kind::eigen:
     case Kind::bordered_eigen: {
-      // x = V diag(1/lambda) V^T b over the parameter rows of the eigenvectors V.
+      // x = V diag(1/lambda) V^T g over the eigenvectors V: for elimination g = b - C Q1 y1 in the
+      // variable space (V = Q2 U) plus Q1 y1; with multipliers g = [b; scaled residual].
       const auto cols = static_cast<std::int64_t>(m_inverse_eigenvalues.size());
-      const std::int64_t ld = m_kind == Kind::eigen ? m_n : m_n + m_m;
-      const int rows_i = lapack_size(m_n), cols_i = lapack_size(cols), ld_i = lapack_size(ld);
+      const bool bordered = m_kind == Kind::bordered_eigen;
+      const std::int64_t ld = bordered ? m_n + m_m : m_n;
+      std::vector<double> g(static_cast<std::size_t>(ld), 0.0);
+      std::copy(b.begin(), b.end(), g.begin());
+      std::vector<double> shift(nn, 0.0);
+      if (any_residual && bordered) {
+        for (std::int64_t k = 0; k < m_m; ++k) g[m_n + k] = m_scale[m_n + k] * residual[k];
+      } else if (any_residual && mr > 0) {
+        const std::vector<double> y1 = constrained_coordinates(residual);
+        std::vector<double> c(nn, 0.0);  // [0; B21 y1] in the Q basis
+        for (std::int64_t j = 0; j < mr; ++j) {
+          for (std::int64_t i = 0; i < nr; ++i) c[mr + i] += m_cross[i + j * nr] * y1[j];
+        }
+        apply_q('L', 'N', m_n, 1, mr, m_q.data(), m_n, m_tau.data(), c.data(), m_n);
+        for (std::size_t i = 0; i < nn; ++i) g[i] -= c[i];
+        std::copy(y1.begin(), y1.end(), shift.begin());
+        apply_q('L', 'N', m_n, 1, mr, m_q.data(), m_n, m_tau.data(), shift.data(), m_n);
+      }
+      const int rows_t = lapack_size(bordered && any_residual ? ld : m_n), rows_i = lapack_size(m_n),
+                cols_i = lapack_size(cols), ld_i = lapack_size(ld);
       std::vector<double> t(static_cast<std::size_t>(cols)), x(nn);
-      dgemv_("T", &rows_i, &cols_i, &d_one, m_factor.data(), &ld_i, b.data(), &one, &d_zero, t.data(), &one, 1);
+      dgemv_("T", &rows_t, &cols_i, &d_one, m_factor.data(), &ld_i, g.data(), &one, &d_zero, t.data(), &one, 1);
       for (std::int64_t k = 0; k < cols; ++k) t[k] *= m_inverse_eigenvalues[k];
       dgemv_("N", &rows_i, &cols_i, &d_one, m_factor.data(), &ld_i, t.data(), &one, &d_zero, x.data(), &one, 1);
+      for (std::size_t i = 0; i < nn; ++i) x[i] += shift[i];
       return x;
     }
     case Kind::bordered_ldlt: {
       const std::int64_t nb = m_n + m_m;
       std::vector<double> y(static_cast<std::size_t>(nb), 0.0);
       for (std::int64_t i = 0; i < m_n; ++i) y[i] = m_scale[i] * b[i];
+      if (any_residual) {
+        for (std::int64_t k = 0; k < m_m; ++k) y[m_n + k] = m_scale[m_n + k] * residual[k];
+      }
       const int nbi = lapack_size(nb);
       int info = 0;
       dsytrs_("L", &nbi, &one, m_factor.data(), &nbi, m_pivots.data(), y.data(), &nbi, &info, 1);
       check_info(info, "dsytrs");
       std::vector<double> x(nn);
       for (std::int64_t i = 0; i < m_n; ++i) x[i] = m_scale[i] * y[i];
+      return x;
+    }
+    case Kind::bordered_swept: {
+      const std::int64_t nb = m_n + m_m;
+      std::vector<double> y(static_cast<std::size_t>(nb), 0.0), x(static_cast<std::size_t>(nb));
+      std::copy(b.begin(), b.end(), y.begin());
+      if (any_residual) std::copy(residual.begin(), residual.end(), y.begin() + m_n);
+      const int nbi = lapack_size(nb);
+      dgemv_("N", &nbi, &nbi, &d_one, m_swept.data(), &nbi, y.data(), &one, &d_zero, x.data(), &one, 1);
+      x.resize(nn);
       return x;
     }
   }

@@ -1,5 +1,6 @@
 // gpede command-line tool: `gpede [options] steering-file` runs pede's job and writes pede's result
 // files; `gpede simulate ...` generates a misaligned detector (see `gpede simulate --help`).
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -26,6 +27,8 @@ void print_usage(std::ostream& out) {
          "  --output-dir DIR         folder for the result files (default: working directory)\n"
          "  --threads N              CPU threads (default: steering `threads`, else all cores)\n"
          "  -s                       subito: one solution step, no further iterations\n"
+         "  -f                       force: iterate on despite rank defects (pede's -f)\n"
+         "  -c, -C                   check the input only, no solution (pede's checkinput 1, 2)\n"
          "  -q, --quiet              print only errors and the final chi2/ndf line\n"
          "  -h, --help               this text\n"
          "  --version                version\n";
@@ -37,6 +40,8 @@ struct CommandLine {
   gpede::BackendKind backend = gpede::BackendKind::cpu;
   int threads = 0;
   bool subito = false;
+  bool force = false;
+  int check_input = 0;
   bool quiet = false;
 };
 
@@ -64,10 +69,16 @@ int parse_command_line(int argc, char** argv, CommandLine& cl) {
       cl.output_dir = value("--output-dir");
     } else if (arg == "--threads") {
       cl.threads = std::stoi(value("--threads"));
-    } else if (arg == "-s") {
-      cl.subito = true;
     } else if (arg == "-q" || arg == "--quiet") {
       cl.quiet = true;
+    } else if (arg.size() > 1 && arg[0] == '-' && arg.find_first_not_of("sfcC", 1) == std::string::npos) {
+      // pede's single-letter flags, alone or together (-s, -f, -c, -C, -sf)
+      for (char c : arg.substr(1)) {
+        if (c == 's') cl.subito = true;
+        if (c == 'f') cl.force = true;
+        if (c == 'c') cl.check_input = std::max(cl.check_input, 1);
+        if (c == 'C') cl.check_input = 2;
+      }
     } else if (!arg.empty() && arg[0] == '-') {
       throw std::invalid_argument("unknown option '" + arg + "' (see gpede --help)");
     } else if (cl.steering_file.empty()) {
@@ -107,6 +118,8 @@ int main(int argc, char** argv) {
     }
     steering = gpede::parse_steering(cl.steering_file);
     if (cl.subito) steering.subito = true;
+    if (cl.force) steering.force = true;
+    if (cl.check_input > 0) steering.check_input = cl.check_input;
     gpede::SolverOptions options;
     options.backend = cl.backend;
     options.threads = cl.threads;
@@ -115,13 +128,14 @@ int main(int argc, char** argv) {
     };
     gpede::SolveResult result = gpede::solve(steering, options);
     gpede::write_results(out, result, steering);
-    std::cout.precision(17);
-    std::cout << "Sum(Chi^2)/Sum(Ndf) = " << result.chi2_sum << " / (" << result.ndf_sum << " - " << result.nfgb
-              << ") = " << result.chi2_ndf << "\n";
     if (result.exit_code >= 10) {
       std::cerr << "gpede: " << result.message << "\n";
       return result.exit_code;
     }
+    // pede's closing lines, which workflows read: chi2/ndf, the end, the peak memory.
+    if (!result.input_check) std::cout << gpede::chi2_summary(result);
+    std::cout << " Exit code " << result.exit_code << ": " << result.message << "\n";
+    std::cout << gpede::ending_lines(result);
     return 0;
   } catch (const gpede::InputError& e) {
     std::cerr << "gpede: error: " << e.what() << "\n";

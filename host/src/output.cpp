@@ -418,7 +418,54 @@ void write_file_atomically(const std::filesystem::path& file, const std::string&
   if (::rename(temporary.c_str(), file.c_str()) != 0) fail("rename failed", errno);
 }
 
+namespace {
+
+// millepede.res of `checkinput`: start values, pre-sigmas, entries, constraints and status of
+// every label, in pede's layout; with `checkinput 2` where each label appears.
+void write_input_statistics(const std::filesystem::path& file, const SolveResult& result) {
+  std::string out;
+  out += ListLine().text("*** Results of checking input only, no solution performed ***").str();
+  out += ListLine().text("! fixed-1: by pre-sigma, -2: by entries cut, -3: by iterated entries cut").str();
+  out += ListLine().text("!      Label       Value     Pre-sigma         Entries Constraints  Status ").str();
+  const auto sorted = sorted_parameters(result);
+  for (const ParameterResult* p : sorted) {
+    out += " !";
+    out += p->group_start ? '>' : ' ';
+    out += fortran_i(p->label, 10);
+    out += "  ";
+    out += format_g14_5(p->value);
+    out += format_g14_5(p->presigma);
+    out += fortran_i(p->entries_files, 12);
+    out += fortran_i(p->constraints, 12);
+    if (p->variable) {
+      out += "  variable";
+    } else {
+      out += "  fixed";
+      out += fortran_i(p->fixed_by, 2);
+    }
+    out += '\n';
+  }
+  if (!result.appearance.empty()) {
+    out += ListLine().text("! ").str();
+    out += ListLine().text("! Appearance statistics ").str();
+    out += ListLine().text("!      Label  First file and record  Last file and record   #files  #paired-par").str();
+    for (const ParameterResult* p : sorted) {
+      const Appearance& a = result.appearance[static_cast<std::size_t>(p - result.parameters.data())];
+      out += " !." + fortran_i(p->label, 10) + fortran_i(a.first_file, 11) + fortran_i(a.first_record, 11) +
+             fortran_i(a.last_file, 11) + fortran_i(a.last_record, 11) + fortran_i(a.files, 11) +
+             fortran_i(a.paired, 11) + "\n";
+    }
+  }
+  write_file_atomically(file, out);
+}
+
+}  // namespace
+
 void write_res(const std::filesystem::path& file, const SolveResult& result, const Steering& steering) {
+  if (result.input_check) {
+    write_input_statistics(file, result);
+    return;
+  }
   std::string out = " Parameter   ! first 3 elements per line are significant (if used as input)\n";
   const bool counts = steering.printcounts != 0;
   for (const ParameterResult* p : sorted_parameters(result)) {
@@ -510,7 +557,12 @@ void write_log(const std::filesystem::path& file, const SolveResult& result, con
   std::int64_t n_variable = 0;
   for (const auto& p : result.parameters) n_variable += p.variable ? 1 : 0;
   out += count_line("NREC", result.records_read, "number of records");
-  out += count_line("MREQENF", steering.entries_files, "required number of entries (eqns in binary files)");
+  out += count_line("MREQENF", steering.entries_files,
+                    steering.count_records ? "required number of entries (recs in binary files)"
+                                           : "required number of entries (eqns in binary files)");
+  if (steering.entries_iterate > steering.entries_files) {
+    out += count_line("ITEREN", steering.entries_iterate, "iterate cut for parameters with less entries");
+  }
   out += count_line("MREQENA", steering.entries_accepted, "required number of entries (from accepted fits)");
   out += blank;
   out += count_line("NTGB", static_cast<std::int64_t>(result.parameters.size()), "total number of parameters");
@@ -519,68 +571,88 @@ void write_log(const std::filesystem::path& file, const SolveResult& result, con
   out += count_line("NCGB", result.n_constraints, "number of constraints");
   out += blank;
 
-  out += ListLine().text("Solution method:").str();
-  switch (result.method) {
-    case Method::inversion:
-      out += ListLine().text("     METSOL = 1:  matrix inversion").str();
-      break;
-    case Method::diagonalization:
-      out += ListLine().text("     METSOL = 2:  diagonalization").str();
-      break;
-    case Method::decomposition:
-      out += ListLine().text("     METSOL = 3:  decomposition").str();
-      break;
-  }
-  out += ListLine().text("                  with").integer(steering.iterations).text(" iterations").str();
-  if (steering.method_name != method_name(result.method)) {
-    out += ListLine().text("                  (steered as ").text(steering.method_name).text(")").str();
-  }
-  out += " Convergence assumed, if expected dF <" + fortran_e(steering.dflim, 12, 4) + "\n";
-  out += ListLine()
-             .text(result.constraint_mode == ConstraintMode::multipliers
-                       ? "Constraints handled by Lagrange multipliers"
-                       : "Constraints handled by elimination")
-             .str();
-  out += ListLine().text("Backend: ").text(result.backend).str();
-  if (steering.chisqcut1 != 0.0) {
-    out += ListLine().text("Chi square cut equiv 3 st.dev applied ...").str();
-    out += ListLine().text(" in  first iteration with factor").real8(steering.chisqcut1).str();
-    out += ListLine().text(" in second iteration with factor").real8(steering.chisqcut2).str();
-    out += ListLine().text(" (reduced by sqrt in next iterations)").str();
-  }
-  if (steering.outlier_downweighting != 0) {
-    out += ListLine().text("Down-weighting of outliers in").integer(steering.outlier_downweighting).text(" iterations").str();
-    out += ListLine().text("Cut on downweight fraction").real8(steering.dwfractioncut).str();
-  }
-  out += blank;
-
-  out += " it fc   fcn_value dfcn_exp  slpr costh  iit st ls  step cutf rejects hhmmss\n";
-  out += " -- -- ----------- --------  ---- -----  --- -- -- ----- ---- ------- ------\n";
-  for (const auto& it : result.iterations) {
-    out += fortran_i(it.iteration, 3) + fortran_i(it.function_calls, 3) + fortran_e(it.function_value, 12, 5);
-    if (it.iteration == 0) {
-      out += std::string(38, ' ');
-    } else {
-      out += " " + fortran_e(it.expected_decrease, 8, 2) + std::string(29, ' ');
+  if (result.input_check) {
+    out += ListLine().text("!!!   Checking input only, no calculation of a solution   !!!").str();
+    out += blank;
+  } else {
+    out += ListLine().text("Solution method:").str();
+    switch (result.method) {
+      case Method::inversion:
+        out += ListLine().text("     METSOL = 1:  matrix inversion").str();
+        break;
+      case Method::diagonalization:
+        out += ListLine().text("     METSOL = 2:  diagonalization").str();
+        break;
+      case Method::decomposition:
+        out += ListLine().text("     METSOL = 3:  decomposition").str();
+        break;
     }
-    out += fortran_f(it.cut_factor, 5, 1) + " " + fortran_i(std::min<std::int64_t>(it.rejects, 9999999), 7) +
-           hhmmss(it.seconds) + "\n";
-  }
-  out += blank;
-  // pede's list-directed chi2 lines, INTEGER(4) counts as in pede.
-  out += ListLine().text("Sum(Chi^2)/Sum(Ndf) =").real8(result.chi2_sum).str();
-  out += ListLine().text("                    / (").integer(result.ndf_sum).text("-").integer(result.nfgb).text(")").str();
-  out += ListLine().text("                    =").real8(result.chi2_ndf).str();
-  out += blank;
-  if (steering.outlier_downweighting != 0) {
-    // pede's correction of chi2/ndf for Huber down-weighting, in REAL*4
-    const float corrected = static_cast<float>(result.chi2_ndf) / 0.9326f;
-    out += ListLine().text("            with correction for down-weighting   ").real4(corrected).str();
+    out += ListLine().text("                  with").integer(steering.iterations).text(" iterations").str();
+    if (steering.method_name != method_name(result.method)) {
+      out += ListLine().text("                  (steered as ").text(steering.method_name).text(")").str();
+    }
+    out += " Convergence assumed, if expected dF <" + fortran_e(steering.dflim, 12, 4) + "\n";
+    out += ListLine()
+               .text(result.constraint_mode == ConstraintMode::multipliers
+                         ? "Constraints handled by Lagrange multipliers"
+                         : "Constraints handled by elimination")
+               .str();
+    out += ListLine().text("Backend: ").text(result.backend).str();
+    if (steering.chisqcut1 != 0.0) {
+      out += ListLine().text("Chi square cut equiv 3 st.dev applied ...").str();
+      out += ListLine().text(" in  first iteration with factor").real4(static_cast<float>(steering.chisqcut1)).str();
+      out += ListLine().text(" in second iteration with factor").real4(static_cast<float>(steering.chisqcut2)).str();
+      out += ListLine().text(" (reduced by sqrt in next iterations)").str();
+    }
+    if (steering.outlier_downweighting != 0) {
+      out += ListLine().text("Down-weighting of outliers in").integer(steering.outlier_downweighting).text(" iterations").str();
+      out += ListLine().text("Cut on downweight fraction").real4(static_cast<float>(steering.dwfractioncut)).str();
+    }
+    out += blank;
   }
 
-  out += count_line("NREC", result.records_read, "number of records read");
-  out += count_line("NRECUSED", result.records_used, "records accepted in the last pass");
-  out += count_line("NRECREJ", result.records_rejected, "records rejected in the last pass");
+  // The run's account, in order: feasibility, rank checks, line searches, warnings.
+  for (const auto& line : result.log) out += one_line(line) + "\n";
+  out += blank;
+
+  if (!result.iterations.empty()) {
+    // pede's table (the columns that gpede fills), one line per pass; FMS: function, matrix.
+    out += " it fc   fcn_value dfcn_exp  slpr costh  iit st ls  step cutf rejects hhmmss FMS\n";
+    out += " -- -- ----------- --------  ---- -----  --- -- -- ----- ---- ------- ------ ---\n";
+    for (const auto& it : result.iterations) {
+      out += fortran_i(it.iteration, 3) + fortran_i(it.function_calls, 3) + fortran_e(it.function_value, 12, 5);
+      if (it.function_calls == 1) {
+        out += std::string(38, ' ');
+      } else {
+        out += " " + fortran_e(it.expected_decrease, 8, 2) + std::string(29, ' ');
+      }
+      out += fortran_f(it.cut_factor, 5, 1) + " " + fortran_i(std::min<std::int64_t>(it.rejects, 9999999), 7) +
+             hhmmss(it.seconds) + (it.matrix ? " FM" : " F ") + "\n";
+    }
+    out += blank;
+  }
+  if (result.exit_code < 10 && !result.input_check) {
+    out += chi2_summary(result);
+    out += count_line("NREC", result.records_read, "number of records read");
+    out += count_line("NRECUSED", result.records_used, "records accepted in the last pass");
+    out += count_line("NRECREJ", result.records_rejected, "records rejected in the last pass");
+    if (result.records_rejected > 0) {
+      out += ListLine().text("Data rejected in last iteration:   ").str();
+      out += ListLine()
+                 .text("  ")
+                 .integer(result.rejected_rank)
+                 .text(" (rank deficit/NaN) ")
+                 .integer(result.rejected_ndf)
+                 .text(" (Ndf=0)   ")
+                 .integer(result.rejected_huge)
+                 .text(" (huge)   ")
+                 .integer(result.rejected_large)
+                 .text(" (large)")
+                 .str();
+    }
+    out += blank;
+    out += ListLine().text("In total 2 +").integer(result.passes).text(" loops through the data files").str();
+  }
   if (!steering.warnings.empty() || !result.warnings.empty()) {
     out += blank;
     out += ListLine().text("Warnings:").str();
@@ -602,6 +674,43 @@ void write_log(const std::filesystem::path& file, const SolveResult& result, con
   out += " Exit code " + std::to_string(result.exit_code) + ": " + one_line(result.message) + "\n";
   out += ListLine().text("end                                            ").text(date_text()).str();
   write_file_atomically(file, out);
+}
+
+std::string chi2_summary(const SolveResult& result) {
+  std::string out;
+  const std::string blank = ListLine().text(" ").str();
+  out += blank;
+  // pede prints the counts as INTEGER(4).
+  if (!result.weighted_files) {
+    out += ListLine().text("Sum(Chi^2)/Sum(Ndf) =").real8(result.chi2_sum).str();
+    out += ListLine().text("                    / (").integer(result.ndf_sum).text("-").integer(result.nfgb).text(")").str();
+    out += ListLine().text("                    =").real8(result.chi2_ndf).str();
+  } else {
+    out += ListLine().text("Sum(W*Chi^2)/Sum(Ndf)/<W> =").real8(result.chi2_sum).str();
+    out += ListLine().text("                          / (").integer(result.ndf_sum).text("-").integer(result.nfgb).text(")").str();
+    out += ListLine().text("                          /").real8(result.mean_weight).str();
+    out += ListLine().text("                          =").real8(result.chi2_ndf).str();
+  }
+  out += blank;
+  if (result.chi2_ndf_downweighting != 0.0) {
+    out += ListLine()
+               .text("            with correction for down-weighting   ")
+               .real4(static_cast<float>(result.chi2_ndf_downweighting))
+               .str();
+  }
+  return out;
+}
+
+std::string ending_lines(const SolveResult& result) {
+  std::string out;
+  const std::string blank = ListLine().text(" ").str();
+  out += blank;
+  out += ListLine().text("  <  Millepede II-P ending   ... ").text(date_text()).str();
+  out += blank;
+  out += "      Peak dynamic memory allocation: " +
+         fortran_f(static_cast<double>(result.figures.peak_rss_bytes) * 1.0e-9, 11, 6) + " GB\n";
+  out += blank;
+  return out;
 }
 
 void write_json(const std::filesystem::path& file, const SolveResult& result, const Steering& steering) {
@@ -672,7 +781,7 @@ void write_results(const std::filesystem::path& folder, SolveResult& result, con
   const auto t0 = std::chrono::steady_clock::now();
   if (result.exit_code < 10) {
     write_res(folder / "millepede.res", result, steering);
-    if (steering.method == Method::diagonalization) write_eve(folder / "millepede.eve", result);
+    if (steering.method == Method::diagonalization && !result.input_check) write_eve(folder / "millepede.eve", result);
   }
   result.figures.output_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   write_log(folder / "millepede.log", result, steering);

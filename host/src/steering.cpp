@@ -105,6 +105,15 @@ enum class Key {
   scaleerrors,
   threads,
   lapackwitherrors,
+  linesearch,
+  wolfe,
+  matiter,
+  iterateentries,
+  countrecords,
+  weightedcons,
+  checkinput,
+  force,
+  nofeasiblestart,
   fortranfiles,
   cfiles,
   not_implemented,
@@ -132,12 +141,12 @@ constexpr KeywordEntry keyword_table[] = {
     {"cache", Key::not_implemented},
     {"chisqcut", Key::chisqcut},
     {"hugecut", Key::hugecut},
-    {"linesearch", Key::not_implemented},
+    {"linesearch", Key::linesearch},
     {"localfit", Key::not_implemented},
     {"regularization", Key::regularisation},
     {"regularisation", Key::regularisation},
     {"presigma", Key::presigma},
-    {"matiter", Key::not_implemented},
+    {"matiter", Key::matiter},
     {"matmoni", Key::not_implemented},
     {"bandwidth", Key::not_implemented},
     {"outlierdownweighting", Key::outlierdownweighting},
@@ -146,34 +155,34 @@ constexpr KeywordEntry keyword_table[] = {
     {"maxlocalcond", Key::not_implemented},
     {"pullrange", Key::not_implemented},
     {"subito", Key::subito},
-    {"force", Key::not_implemented},
+    {"force", Key::force},
     {"memorydebug", Key::not_implemented},
     {"globalcorr", Key::globalcorr},
     {"printcounts", Key::printcounts},
-    {"weightedcons", Key::not_implemented},
+    {"weightedcons", Key::weightedcons},
     {"skipemptycons", Key::skipemptycons},
     {"resolveredundancycons", Key::not_implemented},
     {"withelimination", Key::withelimination},
     {"postprocessing", Key::not_implemented},
     {"withLAPACKelimination", Key::withelimination},
     {"withmultipliers", Key::withmultipliers},
-    {"checkinput", Key::not_implemented},
+    {"checkinput", Key::checkinput},
     {"checkparametergroups", Key::not_implemented},
     {"monitorresiduals", Key::not_implemented},
     {"monitorpulls", Key::not_implemented},
     {"monitorprogress", Key::not_implemented},
     {"scaleerrors", Key::scaleerrors},
-    {"iterateentries", Key::not_implemented},
+    {"iterateentries", Key::iterateentries},
     {"threads", Key::threads},
     {"compress", Key::not_implemented},
-    {"countrecords", Key::not_implemented},
+    {"countrecords", Key::countrecords},
     {"errlabels", Key::not_implemented},
     {"pairentries", Key::not_implemented},
-    {"wolfe", Key::not_implemented},
+    {"wolfe", Key::wolfe},
     {"mrestol", Key::not_implemented},
     {"mrestranscond", Key::not_implemented},
     {"mresmode", Key::not_implemented},
-    {"nofeasiblestart", Key::not_implemented},
+    {"nofeasiblestart", Key::nofeasiblestart},
     {"histprint", Key::not_implemented},
     {"readerroraseof", Key::not_implemented},
     {"LAPACKwitherrors", Key::lapackwitherrors},
@@ -224,6 +233,7 @@ bool is_lapack(MethodChoice c) {
 // State that spans the steering file and the text files it names.
 struct ParseContext {
   bool lapack_with_errors = false;  // `LAPACKwitherrors` seen
+  int weighted_constraints = 0;     // `weightedcons n`: constraints read while > 0 are weighted
   std::optional<MethodChoice> method;
   SourceLocation method_where;
 };
@@ -604,6 +614,7 @@ class Parser {
         c.value = d[0];
         c.sigma = n == 2 ? d[1] : 0.0;
         c.where = {m_file, line};
+        c.weighted = m_context.weighted_constraints > 0;
         s.constraints.push_back(std::move(c));
         m_block = Block::constraint;
         return;
@@ -623,11 +634,8 @@ class Parser {
         at_most(3);
         if (n > 0 && d[0] > 0.5) s.entries_files = to_int(d[0], line);
         if (n > 1 && d[1] > 0.5) s.entries_accepted = to_int(d[1], line);
-        if (n > 2 && d[2] > 0.5) {
-          warn(line, as_written +
-                         ": the third number of entries (iterate the entries cut) is not "
-                         "implemented by gpede; ignored");
-        }
+        // pede: the iterated cut is the first number times the third
+        if (n > 2 && d[2] > 0.5) s.entries_iterate = to_integer(d[0] * d[2], line);
         return;
       case Key::printrecord:
         at_most(2);
@@ -728,6 +736,44 @@ class Parser {
                          ": the second number of threads (threads for reading) is not "
                          "implemented by gpede; ignored");
         }
+        return;
+      case Key::linesearch:
+        at_most(1);
+        if (n > 0) s.line_search = to_int(d[0], line);
+        return;
+      case Key::wolfe:
+        at_most(2);
+        // pede reads c2 for the line search of its LAPACK methods (the exact methods set their own)
+        s.wolfe_c2 = n > 1 ? d[1] : 0.0;
+        return;
+      case Key::matiter:
+        require(1);
+        at_most(1);
+        s.matrix_iterations = to_int(d[0], line);
+        return;
+      case Key::iterateentries:
+        at_most(1);
+        s.entries_iterate = n > 0 ? to_integer(d[0], line) : std::numeric_limits<int>::max();
+        return;
+      case Key::countrecords:
+        at_most(0);
+        s.count_records = true;
+        return;
+      case Key::weightedcons:
+        at_most(1);
+        m_context.weighted_constraints = n > 0 ? to_int(d[0], line) : 1;
+        return;
+      case Key::checkinput:
+        at_most(1);
+        s.check_input = n > 0 ? to_int(d[0], line) : 1;
+        return;
+      case Key::force:
+        at_most(0);
+        s.force = true;
+        return;
+      case Key::nofeasiblestart:
+        at_most(0);
+        s.no_feasible_start = true;
         return;
       case Key::lapackwitherrors:
         at_most(0);
@@ -837,6 +883,7 @@ void finish_method(Steering& steering, const ParseContext& context, bool default
   } else if (is_lapack(choice)) {
     // fullLAPACK / unpackedLAPACK factorise; with LAPACKwitherrors pede also inverts for errors.
     steering.method = context.lapack_with_errors ? Method::inversion : Method::decomposition;
+    steering.lapack_method = true;
   } else {
     steering.method = Method::decomposition;  // decomposition, and MINRES run as an exact method
   }

@@ -29,6 +29,13 @@ std::vector<std::int64_t> eve_selection(const std::vector<double>& eigenvalues);
 void write_end(const std::filesystem::path& file, int exit_code, const std::string& message);
 /// millepede.log: files, options, iteration table, Sum(Chi^2)/Sum(Ndf), timings.
 void write_log(const std::filesystem::path& file, const SolveResult& result, const Steering& steering);
+/// pede's lines `Sum(Chi^2)/Sum(Ndf) = ...` (or `Sum(W*Chi^2)/Sum(Ndf)/<W> = ...` with file
+/// weights) and its chi2/ndf corrected for down-weighting, as millepede.log and standard output
+/// show them (gfortran list-directed format).
+std::string chi2_summary(const SolveResult& result);
+/// The closing lines of a run on standard output, which workflows check: pede's "ending" line with
+/// the date and its "Peak dynamic memory allocation" line (here the peak resident memory).
+std::string ending_lines(const SolveResult& result);
 /// gpede.json: the run's figures (chi2, ndf, parameters, records, time and memory per phase, backend).
 void write_json(const std::filesystem::path& file, const SolveResult& result, const Steering& steering);
 

@@ -60,18 +60,38 @@ struct ParameterResult {
   double difference = 0.0;  ///< final value - start value
   double error = std::numeric_limits<double>::quiet_NaN();  ///< sqrt(|C_ii|), negative if C_ii < 0; NaN if no covariance
   double global_correlation = std::numeric_limits<double>::quiet_NaN();  ///< NaN if not computed
-  std::int64_t entries_files = 0;     ///< measurements with this label in the binary files
+  std::int64_t entries_files = 0;     ///< measurements (records with `countrecords`) with this label in the binary files
   std::int64_t entries_accepted = 0;  ///< measurements with this label in accepted local fits (last pass)
+  /// Why the label is not fitted, as pede numbers it: 0 fitted, -1 fixed by its pre-sigma, -2 by
+  /// the `entries` cut, -3 by the iterated entries cut.
+  int fixed_by = 0;
+  std::int64_t constraints = 0;  ///< constraint equations that name the label
+  /// The label starts a parameter group: a run of consecutive labels that every measurement names
+  /// all together or not at all (`checkinput`).
+  bool group_start = false;
 };
 
-/// One line of pede's iteration table.
+/// Where a label appears in the binary files (`checkinput 2`).
+struct Appearance {
+  std::int32_t first_file = 0;     ///< 1-based, in pede's order of the binary files
+  std::int64_t first_record = 0;   ///< record number within that file
+  std::int32_t last_file = 0;
+  std::int64_t last_record = 0;
+  std::int64_t files = 0;          ///< changes of file between its appearances, the first included
+  std::int64_t paired = 0;         ///< parameters it shares a measurement with (its group's, the others of its group counted)
+};
+
+/// One pass over the data: a line of pede's iteration table.
 struct IterationRecord {
-  int iteration = 0;
-  int function_calls = 0;
-  double function_value = 0.0;     ///< F = sum of chi2 of accepted fits + cut values of rejected
-  double expected_decrease = 0.0;  ///< dF expected from the step (b . dp)
-  double cut_factor = 0.0;         ///< chi2 cut factor in force (0: no cut)
+  int iteration = 0;               ///< the solution (iteration) the pass belongs to; 0 for the first pass
+  int function_calls = 0;          ///< passes so far, this one included
+  double function_value = 0.0;     ///< F: chi2 of accepted fits, cut values of rejected ones, priors, measurements
+  double expected_decrease = 0.0;  ///< dF expected from the step of this iteration (b . dp)
+  double cut_factor = 0.0;         ///< chi2 cut factor of the pass (0: no cut; -1: none, not even hugecut)
   std::int64_t rejects = 0;
+  bool matrix = false;             ///< the pass built the global matrix
+  double step = 0.0;               ///< step factor along the Newton step at this pass (1: full step)
+  int line_search = -1;            ///< pede's line-search code after this pass (-1: still searching or none)
   double seconds = 0.0;
 };
 
@@ -101,14 +121,34 @@ struct SolveResult {
   Method method = Method::inversion;
   ConstraintMode constraint_mode = ConstraintMode::elimination;
   bool has_errors = false;  ///< covariance available (inversion, diagonalization)
-  double chi2_sum = 0.0;    ///< Sum(Chi^2) of the last pass
+  /// pede's objective F of the last pass, its `Sum(Chi^2)`: chi2 of the accepted local fits
+  /// (down-weighted terms), cut values of the records rejected by the chi2 cut, chi2 of those
+  /// rejected by the down-weight fraction, regularisation and Measurement terms; each record's
+  /// terms times its file weight (`Sum(W*Chi^2)` then).
+  double chi2_sum = 0.0;
   std::int64_t ndf_sum = 0;
+  /// Mean file weight per degree of freedom, <W> (1 without file weights).
+  double mean_weight = 1.0;
+  bool weighted_files = false;  ///< a binary file has a weight other than 1
   std::int64_t nfgb = 0;  ///< variable - constraints (elimination) or variable + constraints (multipliers)
-  double chi2_ndf = 0.0;  ///< chi2_sum / (ndf_sum - nfgb)
+  double chi2_ndf = 0.0;  ///< chi2_sum / <W> / (ndf_sum - nfgb)
+  /// chi2_ndf / 0.9326 where down-weighting was on in the last pass (pede's correction), else 0.
+  double chi2_ndf_downweighting = 0.0;
   std::int64_t records_read = 0;
   std::int64_t records_used = 0;
   std::int64_t records_rejected = 0;
+  /// Records rejected in the last pass: rank deficit or NaN, ndf <= 0, above hugecut, above the
+  /// chi2 cut or the down-weight fraction cut (pede's four counts).
+  std::int64_t rejected_rank = 0, rejected_ndf = 0, rejected_huge = 0, rejected_large = 0;
   std::int64_t n_constraints = 0;
+  std::int64_t passes = 0;  ///< passes over the data in the iterations (pede's "2 + N loops")
+  /// `checkinput`: no solution; parameters hold the input statistics (millepede.res then lists
+  /// entries, constraints and status per label).
+  bool input_check = false;
+  std::vector<Appearance> appearance;  ///< per parameter, same order (`checkinput 2` only)
+  /// The run's account in pede's words, for millepede.log: constraint checks, rank defects,
+  /// line searches, warnings; in order.
+  std::vector<std::string> log;
   std::vector<IterationRecord> iterations;
   EigenResult eigen;
   PhaseFigures figures;

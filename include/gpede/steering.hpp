@@ -43,6 +43,9 @@ struct LinearSpec {
   double sigma = 0.0;
   std::vector<std::pair<std::int32_t, double>> terms;  ///< (label, factor)
   SourceLocation where;
+  /// Constraint read while `weightedcons` was on: pede multiplies each factor by the label's
+  /// entries in the binary files.
+  bool weighted = false;
 };
 
 /// Everything a steering file says.
@@ -62,6 +65,11 @@ struct Steering {
 
   int entries_files = 25;     ///< `entries n1`: min entries from binary files (mreqenf)
   int entries_accepted = 10;  ///< `entries n1 n2`: min entries from accepted local fits (mreqena)
+  /// Iterated entries cut (pede's iteren): `entries n1 n2 n3` gives n1 x n3, `iterateentries n`
+  /// gives n. Labels with fewer entries are counted again without the measurements that name a
+  /// label below the cut. 0: off.
+  std::int64_t entries_iterate = 0;
+  bool count_records = false;  ///< `countrecords`: entries count records, not measurements
   /// `chisqcut c1 c2`: cut factor in iteration 1 (0 = off; -1 where c1 < 1 was given, as pede
   /// stores it)
   double chisqcut1 = 0.0;
@@ -80,6 +88,15 @@ struct Steering {
   bool globalcorr = false;
   int threads = 0;  ///< `threads n` (0: all cores)
   bool subito = false;
+  bool force = false;             ///< `force` (-f): go on iterating despite rank defects
+  int check_input = 0;            ///< `checkinput [n]` (-c: 1, -C: 2): statistics only, no solution
+  bool no_feasible_start = false; ///< `nofeasiblestart`: start values not made to meet the constraints
+  int line_search = 2;            ///< `linesearch n`: 0 none, 1 last, 2 once the cut factor < 2.25, 3 all
+  double wolfe_c2 = 0.0;          ///< `wolfe c1 c2`: slope ratio of the LAPACK methods' line search
+  int matrix_iterations = 0;      ///< `matiter n`: rebuild the matrix in iterations below n
+  /// `method fullLAPACK|unpackedLAPACK`: solved as decomposition (inversion with
+  /// LAPACKwitherrors); pede's line search settings differ for them.
+  bool lapack_method = false;
   std::int64_t printrecord1 = 0, printrecord2 = 0;
   std::int64_t maxrecord = -1;  ///< `maxrecord n` (-1: all)
 

@@ -33,9 +33,11 @@ struct Tally {
   double chi2_sum = 0.0;
   double function_value = 0.0;
   long long ndf_sum = 0;
+  double weighted_ndf_sum = 0.0;
   long long records = 0;
   long long accepted = 0;
   long long rejected_rank = 0;
+  long long rejected_ndf = 0;
   long long rejected_huge = 0;
   long long rejected_cut = 0;
   long long rejected_downweight = 0;
@@ -51,7 +53,10 @@ __device__ void report_failure(const AccumulateLaunch& a, std::int64_t record) {
 /// Books one fit as the CPU accumulator does; true if the record is accepted and contributes.
 __device__ bool book_fit(const LocalFitResult& fit, Tally& t, const AccumulateLaunch& a, std::int64_t record) {
   ++t.records;
-  if (fit.counts_ndf()) t.ndf_sum += fit.ndf;
+  if (fit.counts_ndf()) {
+    t.ndf_sum += fit.ndf;
+    t.weighted_ndf_sum += fit.record_weight * fit.ndf;
+  }
   t.function_value += fit.function_value;
   switch (fit.status) {
     case LocalFitStatus::accepted:
@@ -61,8 +66,10 @@ __device__ bool book_fit(const LocalFitResult& fit, Tally& t, const AccumulateLa
     case LocalFitStatus::no_local_parameters:
       return false;
     case LocalFitStatus::rank_deficient:
-    case LocalFitStatus::no_degrees_of_freedom:
       ++t.rejected_rank;
+      return false;
+    case LocalFitStatus::no_degrees_of_freedom:
+      ++t.rejected_ndf;
       return false;
     case LocalFitStatus::huge_chi2:
       ++t.rejected_huge;
@@ -103,6 +110,8 @@ __device__ void add_tally(const Tally& t, DeviceTotals* totals) {
   atomicAdd(&totals->chi2_sum, t.chi2_sum);
   atomicAdd(&totals->function_value, t.function_value);
   atomicAdd(&totals->ndf_sum, static_cast<unsigned long long>(t.ndf_sum));
+  atomicAdd(&totals->weighted_ndf_sum, t.weighted_ndf_sum);
+  atomicAdd(&totals->rejected_ndf, static_cast<unsigned long long>(t.rejected_ndf));
   atomicAdd(&totals->records, static_cast<unsigned long long>(t.records));
   atomicAdd(&totals->accepted, static_cast<unsigned long long>(t.accepted));
   atomicAdd(&totals->rejected_rank, static_cast<unsigned long long>(t.rejected_rank));
@@ -122,6 +131,8 @@ __device__ void add_tally_per_warp(Tally t, DeviceTotals* totals) {
   t.chi2_sum = warp_sum(t.chi2_sum);
   t.function_value = warp_sum(t.function_value);
   t.ndf_sum = warp_sum(t.ndf_sum);
+  t.weighted_ndf_sum = warp_sum(t.weighted_ndf_sum);
+  t.rejected_ndf = warp_sum(t.rejected_ndf);
   t.records = warp_sum(t.records);
   t.accepted = warp_sum(t.accepted);
   t.rejected_rank = warp_sum(t.rejected_rank);

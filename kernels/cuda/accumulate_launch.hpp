@@ -20,9 +20,11 @@ struct DeviceTotals {
   double chi2_sum;
   double function_value;
   unsigned long long ndf_sum;
+  double weighted_ndf_sum;
   unsigned long long records;
   unsigned long long accepted;
   unsigned long long rejected_rank;
+  unsigned long long rejected_ndf;
   unsigned long long rejected_huge;
   unsigned long long rejected_cut;
   unsigned long long rejected_downweight;

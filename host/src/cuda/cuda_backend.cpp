@@ -9,6 +9,7 @@
 //   compute stream: waits uploaded[s], runs the kernels on device[s], records consumed[s]
 // The scratch pool, the matrix and b are used by the compute stream only.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <limits>
@@ -283,9 +284,11 @@ class CudaBackend final : public Backend {
     totals.chi2_sum = sums.chi2_sum;
     totals.function_value = sums.function_value;
     totals.ndf_sum = static_cast<std::int64_t>(sums.ndf_sum);
+    totals.weighted_ndf_sum = sums.weighted_ndf_sum;
     totals.records = static_cast<std::int64_t>(sums.records);
     totals.accepted = static_cast<std::int64_t>(sums.accepted);
     totals.rejected_rank = static_cast<std::int64_t>(sums.rejected_rank);
+    totals.rejected_ndf = static_cast<std::int64_t>(sums.rejected_ndf);
     totals.rejected_huge = static_cast<std::int64_t>(sums.rejected_huge);
     totals.rejected_cut = static_cast<std::int64_t>(sums.rejected_cut);
     totals.rejected_downweight = static_cast<std::int64_t>(sums.rejected_downweight);
@@ -343,7 +346,19 @@ class CudaBackend final : public Backend {
     return m_solver.factorize(std::move(m_matrix), m_n, constraints, options);
   }
 
-  std::vector<double> solve(const std::vector<double>& b) override { return m_solver.solve(b); }
+  std::vector<double> solve(const std::vector<double>& b, const std::vector<double>& residual) override {
+    // The device solver takes steps that keep the constraints as they are; the solver loop makes
+    // the start values feasible first, so the residual is at the rounding level except with
+    // `nofeasiblestart`, which this backend does not take.
+    double largest = 0.0;
+    for (double r : residual) largest = std::max(largest, std::abs(r));
+    if (largest > 1.0e-9) {
+      throw RuntimeError("cuda backend: start values that violate the constraints (nofeasiblestart) are solved on the "
+                         "CPU backend only (largest constraint residual " + std::to_string(largest) + ")");
+    }
+    return m_solver.solve(b);
+  }
+  void release_factorization() override { m_solver.release(); }
   std::vector<double> covariance_diagonal() override { return m_solver.covariance_diagonal(); }
 
   // ---- hooks for tests and benchmarks --------------------------------------------------------

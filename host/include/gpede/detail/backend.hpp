@@ -32,9 +32,11 @@ struct PassTotals {
   /// Sum of ndf of the local fits that reach the chi2 cuts: accepted, or rejected by hugecut, the
   /// chi2 cut or the down-weight fraction (pede sums them so).
   std::int64_t ndf_sum = 0;
+  double weighted_ndf_sum = 0.0;  ///< the same sum with each record's file weight
   std::int64_t records = 0;
   std::int64_t accepted = 0;
-  std::int64_t rejected_rank = 0;    ///< singular local matrix, ndf <= 0, NaN
+  std::int64_t rejected_rank = 0;    ///< singular local matrix or NaN
+  std::int64_t rejected_ndf = 0;     ///< ndf <= 0
   std::int64_t rejected_huge = 0;    ///< chi2 > hugecut x chi2_3sigma
   std::int64_t rejected_cut = 0;     ///< chi2 > cut factor x chi2_3sigma
   std::int64_t rejected_downweight = 0;  ///< down-weight fraction > dwfractioncut
@@ -42,7 +44,9 @@ struct PassTotals {
   /// Per label (size n_all): global derivatives in accepted fits, counted for variable labels only
   /// (pede's counter); 0 for fixed labels.
   std::vector<std::int64_t> entries_accepted;
-  std::int64_t rejected() const { return rejected_rank + rejected_huge + rejected_cut + rejected_downweight; }
+  std::int64_t rejected() const {
+    return rejected_rank + rejected_ndf + rejected_huge + rejected_cut + rejected_downweight;
+  }
 };
 
 /// Linear equality constraints A p = c over the variable parameters.
@@ -61,6 +65,14 @@ struct FactorOptions {
   /// Eigenvectors to return for millepede.eve, chosen as pede does: the 10 smallest positive
   /// eigenvalues (smallest first), then the 6 largest (largest first); at most 16.
   int eve_count = 0;
+  /// Where the (reduced or bordered) matrix has no regular factorisation, still solve as pede
+  /// does (inversion: pivots largest diagonal first, the elimination stopping at the first pivot
+  /// below 1e-10 of its diagonal; decomposition: pivots from the last to the first, the
+  /// non-positive or tiny ones skipped): the parameters of the rejected pivots keep a zero step
+  /// and zero covariance. The report then says ok == false, solvable == true and rank_defect.
+  /// Inversion also takes this route when a regular factorisation has a pivot that pede's
+  /// elimination would reject.
+  bool solve_singular = false;
 };
 
 /// Outcome of a factorisation. ok == false: the matrix is not positive definite (elimination) or
@@ -69,6 +81,11 @@ struct FactorOptions {
 /// constraints (0-based, in the order given) that depend on earlier ones.
 struct FactorReport {
   bool ok = true;
+  /// A step can be solved for: ok, or a singular matrix solved as FactorOptions::solve_singular
+  /// asks, or a diagonalization with the weak eigen-directions left out.
+  bool solvable = true;
+  /// Pivots (or eigen-directions) left out of the solution.
+  std::int64_t rank_defect = 0;
   std::string message;
   std::vector<std::int64_t> weak_indices;
   std::vector<std::int64_t> dependent_constraints;
@@ -103,8 +120,11 @@ class Backend {
 
   /// Applies the constraints and factorises by the method; the matrix is consumed.
   virtual FactorReport factorize(const ConstraintSystem& constraints, const FactorOptions& options) = 0;
-  /// Newton step dp (size n) for gradient b: C dp = b subject to A dp = 0.
-  virtual std::vector<double> solve(const std::vector<double>& b) = 0;
+  /// Newton step dp (size n) for gradient b: minimises dp.C.dp/2 - b.dp subject to
+  /// A dp = residual (size m, the constraints' c - A p; empty means zero).
+  virtual std::vector<double> solve(const std::vector<double>& b, const std::vector<double>& residual) = 0;
+  /// Frees the factorisation (before the global matrix is built again).
+  virtual void release_factorization() = 0;
   /// Diagonal of the covariance (size n); empty without covariance.
   virtual std::vector<double> covariance_diagonal() = 0;
 };

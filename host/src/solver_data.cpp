@@ -1,0 +1,142 @@
+// The records of a run and their labels: the label map, the entries per label, the records kept
+// in memory (or read again per pass), and the first read that finds them all.
+#include <algorithm>
+
+#include "gpede/error.hpp"
+#include "solver_internal.hpp"
+
+namespace gpede::detail {
+
+void LabelMap::build(std::vector<std::int32_t> labels) {
+  std::sort(labels.begin(), labels.end());
+  labels.erase(std::unique(labels.begin(), labels.end()), labels.end());
+  m_labels = std::move(labels);
+  m_dense.clear();
+  m_hash.clear();
+  const std::int64_t max_label = m_labels.empty() ? 0 : m_labels.back();
+  m_use_dense = max_label < kDenseLimit;
+  if (m_use_dense) {
+    m_dense.assign(static_cast<std::size_t>(max_label) + 1, -1);
+    for (std::size_t i = 0; i < m_labels.size(); ++i) m_dense[m_labels[i]] = static_cast<std::int32_t>(i);
+  } else {
+    m_hash.reserve(m_labels.size() * 2);
+    for (std::size_t i = 0; i < m_labels.size(); ++i) m_hash[m_labels[i]] = static_cast<std::int32_t>(i);
+  }
+}
+
+std::int32_t LabelMap::index(std::int32_t label) const {
+  if (m_use_dense) {
+    return (label >= 0 && static_cast<std::size_t>(label) < m_dense.size()) ? m_dense[label] : -1;
+  }
+  auto it = m_hash.find(label);
+  return it == m_hash.end() ? -1 : it->second;
+}
+
+void LabelMap::map_batch(RecordBatch& batch) const {
+  batch.global_index.resize(batch.global_label.size());
+  for (std::size_t k = 0; k < batch.global_label.size(); ++k) batch.global_index[k] = index(batch.global_label[k]);
+}
+
+void EntryCounter::bump(std::int32_t label) {
+  if (label < LabelMap::kDenseLimit) {
+    if (static_cast<std::size_t>(label) >= m_dense.size()) {
+      m_dense.resize(std::max<std::size_t>(static_cast<std::size_t>(label) + 1, m_dense.size() * 2), 0);
+    }
+    ++m_dense[label];
+  } else {
+    ++m_hash[label];
+  }
+}
+
+void EntryCounter::add(const RecordBatch& batch) {
+  if (!m_per_record) {
+    for (std::int32_t label : batch.global_label) bump(label);
+    return;
+  }
+  for (std::size_t r = 0; r < batch.n_records(); ++r) {
+    const std::int64_t first = batch.global_begin[batch.record_begin[r]];
+    const std::int64_t last = batch.global_begin[batch.record_begin[r + 1]];
+    m_seen.assign(batch.global_label.begin() + first, batch.global_label.begin() + last);
+    std::sort(m_seen.begin(), m_seen.end());
+    m_seen.erase(std::unique(m_seen.begin(), m_seen.end()), m_seen.end());
+    for (std::int32_t label : m_seen) bump(label);
+  }
+}
+
+std::vector<std::int32_t> EntryCounter::labels() const {
+  std::vector<std::int32_t> out;
+  for (std::size_t l = 0; l < m_dense.size(); ++l) {
+    if (m_dense[l] > 0) out.push_back(static_cast<std::int32_t>(l));
+  }
+  for (const auto& [label, count] : m_hash) out.push_back(label);
+  return out;
+}
+
+std::int64_t EntryCounter::count(std::int32_t label) const {
+  if (label < LabelMap::kDenseLimit) {
+    return label >= 0 && static_cast<std::size_t>(label) < m_dense.size() ? m_dense[label] : 0;
+  }
+  auto it = m_hash.find(label);
+  return it == m_hash.end() ? 0 : it->second;
+}
+
+void DataSet::first_read(const std::function<void(const RecordBatch&)>& per_batch) {
+  m_source.rewind();
+  while (true) {
+    RecordBatch batch;
+    if (m_source.next(batch, m_batch_records) == 0) break;
+    per_batch(batch);
+    if (m_cache) m_batches.push_back(std::move(batch));
+  }
+}
+
+void DataSet::map_cached(const LabelMap& map) {
+  for (auto& b : m_batches) map.map_batch(b);
+}
+
+void DataSet::pass(const LabelMap& map, const std::function<void(const RecordBatch&)>& per_batch) {
+  if (m_cache) {
+    for (auto& b : m_batches) per_batch(b);
+    return;
+  }
+  m_source.rewind();
+  RecordBatch batch;
+  while (true) {
+    batch.clear();
+    if (m_source.next(batch, m_batch_records) == 0) break;
+    map.map_batch(batch);
+    per_batch(batch);
+  }
+}
+
+ReadOutcome read_records(const Steering& steering, DataSet& data, EntryCounter& counter, LabelMap& labels) {
+  ReadOutcome out;
+  data.first_read([&](const RecordBatch& batch) {
+    out.max_batch_bytes = std::max(out.max_batch_bytes, batch.bytes());
+    counter.add(batch);
+    out.records += static_cast<std::int64_t>(batch.n_records());
+    out.measurements += static_cast<std::int64_t>(batch.n_measurements());
+  });
+  if (out.records == 0) {
+    throw InputError("no records: the binary files named in " + steering.steering_file.string() +
+                         " hold no Mille record (empty data set); nothing to align",
+                     exit_code::no_data);
+  }
+  // All labels: from the binary files and from the text files. pede keeps a Parameter line's label
+  // only if it gives a start value or a pre-sigma other than zero.
+  std::vector<std::int32_t> all = counter.labels();
+  for (const auto& p : steering.parameters) {
+    if (p.value != 0.0 || p.presigma != 0.0) all.push_back(p.label);
+  }
+  for (const auto& c : steering.constraints) {
+    for (const auto& t : c.terms) all.push_back(t.first);
+  }
+  for (const auto& m : steering.measurements) {
+    for (const auto& t : m.terms) all.push_back(t.first);
+  }
+  labels.build(std::move(all));
+  data.map_cached(labels);
+  return out;
+}
+
+}  // namespace gpede::detail
