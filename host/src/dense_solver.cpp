@@ -700,7 +700,10 @@ void DenseSolver::solve_reduced_by_sweeps(std::vector<double>& matrix, const std
     }
   }
   const bool inversion = m_options.method == Method::inversion;
-  const SweepOutcome outcome = sweep_inverse(m_swept.data(), nr, nr, inversion ? kGlobalPivotLimit : pivot_tolerance(nr),
+  // A pivot below 1e-10 of its diagonal element is taken as zero in both orders (pede's inversion
+  // does so; its decomposition skips only pivots <= 0, which leaves rounding-level pivots of a
+  // singular matrix in the solution with arbitrary sizes).
+  const SweepOutcome outcome = sweep_inverse(m_swept.data(), nr, nr, kGlobalPivotLimit,
                                              inversion ? SweepOrder::largest_first : SweepOrder::last_to_first);
   report.solvable = true;
   report.rank_defect = nr - outcome.rank;
