@@ -123,6 +123,7 @@ int main(int argc, char** argv) {
     gpede::SolverOptions options;
     options.backend = cl.backend;
     options.threads = cl.threads;
+    options.record_printout = out / "mpdebug.txt";
     options.log = [&](const std::string& line) {
       if (!cl.quiet) std::cout << line << "\n";
     };

@@ -13,6 +13,7 @@
 #include "gpede/detail/cuda_device.hpp"
 #include "gpede/error.hpp"
 #include "gpede/solver.hpp"
+#include "record_printout.hpp"
 #include "solver_internal.hpp"
 
 namespace gpede {
@@ -126,9 +127,6 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
   const Steering& steering = *chosen;
   result.method = steering.method;
   result.constraint_mode = steering.constraint_mode;
-  if (steering.printrecord1 != 0 || steering.printrecord2 != 0) {
-    result.warnings.push_back("printrecord: the record printout (mpdebug.txt) is not implemented; ignored");
-  }
   for (const auto& w : steering.warnings) log.progress("warning: " + w);
   for (const auto& w : result.warnings) log.progress("warning: " + w);
 
@@ -185,7 +183,10 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
 
   // ---- iterations --------------------------------------------------------------------------------
   const detail::Problem problem{steering, data, labels, parameters, constraints, measurements, read.records};
-  const detail::IterationOutcome outcome = detail::iterate(problem, *backend, result, log);
+  detail::RecordPrintout printout(steering, options.record_printout);
+  const detail::IterationOutcome outcome =
+      detail::iterate(problem, *backend, result, log, printout.active() ? &printout : nullptr);
+  printout.finish(log);
   detail::set_end_code(problem, outcome, result, log);
 
   // ---- results -----------------------------------------------------------------------------------

@@ -204,7 +204,9 @@ struct IterationOutcome {
   std::int64_t low_entries = 0;       ///< variables with too few accepted entries, summed over passes
   bool not_decreasing = false;        ///< the objective did not decrease along a step
 };
-IterationOutcome iterate(const Problem& problem, Backend& backend, SolveResult& result, const RunLog& log);
+class RecordPrintout;
+IterationOutcome iterate(const Problem& problem, Backend& backend, SolveResult& result, const RunLog& log,
+                         RecordPrintout* printout);
 
 /// pede's final code and message from the run's warnings.
 void set_end_code(const Problem& problem, const IterationOutcome& outcome, SolveResult& result, const RunLog& log);

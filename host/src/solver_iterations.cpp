@@ -19,6 +19,7 @@
 
 #include "gpede/detail/line_search.hpp"
 #include "gpede/error.hpp"
+#include "record_printout.hpp"
 #include "solver_internal.hpp"
 
 namespace gpede::detail {
@@ -50,8 +51,13 @@ std::string format(const char* pattern, double value) {
 
 class Iterations {
  public:
-  Iterations(const Problem& problem, Backend& backend, SolveResult& result, const RunLog& log)
-      : m_problem(problem), m_steering(problem.steering), m_backend(backend), m_result(result), m_log(log) {
+  Iterations(const Problem& problem, Backend& backend, SolveResult& result, const RunLog& log, RecordPrintout* printout)
+      : m_problem(problem),
+        m_steering(problem.steering),
+        m_backend(backend),
+        m_result(result),
+        m_log(log),
+        m_printout(printout) {
     const ParameterTable& p = problem.parameters;
     m_value = p.start;
     m_setup.n_all = p.size();
@@ -101,6 +107,7 @@ class Iterations {
   Backend& m_backend;
   SolveResult& m_result;
   const RunLog& m_log;
+  RecordPrintout* m_printout;
   IterationOutcome m_out;
 
   std::vector<double> m_value;  // current parameters, per label
@@ -203,7 +210,8 @@ void Iterations::data_pass(bool build_matrix) {
   ++m_passes;
   // A pass of a new iteration moves the cut factor on: the second factor in iteration 1, then its
   // square root, 1 below 1.5 or when nothing was rejected in the pass before.
-  if (m_iteration != m_last_pass_iteration && m_passes > 1) {
+  const bool new_iteration = m_iteration != m_last_pass_iteration;
+  if (new_iteration && m_passes > 1) {
     const std::int64_t rejected_before = m_pass.rejected();
     if (m_iteration == 1) {
       m_cut = m_cut_next;
@@ -229,6 +237,10 @@ void Iterations::data_pass(bool build_matrix) {
   m_pass = std::move(totals);
   m_function = m_pass.function_value;
   m_have_pass = true;
+  if (m_printout != nullptr) {
+    m_printout->after_pass(m_problem.data, m_problem.labels, m_problem.parameters, m_setup, m_iteration, new_iteration,
+                           m_passes);
+  }
   (build_matrix ? m_result.figures.matrix_s : m_result.figures.local_fits_s) += seconds_since(t0);
 
   const std::int64_t rejected = m_pass.rejected();
@@ -326,7 +338,8 @@ Iterations::Flow Iterations::solve() {
         detail += "; labels involved:";
         const std::size_t shown = std::min<std::size_t>(report.weak_indices.size(), 20);
         for (std::size_t k = 0; k < shown; ++k) {
-          detail += " " + std::to_string(p.label[p.variable_label[report.weak_indices[k]]]);
+          detail += ' ';
+          detail += std::to_string(p.label[p.variable_label[report.weak_indices[k]]]);
         }
         if (shown < report.weak_indices.size()) detail += " ... (" + std::to_string(report.weak_indices.size()) + " in all)";
       }
@@ -512,8 +525,9 @@ IterationOutcome Iterations::run() {
 
 }  // namespace
 
-IterationOutcome iterate(const Problem& problem, Backend& backend, SolveResult& result, const RunLog& log) {
-  Iterations iterations(problem, backend, result, log);
+IterationOutcome iterate(const Problem& problem, Backend& backend, SolveResult& result, const RunLog& log,
+                         RecordPrintout* printout) {
+  Iterations iterations(problem, backend, result, log, printout);
   return iterations.run();
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -49,6 +50,8 @@ struct SolverOptions {
   bool cache_records = true;
   /// Receives each log line (also written to millepede.log); may be empty.
   std::function<void(const std::string&)> log;
+  /// Where `printrecord` writes its printout (pede's mpdebug.txt); empty: nowhere.
+  std::filesystem::path record_printout = "mpdebug.txt";
 };
 
 /// The result for one label, in millepede.res terms.
