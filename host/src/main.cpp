@@ -139,18 +139,20 @@ int main(int argc, char** argv) {
     std::cout << gpede::ending_lines(result);
     return 0;
   } catch (const gpede::InputError& e) {
+    // The exit status is the code in millepede.end (an abort code, at least 10).
+    const int code = e.exit_code() >= 10 ? e.exit_code() : gpede::exit_code::steering_error;
     std::cerr << "gpede: error: " << e.what() << "\n";
     try {
-      gpede::write_end(out / "millepede.end", e.exit_code(), e.what());
+      gpede::write_end(out / "millepede.end", code, e.what());
     } catch (...) {
     }
-    return e.exit_code() != 0 ? e.exit_code() : 1;
+    return code;
   } catch (const std::exception& e) {
     std::cerr << "gpede: error: " << e.what() << "\n";
     try {
-      gpede::write_end(out / "millepede.end", 30, e.what());
+      gpede::write_end(out / "millepede.end", gpede::exit_code::memory, e.what());
     } catch (...) {
     }
-    return 3;
+    return gpede::exit_code::memory;
   }
 }

@@ -96,6 +96,7 @@ class Iterations {
   Flow solve();
   Flow step_and_search();
   void record_pass(bool build_matrix, Clock::time_point t0);
+  bool final_evaluation_is_redundant() const;
   std::int64_t variables() const { return m_problem.parameters.variables(); }
   double variable_value(std::int64_t v) const { return m_value[m_problem.parameters.variable_label[v]]; }
   double dot(const std::vector<double>& a, const std::vector<double>& b) const {
@@ -135,6 +136,7 @@ class Iterations {
   std::vector<double> m_base;   // parameters (per label) where the step starts
   float m_expected = 0.0f;      // expected decrease b . step (pede's single precision)
   bool m_searching = false;
+  bool m_insignificant_step = false;  // |b . step| at the rounding level
   bool m_search_begun = false;
   bool m_first_search = true;
   LineSearch m_search;
@@ -393,6 +395,7 @@ Iterations::Flow Iterations::solve() {
   m_searching = mode > 2 || (mode == 2 && m_cut < 2.25f) ||
                 (mode == 1 && m_cut < 2.25f && (m_expected <= dflim || m_iteration >= m_max_iterations));
   m_searching = m_searching && db > significant;
+  m_insignificant_step = std::abs(db) <= significant;
   m_search_begun = false;
   if (db <= -significant) {
     m_log(" Function not decreasing: " + format("%.6G", db));
@@ -420,6 +423,7 @@ Iterations::Flow Iterations::step_and_search() {
   const ParameterTable& p = m_problem.parameters;
   LineSearch::Outcome outcome = LineSearch::Outcome::evaluate;
   bool searched = false;
+  bool skipped = false;  // the pass after the step is left out (final_evaluation_is_redundant)
   if (m_searching) {
     const double slope = -dot(m_pass.rhs, m_step);
     if (!m_search_begun) {
@@ -442,6 +446,7 @@ Iterations::Flow Iterations::step_and_search() {
     if (m_passes == m_solution_pass) {
       for (std::int64_t v = 0; v < variables(); ++v) m_value[p.variable_label[v]] += m_step[v];
       m_step_factor = 1.0;
+      skipped = final_evaluation_is_redundant();
     }
   }
   for (std::int64_t v = 0; v < variables(); ++v) {
@@ -455,7 +460,9 @@ Iterations::Flow Iterations::step_and_search() {
     m_matrix_mode = 1;
     return Flow::again;
   }
-  if ((searched && outcome == LineSearch::Outcome::evaluate) || m_passes == m_solution_pass) return Flow::again;
+  if ((searched && outcome == LineSearch::Outcome::evaluate) || (m_passes == m_solution_pass && !skipped)) {
+    return Flow::again;
+  }
 
   // The step is done: log the search, check the constraints, test convergence.
   if (searched) {
@@ -471,6 +478,28 @@ Iterations::Flow Iterations::step_and_search() {
   if (m_iteration >= m_max_iterations) return Flow::end;
   m_matrix_mode = next_mode;
   return Flow::next;
+}
+
+// pede passes over the data once more after every step. After a last step whose expected
+// decrease is at the rounding level, that pass gives the objective, the gradient, the rejects and
+// the entries of the pass before to rounding, and the iterations end after it; gpede leaves it out
+// where nothing else would change in it: no new matrix, the same cut factor and down-weighting, no
+// record printout.
+bool Iterations::final_evaluation_is_redundant() const {
+  if (!m_insignificant_step || m_printout != nullptr || m_matrix_mode != 0 || m_passes < 2) return false;
+  const int iteration = m_iteration == 0 ? 1 : m_iteration;
+  float cut = m_cut;
+  if (iteration != m_last_pass_iteration) {
+    if (iteration == 1) {
+      cut = m_cut_next;
+    } else {
+      cut = std::sqrt(cut);
+      if (cut != 0.0f && cut < 1.5f) cut = 1.0f;
+      if (cut != 0.0f && m_pass.rejected() == 0) cut = 1.0f;
+    }
+  }
+  if (cut != m_cut || cut > 1.0f) return false;
+  return m_expected <= static_cast<float>(m_steering.dflim) || iteration >= m_max_iterations;
 }
 
 IterationOutcome Iterations::run() {
