@@ -343,7 +343,12 @@ class CudaBackend final : public Backend {
     m_pool.reset();
     for (BatchSlot& slot : m_slots) slot.device.reset();
     m_has_matrix = false;
-    return m_solver.factorize(std::move(m_matrix), m_n, constraints, options);
+    FactorReport report = m_solver.factorize(std::move(m_matrix), m_n, constraints, options);
+    // The device solver solves a failed factorisation only by diagonalization (the weak
+    // eigen-directions left out); pede's pivot sweeps of a singular matrix run on the CPU backend.
+    report.solvable = report.ok || (options.method == Method::diagonalization && !report.eigenvalues.empty() &&
+                                    report.dependent_constraints.empty());
+    return report;
   }
 
   std::vector<double> solve(const std::vector<double>& b, const std::vector<double>& residual) override {

@@ -353,6 +353,7 @@ FactorReport CudaDenseSolver::factorize_reduced(DeviceBuffer<double> matrix, Fac
         if (bad <= kMaxWeakModes) add_large_components(column(k).data(), n, report.weak_indices);
       }
     }
+    report.rank_defect = bad;
     if (bad > 0) {
       report.ok = false;
       report.message = what + " is not positive definite: " + count_text(bad, "eigenvalue") + " of " +
@@ -567,6 +568,7 @@ FactorReport CudaDenseSolver::factorize_bordered(DeviceBuffer<double> matrix, co
         zero_modes.push_back(k);
       }
     }
+    report.rank_defect = static_cast<std::int64_t>(zero_modes.size());
     if (!zero_modes.empty()) {
       report.ok = false;
       report.message = "the bordered matrix (multipliers) is singular: " +
