@@ -1,72 +1,39 @@
-// Dense solution of the global system on the CPU (LAPACK through OpenBLAS): constraints by
-// elimination or Lagrange multipliers, then Cholesky (decomposition), Cholesky plus inverse
-// (inversion) or eigen-decomposition (diagonalization).
+// The dense solution of the global system on the CPU: DenseSolution (dense_solution.hpp) over the
+// LAPACK engine, for a matrix in host memory.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
-#include "gpede/detail/backend.hpp"
+#include "gpede/detail/dense_solution.hpp"
+#include "gpede/detail/linalg.hpp"
 
 namespace gpede::detail {
 
 class DenseSolver {
  public:
-  /// matrix: n x n column-major symmetric (both triangles valid); consumed.
-  /// Returns ok == false (with a message naming the number of bad pivots or non-positive
-  /// eigenvalues, and their variable indices) where the (reduced) matrix is not positive definite
-  /// or the bordered matrix is singular, or where the constraints are linearly dependent.
-  /// Peak memory: two n x n (or (n+m) x (n+m)) buffers; one is kept for solve.
+  DenseSolver() : m_engine(linalg::make_cpu_engine()), m_solution(*m_engine) {}
+
+  /// matrix: n x n column-major symmetric (both triangles valid); consumed. See DenseSolution.
   FactorReport factorize(std::vector<double> matrix, std::int64_t n, const ConstraintSystem& constraints,
-                         const FactorOptions& options);
-  /// Newton step dp (size n): minimises 1/2 dp.C.dp - b.dp subject to A dp = residual (size m;
-  /// empty means zero). Throws RuntimeError after a failed factorisation, except for
-  /// diagonalization, where the eigen-directions with eigenvalues at the rounding level (or
-  /// below) are left out, and where options.solve_singular gave a solution with pivots left out.
-  std::vector<double> solve(const std::vector<double>& b, const std::vector<double>& residual = {}) const;
-  /// Frees the factorisation.
-  void release() { reset(); }
-  /// Diagonal of the covariance C^-1 in the variable space, transformed back from the reduced space
-  /// (elimination) or the top-left block of the bordered inverse (multipliers). Empty unless
-  /// options.want_covariance and the method is inversion or diagonalization.
-  std::vector<double> covariance_diagonal() const;
+                         const FactorOptions& options) {
+    const std::size_t size = matrix.size();
+    if (n < 0 || size != static_cast<std::size_t>(n) * static_cast<std::size_t>(n)) {
+      return m_solution.factorize(linalg::Matrix(), n, constraints, options);  // throws: inconsistent sizes
+    }
+    return m_solution.factorize(linalg::adopt_host_matrix(std::move(matrix), n, n), n, constraints, options);
+  }
+  /// See DenseSolution::solve.
+  std::vector<double> solve(const std::vector<double>& b, const std::vector<double>& residual = {}) const {
+    return m_solution.solve(b, residual);
+  }
+  std::vector<double> covariance_diagonal() const { return m_solution.covariance_diagonal(); }
+  void release() { m_solution.release(); }
 
  private:
-  enum class Kind {
-    none,            // nothing factorised, or the factorisation failed
-    trivial,         // no free direction left (n == m or n == 0): dp = 0
-    cholesky,        // m_factor: n x n, Cholesky factor L of the reduced matrix in its trailing block
-    eigen,           // m_factor: n x (n-m) eigenvectors in variable space
-    bordered_ldlt,   // m_factor: (n+m)^2 Bunch-Kaufman factor of the equilibrated bordered matrix
-    bordered_eigen,  // m_factor: (n+m)^2 eigenvectors of the bordered matrix (constraint rows scaled)
-    swept,           // m_factor: n x n, Q^T C Q; m_swept: inverse of the reduced matrix's accepted block
-    bordered_swept,  // m_swept: (n+m)^2 inverse of the (unscaled) bordered matrix's accepted block
-  };
-
-  void reset();
-  // With elimination: the part of the step that meets the constraints, y1 = R^-T (residual / |a_k|),
-  // the first mr coordinates in the Q basis.
-  std::vector<double> constrained_coordinates(const std::vector<double>& residual) const;
-  // The failure paths of options.solve_singular: sweeps of the reduced matrix (restored from the
-  // upper triangle and the saved diagonal of the buffer) or of the bordered matrix.
-  void solve_reduced_by_sweeps(std::vector<double>& matrix, const std::vector<double>& diag, FactorReport& report);
-  void solve_bordered_by_sweeps(std::vector<double>& bordered, const std::vector<double>& diag, FactorReport& report);
-
-  Kind m_kind = Kind::none;
-  std::int64_t m_n = 0;
-  std::int64_t m_m = 0;
-  std::int64_t m_eliminated = 0;  // constraints eliminated (leading rows/columns of Q^T C Q dropped)
-  FactorOptions m_options;
-  std::vector<double> m_factor;               // factor or eigenvectors (by m_kind)
-  std::vector<double> m_inverse_eigenvalues;  // eigen kinds: 1/lambda, 0 for left-out directions
-  std::vector<double> m_q;                    // elimination: Householder vectors of A^T (n x m) ...
-  std::vector<double> m_tau;                  // ... and their scalars
-  std::vector<double> m_row_norm;             // elimination: norms of the constraint rows
-  std::vector<double> m_cross;                // eigen with elimination: (nr x mr) block of Q^T C Q
-  std::vector<double> m_swept;                // swept kinds: the inverse (see Kind)
-  std::vector<std::int32_t> m_pivots;         // bordered_ldlt: Bunch-Kaufman pivots
-  std::vector<double> m_scale;                // bordered kinds: symmetric scaling (powers of two)
-  std::vector<double> m_cov_diag;
+  std::unique_ptr<linalg::Engine> m_engine;
+  DenseSolution m_solution;
 };
 
 }  // namespace gpede::detail

@@ -1,0 +1,86 @@
+// The dense solution of the global system, written once over the linear-algebra layer (linalg.hpp)
+// and run by every engine (CPU: LAPACK; CUDA: cuSOLVER): constraints by elimination or Lagrange
+// multipliers, then Cholesky (decomposition), Cholesky plus covariance (inversion) or
+// eigen-decomposition (diagonalization); the checks and weak-mode reports of a matrix that is not
+// positive definite; pede's sweeps of a singular one (FactorOptions::solve_singular).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "gpede/detail/backend.hpp"
+#include "gpede/detail/linalg.hpp"
+
+namespace gpede::detail {
+
+class DenseSolution {
+ public:
+  explicit DenseSolution(linalg::Engine& engine) : m_engine(engine) {}
+
+  /// matrix: n x n symmetric (both triangles valid) in the engine's memory; consumed.
+  /// Returns ok == false (with a message naming the number of bad pivots or non-positive
+  /// eigenvalues, and their variable indices) where the (reduced) matrix is not positive definite
+  /// or the bordered matrix is singular, or where the constraints are linearly dependent.
+  /// Peak memory: two n x n (or (n+m) x (n+m)) matrices; one is kept for solve.
+  FactorReport factorize(linalg::Matrix matrix, std::int64_t n, const ConstraintSystem& constraints,
+                         const FactorOptions& options);
+  /// Newton step dp (size n): minimises 1/2 dp.C.dp - b.dp subject to A dp = residual (size m;
+  /// empty means zero). Throws RuntimeError after a failed factorisation, except for
+  /// diagonalization, where the eigen-directions with eigenvalues at the rounding level (or
+  /// below) are left out, and where options.solve_singular gave a solution with pivots left out.
+  std::vector<double> solve(const std::vector<double>& b, const std::vector<double>& residual = {}) const;
+  /// Diagonal of the covariance C^-1 in the variable space, transformed back from the reduced space
+  /// (elimination) or the top-left block of the bordered inverse (multipliers). Empty unless
+  /// options.want_covariance and the method is inversion or diagonalization.
+  std::vector<double> covariance_diagonal() const { return m_cov_diag; }
+  /// Frees the factorisation.
+  void release() { reset(); }
+
+ private:
+  enum class Kind {
+    none,            // nothing factorised, or the factorisation failed
+    trivial,         // no free direction left (n == m or n == 0): dp meets the constraints only
+    cholesky,        // m_factor: n x n, Q^T C Q with the Cholesky factor of the reduced matrix in its trailing block
+    eigen,           // m_factor: n x n, eigenvectors in variable space in columns mr..n-1
+    bordered_ldlt,   // m_factor: (n+m)^2 Bunch-Kaufman factor of the equilibrated bordered matrix
+    bordered_eigen,  // m_factor: (n+m)^2 eigenvectors of the bordered matrix (constraint rows scaled)
+    swept,           // m_factor: n x n, Q^T C Q; m_swept: inverse of the reduced matrix's accepted block
+    bordered_swept,  // m_swept: (n+m)^2 inverse of the (unscaled) bordered matrix's accepted block
+  };
+
+  void reset();
+  FactorReport factorize_bordered(linalg::Matrix matrix, const ConstraintSystem& constraints,
+                                  const std::vector<double>& diagonal, FactorReport report);
+  FactorReport factorize_reduced(linalg::Matrix matrix, FactorReport report);
+  // v := Q v for an n x k block (left), with the reflectors of the constraints' QR.
+  void apply_q(linalg::Side side, bool transpose, linalg::View c) const;
+  // With elimination: the part of the step that meets the constraints, y1 = R^-T (residual / |a_k|),
+  // the first mr coordinates in the Q basis.
+  std::vector<double> constrained_coordinates(const std::vector<double>& residual) const;
+  // The failure paths of options.solve_singular: sweeps of the reduced matrix (restored from the
+  // strict upper triangle of its block and the saved diagonal) or of the bordered matrix.
+  void solve_reduced_by_sweeps(linalg::View reduced, const std::vector<double>& diag, FactorReport& report);
+  void solve_bordered_by_sweeps(linalg::View bordered, const std::vector<double>& diag, FactorReport& report);
+  std::vector<double> from_engine(linalg::View v) const { return m_engine.download(v); }
+  linalg::Matrix to_engine(const std::vector<double>& v, std::int64_t rows, std::int64_t cols) const;
+
+  linalg::Engine& m_engine;
+  Kind m_kind = Kind::none;
+  std::int64_t m_n = 0;
+  std::int64_t m_m = 0;
+  std::int64_t m_eliminated = 0;  // constraints eliminated (leading rows/columns of Q^T C Q dropped)
+  FactorOptions m_options;
+  linalg::Matrix m_factor;                    // factor or eigenvectors (by m_kind)
+  std::vector<double> m_inverse_eigenvalues;  // eigen kinds: 1/lambda, 0 for left-out directions
+  linalg::Matrix m_q;                         // elimination: Householder vectors of A^T (n x m) ...
+  linalg::Matrix m_tau;                       // ... and their scalars
+  std::vector<double> m_r;                    // elimination: R of that QR (m x m, upper), on the host
+  std::vector<double> m_row_norm;             // elimination: norms of the constraint rows
+  std::vector<double> m_cross;                // eigen with elimination: (nr x mr) block of Q^T C Q
+  linalg::Pivots m_pivots;                    // bordered_ldlt: Bunch-Kaufman pivots
+  std::vector<double> m_scale;                // bordered kinds: symmetric scaling (powers of two)
+  linalg::Matrix m_swept;                     // swept kinds: the inverse (see Kind)
+  std::vector<double> m_cov_diag;
+};
+
+}  // namespace gpede::detail
