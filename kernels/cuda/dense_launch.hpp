@@ -1,5 +1,5 @@
-// Launchers of the element-wise and reduction kernels that the CUDA dense solver needs around its
-// cuSOLVER/cuBLAS calls. Matrices are column-major with a leading dimension; every launcher
+// Launchers of the element-wise and reduction kernels that the CUDA engine of the linear-algebra
+// layer needs beside its cuSOLVER/cuBLAS calls. Matrices are column-major with a leading dimension; every launcher
 // enqueues on `stream` and checks the launch.
 #pragma once
 
@@ -13,6 +13,14 @@ namespace gpede::detail::cuda {
 /// zeroed by the caller.
 void launch_flag_nonfinite(const double* a, std::int64_t n, std::int64_t lda, unsigned char* flags,
                            cudaStream_t stream);
+
+/// a(i, j) = value for the rows x cols block (leading dimension lda).
+void launch_fill_block(double* a, std::int64_t rows, std::int64_t cols, std::int64_t lda, double value,
+                       cudaStream_t stream);
+
+/// a(i, j) *= r[i] c[j] for the rows x cols block (r, c in device memory).
+void launch_scale_block(double* a, std::int64_t rows, std::int64_t cols, std::int64_t lda, const double* r,
+                        const double* c, cudaStream_t stream);
 
 /// For the Cholesky factor L (n x n, lower) and the diagonal `diagonal` of the factorised matrix:
 /// counts the pivots k with !(L_kk^2 > tol * diagonal_k) into *count and the smallest such k into

@@ -34,6 +34,25 @@ __global__ void flag_nonfinite(const double* a, std::int64_t n, std::int64_t lda
   }
 }
 
+__global__ void fill_block(double* a, std::int64_t rows, std::int64_t cols, std::int64_t lda, double value) {
+  const std::int64_t total = rows * cols;
+  for (std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < total;
+       k += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    a[(k / rows) * lda + k % rows] = value;
+  }
+}
+
+__global__ void scale_block(double* a, std::int64_t rows, std::int64_t cols, std::int64_t lda, const double* r,
+                            const double* c) {
+  const std::int64_t total = rows * cols;
+  for (std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < total;
+       k += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t i = k % rows;
+    const std::int64_t j = k / rows;
+    a[j * lda + i] *= r[i] * c[j];
+  }
+}
+
 __global__ void find_small_pivots(const double* l, std::int64_t n, std::int64_t lda, const double* diagonal,
                                   double tol, unsigned long long* count, unsigned long long* first) {
   const std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -145,6 +164,20 @@ void launch_flag_nonfinite(const double* a, std::int64_t n, std::int64_t lda, un
                            cudaStream_t stream) {
   if (n <= 0) return;
   flag_nonfinite<<<grid_for_elements(n * n), kThreads, 0, stream>>>(a, n, lda, flags);
+  GPEDE_CUDA_CHECK(cudaGetLastError());
+}
+
+void launch_fill_block(double* a, std::int64_t rows, std::int64_t cols, std::int64_t lda, double value,
+                       cudaStream_t stream) {
+  if (rows <= 0 || cols <= 0) return;
+  fill_block<<<grid_for_elements(rows * cols), kThreads, 0, stream>>>(a, rows, cols, lda, value);
+  GPEDE_CUDA_CHECK(cudaGetLastError());
+}
+
+void launch_scale_block(double* a, std::int64_t rows, std::int64_t cols, std::int64_t lda, const double* r,
+                        const double* c, cudaStream_t stream) {
+  if (rows <= 0 || cols <= 0) return;
+  scale_block<<<grid_for_elements(rows * cols), kThreads, 0, stream>>>(a, rows, cols, lda, r, c);
   GPEDE_CUDA_CHECK(cudaGetLastError());
 }
 

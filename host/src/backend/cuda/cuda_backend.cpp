@@ -18,8 +18,9 @@
 
 #include "accumulate_launch.hpp"
 #include "cuda_resources.hpp"
-#include "cuda_solver.hpp"
+#include "cuda_engine.hpp"
 #include "dense_launch.hpp"
+#include "gpede/detail/dense_solution.hpp"
 #include "gpede/detail/backend.hpp"
 #include "gpede/detail/batch_layout.hpp"
 #include "gpede/detail/cuda_device.hpp"
@@ -171,7 +172,8 @@ class CudaBackend final : public Backend {
         m_device(std::move(device)),
         m_compute(make_stream()),
         m_copy(make_stream()),
-        m_solver(m_compute.get()) {
+        m_engine(make_cuda_engine(m_compute.get())),
+        m_solution(*m_engine) {
     for (BatchSlot& slot : m_slots) {
       slot.uploaded = make_event();
       slot.consumed = make_event();
@@ -201,7 +203,7 @@ class CudaBackend final : public Backend {
     const std::size_t n_all = static_cast<std::size_t>(setup.n_all);
     const std::size_t n_var = static_cast<std::size_t>(setup.n_variable);
     if (setup.build_matrix) {
-      m_solver.release();
+      m_solution.release();
       m_has_matrix = false;
       const std::size_t elements = n_var * n_var;
       if (m_matrix.size() != elements) {
@@ -343,28 +345,14 @@ class CudaBackend final : public Backend {
     m_pool.reset();
     for (BatchSlot& slot : m_slots) slot.device.reset();
     m_has_matrix = false;
-    FactorReport report = m_solver.factorize(std::move(m_matrix), m_n, constraints, options);
-    // The device solver solves a failed factorisation only by diagonalization (the weak
-    // eigen-directions left out); pede's pivot sweeps of a singular matrix run on the CPU backend.
-    report.solvable = report.ok || (options.method == Method::diagonalization && !report.eigenvalues.empty() &&
-                                    report.dependent_constraints.empty());
-    return report;
+    return m_solution.factorize(adopt_device_matrix(std::move(m_matrix), m_n, m_n), m_n, constraints, options);
   }
 
   std::vector<double> solve(const std::vector<double>& b, const std::vector<double>& residual) override {
-    // The device solver takes steps that keep the constraints as they are; the solver loop makes
-    // the start values feasible first, so the residual is at the rounding level except with
-    // `nofeasiblestart`, which this backend does not take.
-    double largest = 0.0;
-    for (double r : residual) largest = std::max(largest, std::abs(r));
-    if (largest > 1.0e-9) {
-      throw RuntimeError("cuda backend: start values that violate the constraints (nofeasiblestart) are solved on the "
-                         "CPU backend only (largest constraint residual " + std::to_string(largest) + ")");
-    }
-    return m_solver.solve(b);
+    return m_solution.solve(b, residual);
   }
-  void release_factorization() override { m_solver.release(); }
-  std::vector<double> covariance_diagonal() override { return m_solver.covariance_diagonal(); }
+  void release_factorization() override { m_solution.release(); }
+  std::vector<double> covariance_diagonal() override { return m_solution.covariance_diagonal(); }
 
   // ---- hooks for tests and benchmarks --------------------------------------------------------
   std::vector<double> download_matrix() {
@@ -557,7 +545,8 @@ class CudaBackend final : public Backend {
   Stream m_copy;
   BatchSlot m_slots[2];
   int m_next_slot = 0;
-  CudaDenseSolver m_solver;
+  std::unique_ptr<linalg::Engine> m_engine;  // the dense solution's operations on m_compute
+  DenseSolution m_solution;
 
   DeviceBuffer<double> m_matrix;  // n x n column-major; lower triangle accumulated, mirrored in end_pass
   std::int64_t m_n = 0;
