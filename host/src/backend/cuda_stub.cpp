@@ -2,6 +2,7 @@
 // the link line never changes, and asking for the backend gives a clear error.
 #include "gpede/detail/backend.hpp"
 #include "gpede/detail/cuda_device.hpp"
+#include "gpede/detail/linalg.hpp"
 #include "gpede/error.hpp"
 
 namespace gpede::detail {
@@ -21,6 +22,8 @@ CudaDeviceInfo query_cuda_device() noexcept {
 }
 
 std::unique_ptr<Backend> make_cuda_backend() { throw RuntimeError(kNotBuilt); }
+
+std::unique_ptr<linalg::Engine> linalg::make_cuda_engine() { throw RuntimeError(kNotBuilt); }
 
 std::unique_ptr<Backend> make_cuda_backend(const CudaBackendOptions&) { throw RuntimeError(kNotBuilt); }
 

@@ -125,6 +125,15 @@ class Engine {
 
 /// The LAPACK engine in host memory.
 std::unique_ptr<Engine> make_cpu_engine();
+/// The cuSOLVER engine on a stream of its own, on the current CUDA device. Throws RuntimeError
+/// where gpede was built without CUDA or no device can be used.
+std::unique_ptr<Engine> make_cuda_engine();
+/// A matrix of `engine` holding the host values (rows x cols, column-major).
+inline Matrix upload_matrix(Engine& engine, const std::vector<double>& values, std::int64_t rows, std::int64_t cols) {
+  Matrix m = engine.allocate(rows, cols);
+  engine.upload(values, m.view());
+  return m;
+}
 /// A matrix of the CPU engine that takes over `values` (rows x cols, column-major) without a copy.
 Matrix adopt_host_matrix(std::vector<double>&& values, std::int64_t rows, std::int64_t cols);
 

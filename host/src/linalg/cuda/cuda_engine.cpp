@@ -400,6 +400,48 @@ class CudaEngine final : public linalg::Engine {
   std::unique_ptr<linalg::Engine> m_host;  // the failure paths that run on the host
 };
 
+// The engine with a stream of its own (tests, frameworks that solve without the backend).
+class OwningCudaEngine final : public linalg::Engine {
+ public:
+  OwningCudaEngine() : m_stream(make_stream()), m_engine(m_stream.get()) {}
+  std::string name() const override { return m_engine.name(); }
+  Matrix allocate(std::int64_t rows, std::int64_t cols) override { return m_engine.allocate(rows, cols); }
+  void fill(View a, double value) override { m_engine.fill(a, value); }
+  void copy(View from, View to) override { m_engine.copy(from, to); }
+  void upload(const std::vector<double>& host, View to) override { m_engine.upload(host, to); }
+  std::vector<double> download(View a) override { return m_engine.download(a); }
+  std::vector<double> diagonal(View a) override { return m_engine.diagonal(a); }
+  void set_diagonal(View a, const std::vector<double>& v) override { m_engine.set_diagonal(a, v); }
+  std::vector<std::int64_t> nonfinite_rows(View a) override { return m_engine.nonfinite_rows(a); }
+  void scale(View a, const std::vector<double>& r, const std::vector<double>& c) override { m_engine.scale(a, r, c); }
+  void copy_lower(View from, View to) override { m_engine.copy_lower(from, to); }
+  std::vector<double> column_sum_squares(View a) override { return m_engine.column_sum_squares(a); }
+  std::vector<double> weighted_row_sum_squares(View a, const std::vector<double>& w) override {
+    return m_engine.weighted_row_sum_squares(a, w);
+  }
+  void householder_qr(View a, View tau) override { m_engine.householder_qr(a, tau); }
+  void apply_householder(Side side, bool transpose, View q, View tau, std::int64_t k, View c) override {
+    m_engine.apply_householder(side, transpose, q, tau, k, c);
+  }
+  std::int64_t cholesky(View a) override { return m_engine.cholesky(a); }
+  void cholesky_solve(View l, View b) override { m_engine.cholesky_solve(l, b); }
+  void triangular_inverse(View l) override { m_engine.triangular_inverse(l); }
+  void upper_triangular_solve(View u, View x) override { m_engine.upper_triangular_solve(u, x); }
+  std::vector<std::int64_t> pivoted_cholesky(View a, double tol, std::int64_t& rank) override {
+    return m_engine.pivoted_cholesky(a, tol, rank);
+  }
+  std::vector<double> eigen(View a) override { return m_engine.eigen(a); }
+  Pivots ldlt(View a) override { return m_engine.ldlt(a); }
+  void ldlt_solve(View a, const Pivots& p, View b) override { m_engine.ldlt_solve(a, p, b); }
+  std::vector<double> ldlt_inverse_diagonal(View a, const Pivots& p) override { return m_engine.ldlt_inverse_diagonal(a, p); }
+  void gemv(bool t, double alpha, View a, View x, double beta, View y) override { m_engine.gemv(t, alpha, a, x, beta, y); }
+  SweepOutcome sweep(View a, double limit, SweepOrder order) override { return m_engine.sweep(a, limit, order); }
+
+ private:
+  Stream m_stream;
+  CudaEngine m_engine;
+};
+
 }  // namespace
 
 std::unique_ptr<linalg::Engine> make_cuda_engine(cudaStream_t stream) { return std::make_unique<CudaEngine>(stream); }
@@ -415,3 +457,16 @@ linalg::Matrix adopt_device_matrix(DeviceBuffer<double>&& buffer, std::int64_t r
 }
 
 }  // namespace gpede::detail::cuda
+
+namespace gpede::detail::linalg {
+
+std::unique_ptr<Engine> make_cuda_engine() {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    (void)cudaGetLastError();
+    throw RuntimeError("no CUDA device for the CUDA linear-algebra engine");
+  }
+  return std::make_unique<cuda::OwningCudaEngine>();
+}
+
+}  // namespace gpede::detail::linalg
