@@ -16,19 +16,24 @@
 
 namespace gpede::detail::linalg {
 
-/// A column-major block in an engine's memory: element (i, j) at data[i + j * ld]. Views do not own
-/// their memory and are only dereferenced by the engine that made it.
+/// A block of a matrix in an engine's memory: rows x cols from (row0, col0) of the matrix whose
+/// handle is `base`. Views do not own their memory; only the engine that made the matrix looks
+/// through them (a dense engine by ptr(), another engine by its own reading of base and offsets).
 struct View {
-  double* data = nullptr;
+  double* base = nullptr;
+  std::int64_t row0 = 0;
+  std::int64_t col0 = 0;
   std::int64_t rows = 0;
   std::int64_t cols = 0;
-  std::int64_t ld = 0;
+  std::int64_t ld = 0;  ///< leading dimension of the whole matrix (column-major engines)
 
   View block(std::int64_t row, std::int64_t col, std::int64_t n_rows, std::int64_t n_cols) const {
-    return View{data + row + col * ld, n_rows, n_cols, ld};
+    return View{base, row0 + row, col0 + col, n_rows, n_cols, ld};
   }
   View column(std::int64_t col) const { return block(0, col, rows, 1); }
   bool empty() const { return rows == 0 || cols == 0; }
+  /// For engines with dense column-major storage: the address of element (0, 0) of the block.
+  double* ptr() const { return base + row0 + col0 * ld; }
 };
 
 /// An owning matrix (rows x cols, leading dimension rows) in an engine's memory.
@@ -36,7 +41,7 @@ class Matrix {
  public:
   Matrix() = default;
   Matrix(std::shared_ptr<void> storage, double* data, std::int64_t rows, std::int64_t cols)
-      : m_storage(std::move(storage)), m_view{data, rows, cols, rows} {}
+      : m_storage(std::move(storage)), m_view{data, 0, 0, rows, cols, rows} {}
   View view() const { return m_view; }
   std::int64_t rows() const { return m_view.rows; }
   std::int64_t cols() const { return m_view.cols; }

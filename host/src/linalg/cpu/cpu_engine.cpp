@@ -60,7 +60,7 @@ void check_info(int info, const char* routine) {
 int workspace_size(double query) { return std::max(1, static_cast<int>(query) + 1); }
 
 double& at(const View& a, std::int64_t i, std::int64_t j) {
-  return a.data[static_cast<std::size_t>(i) + static_cast<std::size_t>(j) * static_cast<std::size_t>(a.ld)];
+  return a.ptr()[static_cast<std::size_t>(i) + static_cast<std::size_t>(j) * static_cast<std::size_t>(a.ld)];
 }
 
 std::vector<int> lapack_pivots(const Pivots& pivots) {
@@ -161,11 +161,11 @@ class CpuEngine final : public Engine {
     const int m = lapack_size(a.rows), n = lapack_size(a.cols), lda = leading(a);
     int info = 0, lwork = -1;
     double query = 0.0;
-    dgeqrf_(&m, &n, a.data, &lda, tau.data, &query, &lwork, &info);
+    dgeqrf_(&m, &n, a.ptr(), &lda, tau.ptr(), &query, &lwork, &info);
     check_info(info, "dgeqrf");
     lwork = workspace_size(query);
     std::vector<double> work(static_cast<std::size_t>(lwork));
-    dgeqrf_(&m, &n, a.data, &lda, tau.data, work.data(), &lwork, &info);
+    dgeqrf_(&m, &n, a.ptr(), &lda, tau.ptr(), work.data(), &lwork, &info);
     check_info(info, "dgeqrf");
   }
 
@@ -176,18 +176,18 @@ class CpuEngine final : public Engine {
               ldc = leading(c);
     int info = 0, lwork = -1;
     double query = 0.0;
-    dormqr_(&s, &t, &m, &n, &k, q.data, &lda, tau.data, c.data, &ldc, &query, &lwork, &info, 1, 1);
+    dormqr_(&s, &t, &m, &n, &k, q.ptr(), &lda, tau.ptr(), c.ptr(), &ldc, &query, &lwork, &info, 1, 1);
     check_info(info, "dormqr");
     lwork = workspace_size(query);
     std::vector<double> work(static_cast<std::size_t>(lwork));
-    dormqr_(&s, &t, &m, &n, &k, q.data, &lda, tau.data, c.data, &ldc, work.data(), &lwork, &info, 1, 1);
+    dormqr_(&s, &t, &m, &n, &k, q.ptr(), &lda, tau.ptr(), c.ptr(), &ldc, work.data(), &lwork, &info, 1, 1);
     check_info(info, "dormqr");
   }
 
   std::int64_t cholesky(View a) override {
     const int n = lapack_size(a.rows), lda = leading(a);
     int info = 0;
-    dpotrf_("L", &n, a.data, &lda, &info, 1);
+    dpotrf_("L", &n, a.ptr(), &lda, &info, 1);
     check_info(info, "dpotrf");
     return info;
   }
@@ -195,14 +195,14 @@ class CpuEngine final : public Engine {
   void cholesky_solve(View l, View b) override {
     const int n = lapack_size(l.rows), lda = leading(l), nrhs = lapack_size(b.cols), ldb = leading(b);
     int info = 0;
-    dpotrs_("L", &n, &nrhs, l.data, &lda, b.data, &ldb, &info, 1);
+    dpotrs_("L", &n, &nrhs, l.ptr(), &lda, b.ptr(), &ldb, &info, 1);
     check_info(info, "dpotrs");
   }
 
   void triangular_inverse(View l) override {
     const int n = lapack_size(l.rows), lda = leading(l);
     int info = 0;
-    dtrtri_("L", "N", &n, l.data, &lda, &info, 1, 1);
+    dtrtri_("L", "N", &n, l.ptr(), &lda, &info, 1, 1);
     check_info(info, "dtrtri");
     if (info > 0) throw RuntimeError("LAPACK dtrtri: zero diagonal element " + std::to_string(info) + " of a regular factor");
   }
@@ -210,7 +210,7 @@ class CpuEngine final : public Engine {
   void upper_triangular_solve(View u, View x) override {
     const int n = lapack_size(u.rows), lda = leading(u), one = 1;
     if (n == 0) return;
-    dtrsv_("U", "N", "N", &n, u.data, &lda, x.data, &one, 1, 1, 1);
+    dtrsv_("U", "N", "N", &n, u.ptr(), &lda, x.ptr(), &one, 1, 1, 1);
   }
 
   std::vector<std::int64_t> pivoted_cholesky(View a, double tol, std::int64_t& rank) override {
@@ -218,7 +218,7 @@ class CpuEngine final : public Engine {
     std::vector<int> piv(static_cast<std::size_t>(n));
     std::vector<double> work(2 * static_cast<std::size_t>(n));
     int r = 0, info = 0;
-    dpstrf_("U", &n, a.data, &lda, piv.data(), &r, &tol, work.data(), &info, 1);
+    dpstrf_("U", &n, a.ptr(), &lda, piv.data(), &r, &tol, work.data(), &info, 1);
     check_info(info, "dpstrf");
     rank = r;
     std::vector<std::int64_t> out(piv.size());
@@ -237,14 +237,14 @@ class CpuEngine final : public Engine {
     std::vector<double> z(static_cast<std::size_t>(n) * static_cast<std::size_t>(n));
     std::vector<int> isuppz(2 * static_cast<std::size_t>(n));
     const int ldz = std::max(n, 1);
-    dsyevr_(&jobz, &range, &uplo, &n, a.data, &lda, &none, &none, &inone, &inone, &abstol, &found, w.data(), z.data(),
+    dsyevr_(&jobz, &range, &uplo, &n, a.ptr(), &lda, &none, &none, &inone, &inone, &abstol, &found, w.data(), z.data(),
             &ldz, isuppz.data(), &query, &lwork, &iquery, &liwork, &info, 1, 1, 1);
     check_info(info, "dsyevr");
     lwork = workspace_size(query);
     liwork = std::max(1, iquery);
     std::vector<double> work(static_cast<std::size_t>(lwork));
     std::vector<int> iwork(static_cast<std::size_t>(liwork));
-    dsyevr_(&jobz, &range, &uplo, &n, a.data, &lda, &none, &none, &inone, &inone, &abstol, &found, w.data(), z.data(),
+    dsyevr_(&jobz, &range, &uplo, &n, a.ptr(), &lda, &none, &none, &inone, &inone, &abstol, &found, w.data(), z.data(),
             &ldz, isuppz.data(), work.data(), &lwork, iwork.data(), &liwork, &info, 1, 1, 1);
     check_info(info, "dsyevr");
     if (info > 0) throw RuntimeError("LAPACK dsyevr: the eigen-decomposition did not converge (info " + std::to_string(info) + ")");
@@ -257,11 +257,11 @@ class CpuEngine final : public Engine {
     std::vector<int> ipiv(static_cast<std::size_t>(std::max(n, 1)));
     int info = 0, lwork = -1;
     double query = 0.0;
-    dsytrf_("L", &n, a.data, &lda, ipiv.data(), &query, &lwork, &info, 1);
+    dsytrf_("L", &n, a.ptr(), &lda, ipiv.data(), &query, &lwork, &info, 1);
     check_info(info, "dsytrf");
     lwork = workspace_size(query);
     std::vector<double> work(static_cast<std::size_t>(lwork));
-    dsytrf_("L", &n, a.data, &lda, ipiv.data(), work.data(), &lwork, &info, 1);
+    dsytrf_("L", &n, a.ptr(), &lda, ipiv.data(), work.data(), &lwork, &info, 1);
     check_info(info, "dsytrf");
     Pivots pivots;
     pivots.host.assign(ipiv.begin(), ipiv.begin() + n);
@@ -272,7 +272,7 @@ class CpuEngine final : public Engine {
     const int n = lapack_size(a.rows), lda = leading(a), nrhs = lapack_size(b.cols), ldb = leading(b);
     const std::vector<int> ipiv = lapack_pivots(pivots);
     int info = 0;
-    dsytrs_("L", &n, &nrhs, a.data, &lda, ipiv.data(), b.data, &ldb, &info, 1);
+    dsytrs_("L", &n, &nrhs, a.ptr(), &lda, ipiv.data(), b.ptr(), &ldb, &info, 1);
     check_info(info, "dsytrs");
   }
 
@@ -301,11 +301,11 @@ class CpuEngine final : public Engine {
       return;
     }
     const int m = lapack_size(a.rows), n = lapack_size(a.cols), lda = leading(a), one = 1;
-    dgemv_(transpose ? "T" : "N", &m, &n, &alpha, a.data, &lda, x.data, &one, &beta, y.data, &one, 1);
+    dgemv_(transpose ? "T" : "N", &m, &n, &alpha, a.ptr(), &lda, x.ptr(), &one, &beta, y.ptr(), &one, 1);
   }
 
   SweepOutcome sweep(View a, double limit, SweepOrder order) override {
-    return sweep_inverse(a.data, a.rows, a.ld, limit, order);
+    return sweep_inverse(a.ptr(), a.rows, a.ld, limit, order);
   }
 };
 

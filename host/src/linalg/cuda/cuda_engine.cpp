@@ -74,23 +74,23 @@ class CudaEngine final : public linalg::Engine {
   void fill(View a, double value) override {
     if (a.empty()) return;
     if (value == 0.0) {
-      GPEDE_CUDA_CHECK(cudaMemset2DAsync(a.data, static_cast<std::size_t>(a.ld) * sizeof(double), 0, bytes_of(a),
+      GPEDE_CUDA_CHECK(cudaMemset2DAsync(a.ptr(), static_cast<std::size_t>(a.ld) * sizeof(double), 0, bytes_of(a),
                                          static_cast<std::size_t>(a.cols), m_stream));
     } else {
-      launch_fill_block(a.data, a.rows, a.cols, a.ld, value, m_stream);
+      launch_fill_block(a.ptr(), a.rows, a.cols, a.ld, value, m_stream);
     }
   }
 
   void copy(View from, View to) override {
     if (from.empty()) return;
-    GPEDE_CUDA_CHECK(cudaMemcpy2DAsync(to.data, static_cast<std::size_t>(to.ld) * sizeof(double), from.data,
+    GPEDE_CUDA_CHECK(cudaMemcpy2DAsync(to.ptr(), static_cast<std::size_t>(to.ld) * sizeof(double), from.ptr(),
                                        static_cast<std::size_t>(from.ld) * sizeof(double), bytes_of(from),
                                        static_cast<std::size_t>(from.cols), cudaMemcpyDeviceToDevice, m_stream));
   }
 
   void upload(const std::vector<double>& host, View to) override {
     if (to.empty()) return;
-    GPEDE_CUDA_CHECK(cudaMemcpy2DAsync(to.data, static_cast<std::size_t>(to.ld) * sizeof(double), host.data(),
+    GPEDE_CUDA_CHECK(cudaMemcpy2DAsync(to.ptr(), static_cast<std::size_t>(to.ld) * sizeof(double), host.data(),
                                        bytes_of(to), bytes_of(to), static_cast<std::size_t>(to.cols),
                                        cudaMemcpyHostToDevice, m_stream));
     // The host vector may go away when this returns.
@@ -100,7 +100,7 @@ class CudaEngine final : public linalg::Engine {
   std::vector<double> download(View a) override {
     std::vector<double> host(static_cast<std::size_t>(a.rows) * static_cast<std::size_t>(a.cols));
     if (!a.empty()) {
-      GPEDE_CUDA_CHECK(cudaMemcpy2DAsync(host.data(), bytes_of(a), a.data, static_cast<std::size_t>(a.ld) * sizeof(double),
+      GPEDE_CUDA_CHECK(cudaMemcpy2DAsync(host.data(), bytes_of(a), a.ptr(), static_cast<std::size_t>(a.ld) * sizeof(double),
                                          bytes_of(a), static_cast<std::size_t>(a.cols), cudaMemcpyDeviceToHost, m_stream));
     }
     GPEDE_CUDA_CHECK(cudaStreamSynchronize(m_stream));
@@ -111,7 +111,7 @@ class CudaEngine final : public linalg::Engine {
     const std::int64_t count = std::min(a.rows, a.cols);
     std::vector<double> host(static_cast<std::size_t>(std::max<std::int64_t>(count, 0)));
     if (count > 0) {
-      GPEDE_CUDA_CHECK(cudaMemcpy2DAsync(host.data(), sizeof(double), a.data,
+      GPEDE_CUDA_CHECK(cudaMemcpy2DAsync(host.data(), sizeof(double), a.ptr(),
                                          static_cast<std::size_t>(a.ld + 1) * sizeof(double), sizeof(double),
                                          static_cast<std::size_t>(count), cudaMemcpyDeviceToHost, m_stream));
     }
@@ -121,7 +121,7 @@ class CudaEngine final : public linalg::Engine {
 
   void set_diagonal(View a, const std::vector<double>& values) override {
     if (values.empty()) return;
-    GPEDE_CUDA_CHECK(cudaMemcpy2DAsync(a.data, static_cast<std::size_t>(a.ld + 1) * sizeof(double), values.data(),
+    GPEDE_CUDA_CHECK(cudaMemcpy2DAsync(a.ptr(), static_cast<std::size_t>(a.ld + 1) * sizeof(double), values.data(),
                                        sizeof(double), sizeof(double), values.size(), cudaMemcpyHostToDevice, m_stream));
     GPEDE_CUDA_CHECK(cudaStreamSynchronize(m_stream));
   }
@@ -132,7 +132,7 @@ class CudaEngine final : public linalg::Engine {
     const std::size_t n = static_cast<std::size_t>(a.rows);
     DeviceBuffer<unsigned char> flags(n);
     GPEDE_CUDA_CHECK(cudaMemsetAsync(flags.data(), 0, n, m_stream));
-    launch_flag_nonfinite(a.data, a.rows, a.ld, flags.data(), m_stream);
+    launch_flag_nonfinite(a.ptr(), a.rows, a.ld, flags.data(), m_stream);
     std::vector<unsigned char> host(n);
     GPEDE_CUDA_CHECK(cudaMemcpyAsync(host.data(), flags.data(), n, cudaMemcpyDeviceToHost, m_stream));
     GPEDE_CUDA_CHECK(cudaStreamSynchronize(m_stream));
@@ -147,26 +147,26 @@ class CudaEngine final : public linalg::Engine {
     DeviceBuffer<double> r(row_scale.size()), c(col_scale.size());
     GPEDE_CUDA_CHECK(cudaMemcpyAsync(r.data(), row_scale.data(), r.bytes(), cudaMemcpyHostToDevice, m_stream));
     GPEDE_CUDA_CHECK(cudaMemcpyAsync(c.data(), col_scale.data(), c.bytes(), cudaMemcpyHostToDevice, m_stream));
-    launch_scale_block(a.data, a.rows, a.cols, a.ld, r.data(), c.data(), m_stream);
+    launch_scale_block(a.ptr(), a.rows, a.cols, a.ld, r.data(), c.data(), m_stream);
     GPEDE_CUDA_CHECK(cudaStreamSynchronize(m_stream));
   }
 
   void copy_lower(View from, View to) override {
     if (from.empty()) return;
     fill(to, 0.0);
-    launch_copy_lower(from.data, from.ld, to.data, to.ld, from.rows, m_stream);
+    launch_copy_lower(from.ptr(), from.ld, to.ptr(), to.ld, from.rows, m_stream);
   }
 
   std::vector<double> column_sum_squares(View a) override {
     DeviceBuffer<double> out(static_cast<std::size_t>(a.cols));
-    launch_column_sum_squares(a.data, a.rows, a.cols, a.ld, out.data(), m_stream);
+    launch_column_sum_squares(a.ptr(), a.rows, a.cols, a.ld, out.data(), m_stream);
     return download_vector(out);
   }
 
   std::vector<double> weighted_row_sum_squares(View a, const std::vector<double>& w) override {
     DeviceBuffer<double> weights(w.size()), out(static_cast<std::size_t>(a.rows));
     GPEDE_CUDA_CHECK(cudaMemcpyAsync(weights.data(), w.data(), weights.bytes(), cudaMemcpyHostToDevice, m_stream));
-    launch_weighted_row_sum_squares(a.data, a.rows, a.cols, a.ld, weights.data(), out.data(), m_stream);
+    launch_weighted_row_sum_squares(a.ptr(), a.rows, a.cols, a.ld, weights.data(), out.data(), m_stream);
     return download_vector(out);
   }
 
@@ -174,11 +174,11 @@ class CudaEngine final : public linalg::Engine {
     if (a.empty()) return;
     std::size_t device_bytes = 0, host_bytes = 0;
     GPEDE_CUSOLVER_CHECK(cusolverDnXgeqrf_bufferSize(m_cusolver.get(), m_params.get(), a.rows, a.cols, CUDA_R_64F,
-                                                     a.data, a.ld, CUDA_R_64F, tau.data, CUDA_R_64F, &device_bytes,
+                                                     a.ptr(), a.ld, CUDA_R_64F, tau.ptr(), CUDA_R_64F, &device_bytes,
                                                      &host_bytes));
     void* work = device_workspace(device_bytes);
-    GPEDE_CUSOLVER_CHECK(cusolverDnXgeqrf(m_cusolver.get(), m_params.get(), a.rows, a.cols, CUDA_R_64F, a.data, a.ld,
-                                          CUDA_R_64F, tau.data, CUDA_R_64F, work, device_bytes,
+    GPEDE_CUSOLVER_CHECK(cusolverDnXgeqrf(m_cusolver.get(), m_params.get(), a.rows, a.cols, CUDA_R_64F, a.ptr(), a.ld,
+                                          CUDA_R_64F, tau.ptr(), CUDA_R_64F, work, device_bytes,
                                           host_workspace(host_bytes), host_bytes, m_info.data()));
     read_info("Xgeqrf");
   }
@@ -190,10 +190,10 @@ class CudaEngine final : public linalg::Engine {
     const int mi = legacy_size(c.rows, "ormqr"), ni = legacy_size(c.cols, "ormqr"), ki = legacy_size(reflectors, "ormqr"),
               lda = legacy_size(q.ld, "ormqr"), ldc = legacy_size(c.ld, "ormqr");
     int lwork = 0;
-    GPEDE_CUSOLVER_CHECK(cusolverDnDormqr_bufferSize(m_cusolver.get(), s, t, mi, ni, ki, q.data, lda, tau.data, c.data,
+    GPEDE_CUSOLVER_CHECK(cusolverDnDormqr_bufferSize(m_cusolver.get(), s, t, mi, ni, ki, q.ptr(), lda, tau.ptr(), c.ptr(),
                                                      ldc, &lwork));
     auto* work = static_cast<double*>(device_workspace(static_cast<std::size_t>(std::max(lwork, 1)) * sizeof(double)));
-    GPEDE_CUSOLVER_CHECK(cusolverDnDormqr(m_cusolver.get(), s, t, mi, ni, ki, q.data, lda, tau.data, c.data, ldc, work,
+    GPEDE_CUSOLVER_CHECK(cusolverDnDormqr(m_cusolver.get(), s, t, mi, ni, ki, q.ptr(), lda, tau.ptr(), c.ptr(), ldc, work,
                                           lwork, m_info.data()));
     read_info("Dormqr");
   }
@@ -202,10 +202,10 @@ class CudaEngine final : public linalg::Engine {
     if (a.empty()) return 0;
     std::size_t device_bytes = 0, host_bytes = 0;
     GPEDE_CUSOLVER_CHECK(cusolverDnXpotrf_bufferSize(m_cusolver.get(), m_params.get(), CUBLAS_FILL_MODE_LOWER, a.rows,
-                                                     CUDA_R_64F, a.data, a.ld, CUDA_R_64F, &device_bytes, &host_bytes));
+                                                     CUDA_R_64F, a.ptr(), a.ld, CUDA_R_64F, &device_bytes, &host_bytes));
     void* work = device_workspace(device_bytes);
     GPEDE_CUSOLVER_CHECK(cusolverDnXpotrf(m_cusolver.get(), m_params.get(), CUBLAS_FILL_MODE_LOWER, a.rows, CUDA_R_64F,
-                                          a.data, a.ld, CUDA_R_64F, work, device_bytes, host_workspace(host_bytes),
+                                          a.ptr(), a.ld, CUDA_R_64F, work, device_bytes, host_workspace(host_bytes),
                                           host_bytes, m_info.data()));
     return read_info("Xpotrf");
   }
@@ -213,7 +213,7 @@ class CudaEngine final : public linalg::Engine {
   void cholesky_solve(View l, View b) override {
     if (l.empty() || b.empty()) return;
     GPEDE_CUSOLVER_CHECK(cusolverDnXpotrs(m_cusolver.get(), m_params.get(), CUBLAS_FILL_MODE_LOWER, l.rows, b.cols,
-                                          CUDA_R_64F, l.data, l.ld, CUDA_R_64F, b.data, b.ld, m_info.data()));
+                                          CUDA_R_64F, l.ptr(), l.ld, CUDA_R_64F, b.ptr(), b.ld, m_info.data()));
     read_info("Xpotrs");
   }
 
@@ -221,10 +221,10 @@ class CudaEngine final : public linalg::Engine {
     if (l.empty()) return;
     std::size_t device_bytes = 0, host_bytes = 0;
     GPEDE_CUSOLVER_CHECK(cusolverDnXtrtri_bufferSize(m_cusolver.get(), CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT,
-                                                     l.rows, CUDA_R_64F, l.data, l.ld, &device_bytes, &host_bytes));
+                                                     l.rows, CUDA_R_64F, l.ptr(), l.ld, &device_bytes, &host_bytes));
     void* work = device_workspace(device_bytes);
     GPEDE_CUSOLVER_CHECK(cusolverDnXtrtri(m_cusolver.get(), CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, l.rows,
-                                          CUDA_R_64F, l.data, l.ld, work, device_bytes, host_workspace(host_bytes),
+                                          CUDA_R_64F, l.ptr(), l.ld, work, device_bytes, host_workspace(host_bytes),
                                           host_bytes, m_info.data()));
     if (const int info = read_info("Xtrtri"); info > 0) {
       throw RuntimeError("cuSOLVER Xtrtri: zero diagonal element " + std::to_string(info) + " of a regular factor");
@@ -234,7 +234,7 @@ class CudaEngine final : public linalg::Engine {
   void upper_triangular_solve(View u, View x) override {
     if (u.empty()) return;
     GPEDE_CUBLAS_CHECK(cublasDtrsv(m_cublas.get(), CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_N, CUBLAS_DIAG_NON_UNIT,
-                                   legacy_size(u.rows, "trsv"), u.data, legacy_size(u.ld, "trsv"), x.data, 1));
+                                   legacy_size(u.rows, "trsv"), u.ptr(), legacy_size(u.ld, "trsv"), x.ptr(), 1));
   }
 
   std::vector<std::int64_t> pivoted_cholesky(View a, double tol, std::int64_t& rank) override {
@@ -250,11 +250,11 @@ class CudaEngine final : public linalg::Engine {
     DeviceBuffer<double> w(static_cast<std::size_t>(a.rows));
     std::size_t device_bytes = 0, host_bytes = 0;
     GPEDE_CUSOLVER_CHECK(cusolverDnXsyevd_bufferSize(m_cusolver.get(), m_params.get(), CUSOLVER_EIG_MODE_VECTOR,
-                                                     CUBLAS_FILL_MODE_LOWER, a.rows, CUDA_R_64F, a.data, a.ld,
+                                                     CUBLAS_FILL_MODE_LOWER, a.rows, CUDA_R_64F, a.ptr(), a.ld,
                                                      CUDA_R_64F, w.data(), CUDA_R_64F, &device_bytes, &host_bytes));
     void* work = device_workspace(device_bytes);
     GPEDE_CUSOLVER_CHECK(cusolverDnXsyevd(m_cusolver.get(), m_params.get(), CUSOLVER_EIG_MODE_VECTOR,
-                                          CUBLAS_FILL_MODE_LOWER, a.rows, CUDA_R_64F, a.data, a.ld, CUDA_R_64F,
+                                          CUBLAS_FILL_MODE_LOWER, a.rows, CUDA_R_64F, a.ptr(), a.ld, CUDA_R_64F,
                                           w.data(), CUDA_R_64F, work, device_bytes, host_workspace(host_bytes),
                                           host_bytes, m_info.data()));
     if (const int info = read_info("Xsyevd"); info > 0) {
@@ -271,9 +271,9 @@ class CudaEngine final : public linalg::Engine {
     device->wide.allocate(static_cast<std::size_t>(std::max(n, 1)));
     if (n > 0) {
       int lwork = 0;
-      GPEDE_CUSOLVER_CHECK(cusolverDnDsytrf_bufferSize(m_cusolver.get(), n, a.data, lda, &lwork));
+      GPEDE_CUSOLVER_CHECK(cusolverDnDsytrf_bufferSize(m_cusolver.get(), n, a.ptr(), lda, &lwork));
       auto* work = static_cast<double*>(device_workspace(static_cast<std::size_t>(std::max(lwork, 1)) * sizeof(double)));
-      GPEDE_CUSOLVER_CHECK(cusolverDnDsytrf(m_cusolver.get(), CUBLAS_FILL_MODE_LOWER, n, a.data, lda,
+      GPEDE_CUSOLVER_CHECK(cusolverDnDsytrf(m_cusolver.get(), CUBLAS_FILL_MODE_LOWER, n, a.ptr(), lda,
                                             device->narrow.data(), work, lwork, m_info.data()));
       read_info("Dsytrf");  // info > 0 (an exactly zero pivot) is a result the solution examines
       launch_widen_pivots(device->narrow.data(), device->wide.data(), n, m_stream);
@@ -295,11 +295,11 @@ class CudaEngine final : public linalg::Engine {
     const auto* device = static_cast<const DevicePivots*>(pivots.engine.get());
     std::size_t device_bytes = 0, host_bytes = 0;
     GPEDE_CUSOLVER_CHECK(cusolverDnXsytrs_bufferSize(m_cusolver.get(), CUBLAS_FILL_MODE_LOWER, a.rows, b.cols,
-                                                     CUDA_R_64F, a.data, a.ld, device->wide.data(), CUDA_R_64F, b.data,
+                                                     CUDA_R_64F, a.ptr(), a.ld, device->wide.data(), CUDA_R_64F, b.ptr(),
                                                      b.ld, &device_bytes, &host_bytes));
     void* work = device_workspace(device_bytes);
-    GPEDE_CUSOLVER_CHECK(cusolverDnXsytrs(m_cusolver.get(), CUBLAS_FILL_MODE_LOWER, a.rows, b.cols, CUDA_R_64F, a.data,
-                                          a.ld, device->wide.data(), CUDA_R_64F, b.data, b.ld, work, device_bytes,
+    GPEDE_CUSOLVER_CHECK(cusolverDnXsytrs(m_cusolver.get(), CUBLAS_FILL_MODE_LOWER, a.rows, b.cols, CUDA_R_64F, a.ptr(),
+                                          a.ld, device->wide.data(), CUDA_R_64F, b.ptr(), b.ld, work, device_bytes,
                                           host_workspace(host_bytes), host_bytes, m_info.data()));
     read_info("Xsytrs");
   }
@@ -311,10 +311,10 @@ class CudaEngine final : public linalg::Engine {
     Matrix inverse = allocate(a.rows, a.rows);
     copy(a, inverse.view());
     int lwork = 0;
-    GPEDE_CUSOLVER_CHECK(cusolverDnDsytri_bufferSize(m_cusolver.get(), CUBLAS_FILL_MODE_LOWER, n, inverse.view().data, n,
+    GPEDE_CUSOLVER_CHECK(cusolverDnDsytri_bufferSize(m_cusolver.get(), CUBLAS_FILL_MODE_LOWER, n, inverse.view().ptr(), n,
                                                      device->narrow.data(), &lwork));
     auto* work = static_cast<double*>(device_workspace(static_cast<std::size_t>(std::max(lwork, 1)) * sizeof(double)));
-    GPEDE_CUSOLVER_CHECK(cusolverDnDsytri(m_cusolver.get(), CUBLAS_FILL_MODE_LOWER, n, inverse.view().data, n,
+    GPEDE_CUSOLVER_CHECK(cusolverDnDsytri(m_cusolver.get(), CUBLAS_FILL_MODE_LOWER, n, inverse.view().ptr(), n,
                                           device->narrow.data(), work, lwork, m_info.data()));
     if (const int info = read_info("Dsytri"); info > 0) {
       throw RuntimeError("cuSOLVER Dsytri: singular pivot " + std::to_string(info) + " after a regular factorisation");
@@ -328,8 +328,8 @@ class CudaEngine final : public linalg::Engine {
       return;
     }
     GPEDE_CUBLAS_CHECK(cublasDgemv(m_cublas.get(), transpose ? CUBLAS_OP_T : CUBLAS_OP_N, legacy_size(a.rows, "gemv"),
-                                   legacy_size(a.cols, "gemv"), &alpha, a.data, legacy_size(a.ld, "gemv"), x.data, 1,
-                                   &beta, y.data, 1));
+                                   legacy_size(a.cols, "gemv"), &alpha, a.ptr(), legacy_size(a.ld, "gemv"), x.ptr(), 1,
+                                   &beta, y.ptr(), 1));
   }
 
   SweepOutcome sweep(View a, double limit, SweepOrder order) override {
