@@ -28,7 +28,11 @@ struct MilleFileSpec {
 /// Sequential reader of one Mille file. Throws InputError (exit code 20) naming the file, the
 /// record number and the byte offset for: truncated records, a record length that does not fit
 /// the file, NaN or infinite values, a global label <= 0, sigma <= 0, a record without any
-/// measurement, a broken record structure. Special blocks are skipped.
+/// measurement, a broken record structure. Special blocks are skipped. A file that changes while
+/// it is read (size, modification time, another file under its name, or another number of
+/// records than in the first pass) is pede's "binary file modified", exit code 19, checked at
+/// every rewind, at the end of the data and before any record fault is reported. A file that
+/// cannot be opened is 15, a folder or a read error 18.
 class MilleReader {
  public:
   /// Opens the file (gzip detected from the first bytes). Throws InputError if it cannot be opened.

@@ -4,6 +4,7 @@
 // down-weighting) on the chosen backend.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -52,6 +53,9 @@ struct SolverOptions {
   std::function<void(const std::string&)> log;
   /// Where `printrecord` writes its printout (pede's mpdebug.txt); empty: nowhere.
   std::filesystem::path record_printout = "mpdebug.txt";
+  /// When this flag becomes true (from any thread, or a signal handler), solve() throws Interrupted
+  /// at the next batch of records or step of the solution. Null: never.
+  const std::atomic<bool>* stop = nullptr;
 };
 
 /// The result for one label, in millepede.res terms.

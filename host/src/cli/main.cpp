@@ -1,10 +1,22 @@
 // gpede command-line tool: `gpede [options] steering-file` runs pede's job and writes pede's result
 // files; `gpede simulate ...` generates a misaligned detector (see `gpede simulate --help`).
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
 
 #include "gpede/error.hpp"
 #include "gpede/output.hpp"
@@ -36,6 +48,7 @@ void print_usage(std::ostream& out) {
 
 struct CommandLine {
   std::filesystem::path steering_file;
+  bool steering_named = false;  ///< named on the command line (else ./steerfile)
   std::filesystem::path output_dir = ".";
   gpede::BackendKind backend = gpede::BackendKind::cpu;
   int threads = 0;
@@ -43,14 +56,33 @@ struct CommandLine {
   bool force = false;
   int check_input = 0;
   bool quiet = false;
+  /// An error pede reports with a code of its own (a second steering file: 12); it is written to
+  /// millepede.end once the output folder is known.
+  std::string deferred_error;
+  int deferred_code = 0;
 };
+
+/// A usage error: exit status 2, no file written.
+struct UsageError : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+
+int parse_threads(const std::string& text) {
+  int value = 0;
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (ec != std::errc() || ptr != end || value < 1) {
+    throw UsageError("--threads needs a whole number of at least 1, not '" + gpede::printable(text, 40) + "'");
+  }
+  return value;
+}
 
 // Returns -1 to go on, else the exit status.
 int parse_command_line(int argc, char** argv, CommandLine& cl) {
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto value = [&](const char* name) -> std::string {
-      if (i + 1 >= argc) throw std::invalid_argument(std::string(name) + " needs a value");
+      if (i + 1 >= argc) throw UsageError(std::string(name) + " needs a value");
       return argv[++i];
     };
     if (arg == "-h" || arg == "--help") {
@@ -63,12 +95,13 @@ int parse_command_line(int argc, char** argv, CommandLine& cl) {
     } else if (arg == "--backend") {
       const std::string b = value("--backend");
       const auto kind = gpede::backend_from_name(b);
-      if (!kind) throw std::invalid_argument("--backend must be cpu, cuda or auto, not '" + b + "'");
+      if (!kind) throw UsageError("--backend must be cpu, cuda or auto, not '" + gpede::printable(b, 40) + "'");
       cl.backend = *kind;
     } else if (arg == "--output-dir" || arg == "-o") {
       cl.output_dir = value("--output-dir");
+      if (cl.output_dir.empty()) throw UsageError("--output-dir needs a folder name");
     } else if (arg == "--threads") {
-      cl.threads = std::stoi(value("--threads"));
+      cl.threads = parse_threads(value("--threads"));
     } else if (arg == "-q" || arg == "--quiet") {
       cl.quiet = true;
     } else if (arg.size() > 1 && arg[0] == '-' && arg.find_first_not_of("sfcC", 1) == std::string::npos) {
@@ -80,15 +113,94 @@ int parse_command_line(int argc, char** argv, CommandLine& cl) {
         if (c == 'C') cl.check_input = 2;
       }
     } else if (!arg.empty() && arg[0] == '-') {
-      throw std::invalid_argument("unknown option '" + arg + "' (see gpede --help)");
-    } else if (cl.steering_file.empty()) {
+      throw UsageError("unknown option '" + gpede::printable(arg, 40) + "' (see gpede --help)");
+    } else if (!cl.steering_named) {
       cl.steering_file = arg;
-    } else {
-      throw std::invalid_argument("a second steering file '" + arg + "' on the command line");
+      cl.steering_named = true;
+    } else if (cl.deferred_code == 0) {
+      cl.deferred_error = "a second steering file '" + arg + "' on the command line (the first is '" +
+                          cl.steering_file.string() + "')";
+      cl.deferred_code = gpede::exit_code::second_text_file;
     }
   }
-  if (cl.steering_file.empty()) cl.steering_file = "steerfile";
+  if (!cl.steering_named) cl.steering_file = "steerfile";
   return -1;
+}
+
+// ----- SIGINT and SIGTERM -------------------------------------------------------------------------
+//
+// The handler (on whichever thread the signal lands, library threads included) sets the stop flag
+// and wakes a watcher thread through a pipe. The solver stops at the next batch of records or step
+// of the solution (SolverOptions::stop), and main() writes millepede.end with code 40. Where the
+// solver cannot get there within the grace time (a factorisation inside a library call, a read
+// that blocks), or at a second signal, the watcher writes millepede.end itself and ends the
+// process with 40. Result files are written under the same mutex, so the watcher never cuts a
+// result set in two.
+
+std::atomic<bool> g_stop{false};
+volatile std::sig_atomic_t g_signal = 0;
+int g_wake[2] = {-1, -1};  // the handler writes one byte per signal into g_wake[1]
+std::mutex g_output_mutex;
+std::filesystem::path g_end_file;  // set once the run folder is ready (under g_output_mutex)
+constexpr int k_grace_milliseconds = 3000;
+
+extern "C" void on_stop_signal(int signal) {
+  const int saved = errno;
+  g_stop.store(true);
+  g_signal = signal;
+  const char byte = 1;
+  [[maybe_unused]] const ssize_t n = ::write(g_wake[1], &byte, 1);
+  errno = saved;
+}
+
+void watch_signals() {
+  char byte = 0;
+  while (::read(g_wake[0], &byte, 1) != 1) {
+    if (errno != EINTR) return;
+  }
+  pollfd fd{g_wake[0], POLLIN, 0};
+  int ready = -1;
+  do {
+    ready = ::poll(&fd, 1, k_grace_milliseconds);
+  } while (ready < 0 && errno == EINTR);
+  std::lock_guard<std::mutex> lock(g_output_mutex);
+  const char* name = g_signal == SIGINT ? "SIGINT" : "SIGTERM";
+  const std::string message = std::string("Aborted, interrupted by ") + name +
+                              (ready > 0 ? " (a second time)"
+                                         : " (the solver did not reach a point to stop within " +
+                                               std::to_string(k_grace_milliseconds / 1000) + " s)") +
+                              "; no result was written";
+  if (!g_end_file.empty()) {
+    try {
+      gpede::write_end(g_end_file, gpede::exit_code::interrupted, message);
+    } catch (...) {
+    }
+  }
+  const std::string line = "gpede: error: " + message + "\n";
+  [[maybe_unused]] const ssize_t n = ::write(STDERR_FILENO, line.data(), line.size());
+  std::_Exit(gpede::exit_code::interrupted);
+}
+
+void start_signal_watcher() {
+  if (::pipe2(g_wake, O_CLOEXEC) != 0) return;  // no clean stop then: the signals keep their default
+  std::thread(watch_signals).detach();
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+}
+
+/// Writes millepede.end unless the watcher is ending the process.
+void write_end_file(int code, const std::string& message) {
+  std::lock_guard<std::mutex> lock(g_output_mutex);
+  if (g_end_file.empty()) return;
+  try {
+    gpede::write_end(g_end_file, code, message);
+  } catch (const std::exception& e) {
+    std::cerr << "gpede: error: " << e.what() << "\n";
+  }
 }
 
 }  // namespace
@@ -101,22 +213,38 @@ int main(int argc, char** argv) {
     if (status >= 0) return status;
   } catch (const std::exception& e) {
     std::cerr << "gpede: " << e.what() << "\n";
-    return 2;
+    return gpede::exit_code::usage;
   }
+  start_signal_watcher();
 
-  const auto out = cl.output_dir;
+  // The output folder first, as pede writes millepede.end first: a folder that cannot be written,
+  // or one another run is using, is reported before any work.
+  std::optional<gpede::RunFolder> folder;
   try {
-    std::filesystem::create_directories(out);
-  } catch (const std::exception& e) {
-    std::cerr << "gpede: cannot create output folder " << out << ": " << e.what() << "\n";
-    return 2;
+    folder.emplace(cl.output_dir);
+  } catch (const gpede::OutputError& e) {
+    std::cerr << "gpede: error: " << e.what() << "\n";
+    return e.exit_code();
   }
-  gpede::Steering steering;
+  const auto out = folder->path();
+  {
+    std::lock_guard<std::mutex> lock(g_output_mutex);
+    g_end_file = out / "millepede.end";
+  }
+  const auto fail = [&](int code, const std::string& message) {
+    std::cerr << "gpede: error: " << gpede::bounded_message(message) << "\n";
+    write_end_file(code, message);
+    return code;
+  };
+  if (cl.deferred_code != 0) return fail(cl.deferred_code, cl.deferred_error);
+
   try {
-    if (!std::filesystem::exists(cl.steering_file)) {
-      throw gpede::InputError("steering file " + cl.steering_file.string() + " not found", 11);
+    std::error_code ec;
+    if (!cl.steering_named && !std::filesystem::exists(cl.steering_file, ec)) {
+      return fail(gpede::exit_code::no_steering_file,
+                  "no steering file: none was named on the command line and ./steerfile does not exist");
     }
-    steering = gpede::parse_steering(cl.steering_file);
+    gpede::Steering steering = gpede::parse_steering(cl.steering_file);
     if (cl.subito) steering.subito = true;
     if (cl.force) steering.force = true;
     if (cl.check_input > 0) steering.check_input = cl.check_input;
@@ -124,11 +252,15 @@ int main(int argc, char** argv) {
     options.backend = cl.backend;
     options.threads = cl.threads;
     options.record_printout = out / "mpdebug.txt";
+    options.stop = &g_stop;
     options.log = [&](const std::string& line) {
       if (!cl.quiet) std::cout << line << "\n";
     };
     gpede::SolveResult result = gpede::solve(steering, options);
-    gpede::write_results(out, result, steering);
+    {
+      std::lock_guard<std::mutex> lock(g_output_mutex);
+      gpede::write_results(out, result, steering);
+    }
     if (result.exit_code >= 10) {
       std::cerr << "gpede: " << result.message << "\n";
       return result.exit_code;
@@ -140,19 +272,15 @@ int main(int argc, char** argv) {
     return 0;
   } catch (const gpede::InputError& e) {
     // The exit status is the code in millepede.end (an abort code, at least 10).
-    const int code = e.exit_code() >= 10 ? e.exit_code() : gpede::exit_code::steering_error;
-    std::cerr << "gpede: error: " << e.what() << "\n";
-    try {
-      gpede::write_end(out / "millepede.end", code, e.what());
-    } catch (...) {
-    }
-    return code;
+    return fail(e.exit_code() >= 10 ? e.exit_code() : gpede::exit_code::steering_error, e.what());
+  } catch (const gpede::Interrupted& e) {
+    return fail(e.exit_code(), std::string("Aborted, interrupted by ") + (g_signal == SIGINT ? "SIGINT" : "SIGTERM") +
+                                   ": " + e.what() + "; no result was written");
+  } catch (const gpede::OutputError& e) {
+    return fail(e.exit_code(), e.what());
+  } catch (const std::bad_alloc&) {
+    return fail(gpede::exit_code::memory, "Aborted, memory allocation failed");
   } catch (const std::exception& e) {
-    std::cerr << "gpede: error: " << e.what() << "\n";
-    try {
-      gpede::write_end(out / "millepede.end", gpede::exit_code::memory, e.what());
-    } catch (...) {
-    }
-    return gpede::exit_code::memory;
+    return fail(gpede::exit_code::memory, e.what());
   }
 }

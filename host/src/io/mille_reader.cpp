@@ -76,7 +76,7 @@ class ByteSource {
           if (errno == EINTR) continue;
           throw InputError(
               "Mille file '" + m_path.string() + "': read error (" + errno_text(errno) + ")",
-              exit_code::bad_binary);
+              exit_code::binary_read);
         }
         if (got == 0) break;
         total += static_cast<std::size_t>(got);
@@ -87,6 +87,25 @@ class ByteSource {
 
   /// True if the gzip stream ended without its trailer (file cut short).
   bool gzip_cut_short() const noexcept { return m_gzip_cut; }
+
+  /// How the file on disk differs from the one opened (size, modification time, or another file
+  /// now under its name); empty if it does not. Only regular files are compared.
+  std::string change() const {
+    if (!m_identity.regular) return {};
+    struct stat st {};
+    if (::stat(m_path.c_str(), &st) != 0) return "it cannot be found any more (" + errno_text(errno) + ")";
+    if (st.st_dev != m_identity.device || st.st_ino != m_identity.inode) {
+      return "another file has taken its name";
+    }
+    if (static_cast<std::int64_t>(st.st_size) != m_identity.size) {
+      return "its size changed from " + std::to_string(m_identity.size) + " to " + std::to_string(st.st_size) +
+             " bytes";
+    }
+    if (st.st_mtim.tv_sec != m_identity.mtime_s || st.st_mtim.tv_nsec != m_identity.mtime_ns) {
+      return "its modification time changed";
+    }
+    return {};
+  }
 
   void rewind() {
     m_gzip_cut = false;
@@ -108,16 +127,22 @@ class ByteSource {
     if (m_fd < 0) {
       const int err = errno;
       throw InputError("Mille file '" + m_path.string() + "' cannot be opened: " + errno_text(err),
-                       exit_code::unknown_keyword);
+                       exit_code::binary_open);
     }
     struct stat st {};
     if (::fstat(m_fd, &st) != 0 || S_ISDIR(st.st_mode)) {
       ::close(m_fd);
       m_fd = -1;
-      throw InputError("Mille file '" + m_path.string() + "' cannot be read: it is a directory",
-                       exit_code::unknown_keyword);
+      throw InputError("Mille file '" + m_path.string() + "' cannot be read: it is a folder",
+                       exit_code::binary_read);
     }
     m_file_size = S_ISREG(st.st_mode) ? static_cast<std::int64_t>(st.st_size) : -1;
+    m_identity.regular = S_ISREG(st.st_mode);
+    m_identity.device = st.st_dev;
+    m_identity.inode = st.st_ino;
+    m_identity.size = static_cast<std::int64_t>(st.st_size);
+    m_identity.mtime_s = st.st_mtim.tv_sec;
+    m_identity.mtime_ns = st.st_mtim.tv_nsec;
 #ifdef POSIX_FADV_SEQUENTIAL
     ::posix_fadvise(m_fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 #endif
@@ -131,7 +156,7 @@ class ByteSource {
       ::close(m_fd);
       m_fd = -1;
       throw InputError("Mille file '" + m_path.string() + "' cannot be read: " + errno_text(err),
-                       exit_code::unknown_keyword);
+                       exit_code::binary_read);
     }
     m_gzip = got == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
     if (m_gzip) {
@@ -140,7 +165,7 @@ class ByteSource {
         ::close(m_fd);
         m_fd = -1;
         throw InputError("Mille file '" + m_path.string() + "': cannot start gzip decompression",
-                         exit_code::unknown_keyword);
+                         exit_code::binary_read);
       }
       m_fd = -1;  // owned by m_gz now
       gzbuffer(m_gz, 1u << 20);
@@ -154,7 +179,17 @@ class ByteSource {
     m_fd = -1;
   }
 
+  struct Identity {
+    bool regular = false;
+    dev_t device = 0;
+    ino_t inode = 0;
+    std::int64_t size = 0;
+    std::int64_t mtime_s = 0;
+    std::int64_t mtime_ns = 0;
+  };
+
   std::filesystem::path m_path;
+  Identity m_identity;  ///< the file as opened
   int m_fd = -1;
   gzFile m_gz = nullptr;
   bool m_gzip = false;
@@ -294,6 +329,7 @@ struct MilleReader::Impl {
   std::int64_t consumed = 0;  ///< stream offset of buf[begin]
   std::int64_t records = 0;
   std::int64_t double_records = 0;
+  std::int64_t first_pass_records = -1;  ///< records of the first complete pass (pede's length check)
 
   Impl(const MilleFileSpec& s, std::int32_t index) : spec(s), file_index(index), source(s.path) {
     buf.resize(k_chunk_bytes);
@@ -325,13 +361,41 @@ struct MilleReader::Impl {
     consumed += static_cast<std::int64_t>(n);
   }
 
+  /// pede's "binary file modified" (19): the file changed since it was opened.
+  [[noreturn]] void fail_changed(const std::string& how) const {
+    throw InputError("Mille file '" + spec.path.string() + "' was modified during the run (" + how +
+                         "): its records would differ from one pass over the data to the next. Write "
+                         "binary files before the run, not during it",
+                     exit_code::file_changed);
+  }
+
+  /// Before a pass and at the end of one: the file must be the one read before.
+  void check_unchanged() const {
+    const std::string how = source.change();
+    if (!how.empty()) fail_changed(how);
+  }
+
   [[noreturn]] void fail(std::int64_t record, std::int64_t offset, const std::string& what) const {
+    // A record that breaks because the file is being written is a changed file, not a bad one.
+    check_unchanged();
     std::ostringstream os;
     os << "Mille file '" << spec.path.string() << "': record " << record << " at byte offset "
        << offset;
     if (source.is_gzip()) os << " of the uncompressed data";
     os << ": " << what;
     throw InputError(os.str(), exit_code::bad_binary);
+  }
+
+  /// At the clean end of the data: the file is unchanged and, after the first pass, holds as many
+  /// records as in the first.
+  void end_of_pass() {
+    check_unchanged();
+    if (first_pass_records < 0) {
+      first_pass_records = records;
+    } else if (records != first_pass_records) {
+      fail_changed("it now holds " + std::to_string(records) + " records, " + std::to_string(first_pass_records) +
+                   " in the first pass");
+    }
   }
 
   std::string where_eof() const {
@@ -349,6 +413,7 @@ struct MilleReader::Impl {
         if (source.is_gzip() && source.gzip_cut_short()) {
           fail(record, offset, "the gzip stream is cut short (the compressed file is truncated)");
         }
+        end_of_pass();
         return false;
       }
       fail(record, offset,
@@ -446,6 +511,7 @@ std::int64_t MilleReader::records_read() const noexcept { return m_impl->records
 std::int64_t MilleReader::double_records_read() const noexcept { return m_impl->double_records; }
 
 void MilleReader::rewind() {
+  m_impl->check_unchanged();
   m_impl->source.rewind();
   m_impl->begin = m_impl->end = 0;
   m_impl->at_eof = false;

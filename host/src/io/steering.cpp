@@ -10,6 +10,8 @@
 #include <array>
 #include <charconv>
 #include <cmath>
+#include <cstring>
+#include <cerrno>
 #include <fstream>
 #include <limits>
 #include <optional>
@@ -24,11 +26,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// pede's exit codes for faults that error.hpp does not name.
-constexpr int open_error = 16;          // a named file (steering or text file) cannot be read
-constexpr int unsupported_method = 36;  // `method` names no method pede knows
+constexpr int open_error = exit_code::open_error;
+constexpr int unsupported_method = exit_code::unsupported_method;
 
 constexpr std::size_t max_numbers_per_line = 100;  // pede's ratext reads at most 100 numbers
+constexpr std::size_t pede_line_length = 1024;     // pede reads lines into a CHARACTER*1024
 
 bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
 
@@ -299,11 +301,10 @@ std::vector<std::string_view> split_tokens(std::string_view text) {
   return tokens;
 }
 
+/// A token or line as a message quotes it: printable and at most 80 bytes of it.
 std::string quoted(std::string_view text) {
-  std::string out;
-  out.reserve(text.size() + 2);
-  out += '\'';
-  out += text;
+  std::string out(1, '\'');
+  out += printable(text, 80);
   out += '\'';
   return out;
 }
@@ -326,11 +327,14 @@ class Parser {
         m_is_steering_file(is_steering_file) {}
 
   void run() {
+    // pede: 11 for the steering file, 16 for a text file that cannot be opened
+    const int code = m_is_steering_file ? exit_code::steering_open : open_error;
+    const std::string what = std::string(m_is_steering_file ? "steering" : "text") + " file " + m_file.string();
+    std::error_code ec;
+    if (fs::is_directory(m_file, ec)) throw InputError("cannot read " + what + ": it is a folder", code);
     std::ifstream in(m_file);
     if (!in) {
-      throw InputError("cannot open " + std::string(m_is_steering_file ? "steering" : "text") +
-                           " file " + m_file.string() + " for reading",
-                       open_error);
+      throw InputError("cannot open " + what + " for reading: " + std::strerror(errno), code);
     }
     std::string raw;
     int number = 0;
@@ -340,13 +344,14 @@ class Parser {
       if (!process_line(raw, number)) break;
     }
     if (in.bad()) {
-      throw InputError("read error in " + m_file.string() + " after line " + std::to_string(number),
-                       open_error);
+      throw InputError("read error in " + m_file.string() + " after line " + std::to_string(number), code);
     }
   }
 
   /// Text files found in a steering file, in the order named.
   const std::vector<fs::path>& text_files() const { return m_text_files; }
+  /// The first unknown keyword of the steering file (empty if none).
+  const std::string& unknown_keyword_error() const { return m_unknown; }
 
  private:
   enum class Block { none, parameter, constraint, measurement };
@@ -369,6 +374,17 @@ class Parser {
   bool process_line(std::string raw, int line) {
     if (!raw.empty() && raw.back() == '\r') raw.pop_back();
     if (!raw.empty() && raw.front() == '*') return true;  // comment line
+    if (raw.size() > pede_line_length) {
+      // pede reads the first 1024 characters of a line; a comment may run on, content may not.
+      const std::size_t content_end = raw.substr(0, raw.find('!')).find_last_not_of(" \t\v\f");
+      if (content_end != std::string::npos && content_end >= pede_line_length) {
+        fail(line, "the line is " + std::to_string(raw.size()) + " characters long and its content goes on to character " +
+                       std::to_string(content_end + 1) + "; pede reads only the first " +
+                       std::to_string(pede_line_length) +
+                       " characters of a line and would misread it: split it into shorter lines (it begins " +
+                       quoted(std::string_view(raw)) + ")");
+      }
+    }
     const std::string_view before_bang = trim(std::string_view(raw).substr(0, raw.find('!')));
     if (before_bang.empty()) return true;
     if (iequals(before_bang, "end")) return false;
@@ -446,9 +462,10 @@ class Parser {
   }
 
   std::optional<fs::path> resolve(const fs::path& name) const {
+    // As for pede, a folder is a file too: reading it fails later (text file: 16, binary: 18).
     auto usable = [](const fs::path& p) {
       std::error_code ec;
-      return fs::exists(p, ec) && !fs::is_directory(p, ec);
+      return fs::exists(p, ec);
     };
     if (name.is_absolute()) {
       if (usable(name)) return name.lexically_normal();
@@ -566,7 +583,10 @@ class Parser {
   void keyword_line(const std::vector<std::string_view>& tokens, std::string_view text, int line) {
     const std::string_view word = tokens.front();
     const KeywordEntry* entry = find_keyword(word, tokens.size());
-    if (entry == nullptr) unknown_keyword(text, line);
+    if (entry == nullptr) {
+      unknown_keyword(text, line);
+      return;
+    }
 
     const std::string as_written = quoted(text);
     if (entry->key == Key::not_implemented) {
@@ -824,7 +844,9 @@ class Parser {
     m_context.method_where = {m_file, line};
   }
 
-  [[noreturn]] void unknown_keyword(std::string_view text, int line) const {
+  /// In the steering file the first unknown keyword is kept and reported after the whole file was
+  /// read (pede reports a missing binary file first); in a text file it ends the parse at once.
+  void unknown_keyword(std::string_view text, int line) {
     std::string what = quoted(text) + " is neither a keyword pede knows";
     if (m_is_steering_file) {
       what += " nor an existing file (looked for a file in";
@@ -838,7 +860,8 @@ class Parser {
           " (a text file holds Parameter, Constraint and Measurement blocks and options; "
           "files can be named only in the steering file)";
     }
-    fail(line, what, exit_code::unknown_keyword);
+    if (!m_is_steering_file) fail(line, what, exit_code::unknown_keyword);
+    if (m_unknown.empty()) m_unknown = location(m_file, line) + ": " + what;
   }
 
   Steering& m_steering;
@@ -848,6 +871,7 @@ class Parser {
   Block m_block = Block::none;
   MilleFormat m_format = MilleFormat::c_binary;
   std::vector<fs::path> m_text_files;
+  std::string m_unknown;
 };
 
 void parse_text_file_with(const fs::path& text_file, Steering& steering, ParseContext& context) {
@@ -903,8 +927,11 @@ bool keyword_matches(const std::string& keyword, const std::string& text) {
   const std::string_view t = trim(text);
   if (k.empty() || t.empty()) return false;
   if (is_exact_keyword(k)) return iequals(k, t);
-  const int matched = matched_characters(t, k);
+  // At most the shorter length can match: a text much longer than the keyword fails at once
+  // (and a huge token costs nothing).
   const std::size_t longer = std::max(k.size(), t.size());
+  if (100 * std::min(k.size(), t.size()) < 80 * longer) return false;
+  const int matched = matched_characters(t, k);
   return 100 * static_cast<std::size_t>(matched) >= 80 * longer;
 }
 
@@ -930,17 +957,25 @@ Steering parse_steering(const fs::path& steering_file) {
   Steering steering;
   steering.steering_file = steering_file;
   std::error_code ec;
-  if (!fs::exists(steering_file, ec) || fs::is_directory(steering_file, ec)) {
-    throw InputError("steering file " + steering_file.string() + " does not exist" +
-                         (fs::is_directory(steering_file, ec) ? " (it is a folder)" : ""),
-                     open_error);
+  if (!fs::exists(steering_file, ec)) {
+    // pede: 16 for a file named on the command line that does not exist
+    throw InputError("steering file " + steering_file.string() + " does not exist", open_error);
   }
   ParseContext context;
   Parser parser(steering, context, steering_file, true);
   parser.run();
+  // pede checks the binary files before it reports unknown keywords: a misspelt or missing binary
+  // file is "no binary files" (14) when it was the only one.
+  if (!parser.unknown_keyword_error().empty() && steering.binary_files.empty()) {
+    throw InputError("no binary files in " + steering_file.string() + " (" + parser.unknown_keyword_error() + ")",
+                     exit_code::no_binary_files);
+  }
   // pede reads the text files after the whole steering file, in the order they are named.
   for (const auto& text_file : parser.text_files()) {
     parse_text_file_with(text_file, steering, context);
+  }
+  if (!parser.unknown_keyword_error().empty()) {
+    throw InputError(parser.unknown_keyword_error(), exit_code::unknown_keyword);
   }
   // pede numbers all Fortran files before all C files.
   std::stable_partition(

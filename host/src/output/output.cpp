@@ -379,9 +379,13 @@ std::filesystem::path temporary_sibling(const std::filesystem::path& file) {
 
 std::string format_g14_5(double x) { return fortran_g_real4(static_cast<float>(x), 14, 5); }
 
-void write_file_atomically(const std::filesystem::path& file, const std::string& content) {
+namespace {
+
+/// Writes `content` to a new temporary file beside `file` and returns its path; on failure
+/// removes it and throws OutputError (41) naming `file`.
+std::filesystem::path write_temporary(const std::filesystem::path& file, const std::string& content) {
   if (file.filename().empty()) {
-    throw RuntimeError("cannot write '" + file.string() + "': the path names no file");
+    throw OutputError("cannot write '" + file.string() + "': the path names no file", exit_code::output_error);
   }
   std::filesystem::path temporary;
   int fd = -1;
@@ -393,13 +397,15 @@ void write_file_atomically(const std::filesystem::path& file, const std::string&
   if (fd < 0) {
     const int error = errno;
     const std::filesystem::path folder = file.parent_path().empty() ? "." : file.parent_path();
-    throw RuntimeError("cannot write '" + file.string() + "': cannot create a temporary file in '" +
-                       folder.string() + "': " + errno_text(error));
+    throw OutputError("cannot write '" + file.string() + "': cannot create a temporary file in '" +
+                          folder.string() + "': " + errno_text(error),
+                      exit_code::output_error);
   }
   const auto fail = [&](const std::string& what, int error) {
     if (fd >= 0) ::close(fd);
     ::unlink(temporary.c_str());
-    throw RuntimeError("cannot write '" + file.string() + "': " + what + ": " + errno_text(error));
+    throw OutputError("cannot write '" + file.string() + "': " + what + ": " + errno_text(error),
+                      exit_code::output_error);
   };
   const char* data = content.data();
   std::size_t left = content.size();
@@ -415,14 +421,59 @@ void write_file_atomically(const std::filesystem::path& file, const std::string&
   const int closed = ::close(fd);
   fd = -1;
   if (closed != 0) fail("close failed", errno);
-  if (::rename(temporary.c_str(), file.c_str()) != 0) fail("rename failed", errno);
+  return temporary;
+}
+
+/// Files written to temporary names and renamed together by commit(); those not committed are
+/// removed.
+class StagedFiles {
+ public:
+  StagedFiles() = default;
+  StagedFiles(const StagedFiles&) = delete;
+  StagedFiles& operator=(const StagedFiles&) = delete;
+  ~StagedFiles() {
+    for (const auto& [temporary, file] : m_files) ::unlink(temporary.c_str());
+  }
+
+  void stage(const std::filesystem::path& file, const std::string& content) {
+    m_files.emplace_back(write_temporary(file, content), file);
+  }
+
+  /// Renames every staged file to its name, in the order staged.
+  void commit() {
+    for (std::size_t i = 0; i < m_files.size(); ++i) {
+      const auto& [temporary, file] = m_files[i];
+      if (::rename(temporary.c_str(), file.c_str()) != 0) {
+        const int error = errno;
+        m_files.erase(m_files.begin(), m_files.begin() + static_cast<std::ptrdiff_t>(i));
+        throw OutputError("cannot write '" + file.string() + "': rename failed: " + errno_text(error),
+                          exit_code::output_error);
+      }
+    }
+    m_files.clear();
+  }
+
+ private:
+  std::vector<std::pair<std::filesystem::path, std::filesystem::path>> m_files;  // temporary, final
+};
+
+}  // namespace
+
+void write_file_atomically(const std::filesystem::path& file, const std::string& content) {
+  const std::filesystem::path temporary = write_temporary(file, content);
+  if (::rename(temporary.c_str(), file.c_str()) != 0) {
+    const int error = errno;
+    ::unlink(temporary.c_str());
+    throw OutputError("cannot write '" + file.string() + "': rename failed: " + errno_text(error),
+                          exit_code::output_error);
+  }
 }
 
 namespace {
 
 // millepede.res of `checkinput`: start values, pre-sigmas, entries, constraints and status of
 // every label, in pede's layout; with `checkinput 2` where each label appears.
-void write_input_statistics(const std::filesystem::path& file, const SolveResult& result) {
+std::string input_statistics_text(const SolveResult& result) {
   std::string out;
   out += ListLine().text("*** Results of checking input only, no solution performed ***").str();
   out += ListLine().text("! fixed-1: by pre-sigma, -2: by entries cut, -3: by iterated entries cut").str();
@@ -456,15 +507,14 @@ void write_input_statistics(const std::filesystem::path& file, const SolveResult
              fortran_i(a.paired, 11) + "\n";
     }
   }
-  write_file_atomically(file, out);
+  return out;
 }
 
 }  // namespace
 
-void write_res(const std::filesystem::path& file, const SolveResult& result, const Steering& steering) {
+std::string res_text(const SolveResult& result, const Steering& steering) {
   if (result.input_check) {
-    write_input_statistics(file, result);
-    return;
+    return input_statistics_text(result);
   }
   std::string out = " Parameter   ! first 3 elements per line are significant (if used as input)\n";
   const bool counts = steering.printcounts != 0;
@@ -490,14 +540,14 @@ void write_res(const std::filesystem::path& file, const SolveResult& result, con
     }
     out += '\n';
   }
-  write_file_atomically(file, out);
+  return out;
 }
 
 std::vector<std::int64_t> eve_selection(const std::vector<double>& eigenvalues) {
   return detail::eve_selection(eigenvalues, 16);
 }
 
-void write_eve(const std::filesystem::path& file, const SolveResult& result) {
+std::string eve_text(const SolveResult& result) {
   const auto& eigen = result.eigen;
   const auto n = static_cast<std::int64_t>(eigen.eigenvalues.size());
   std::string out;
@@ -505,7 +555,7 @@ void write_eve(const std::filesystem::path& file, const SolveResult& result) {
     const auto it = std::find_if(eigen.eigenvectors.begin(), eigen.eigenvectors.end(),
                                  [&](const auto& v) { return v.first == index; });
     if (it == eigen.eigenvectors.end()) {
-      throw RuntimeError("cannot write '" + file.string() + "': eigenvector " + std::to_string(n - index) +
+      throw RuntimeError("millepede.eve: eigenvector " + std::to_string(n - index) +
                          " (eigenvalue index " + std::to_string(index) +
                          " ascending) is missing from the result; eve_selection() lists those needed");
     }
@@ -527,14 +577,14 @@ void write_eve(const std::filesystem::path& file, const SolveResult& result) {
     }
     out += ListLine().text(" ").str();
   }
-  write_file_atomically(file, out);
+  return out;
 }
 
-void write_end(const std::filesystem::path& file, int exit_code, const std::string& message) {
-  write_file_atomically(file, " " + fortran_i(exit_code, 4) + "   " + one_line(message) + "\n");
+std::string end_text(int exit_code, const std::string& message) {
+  return " " + fortran_i(exit_code, 4) + "   " + one_line(message) + "\n";
 }
 
-void write_log(const std::filesystem::path& file, const SolveResult& result, const Steering& steering) {
+std::string log_text(const SolveResult& result, const Steering& steering) {
   std::string out;
   const std::string blank = ListLine().text(" ").str();
   out += ListLine().text("Log-file gpede (Millepede II compatible)       ").text(date_text()).str();
@@ -673,7 +723,7 @@ void write_log(const std::filesystem::path& file, const SolveResult& result, con
   out += blank;
   out += " Exit code " + std::to_string(result.exit_code) + ": " + one_line(result.message) + "\n";
   out += ListLine().text("end                                            ").text(date_text()).str();
-  write_file_atomically(file, out);
+  return out;
 }
 
 std::string chi2_summary(const SolveResult& result) {
@@ -713,7 +763,7 @@ std::string ending_lines(const SolveResult& result) {
   return out;
 }
 
-void write_json(const std::filesystem::path& file, const SolveResult& result, const Steering& steering) {
+std::string json_text(const SolveResult& result, const Steering& steering) {
   std::ostringstream out;
   const PhaseFigures& f = result.figures;
   out << "{\n";
@@ -774,19 +824,45 @@ void write_json(const std::filesystem::path& file, const SolveResult& result, co
   }
   out << (sorted.empty() ? "]\n" : "\n  ]\n");
   out << "}\n";
-  write_file_atomically(file, out.str());
+  return out.str();
+}
+
+void write_res(const std::filesystem::path& file, const SolveResult& result, const Steering& steering) {
+  write_file_atomically(file, res_text(result, steering));
+}
+
+void write_eve(const std::filesystem::path& file, const SolveResult& result) {
+  write_file_atomically(file, eve_text(result));
+}
+
+void write_end(const std::filesystem::path& file, int exit_code, const std::string& message) {
+  write_file_atomically(file, end_text(exit_code, message));
+}
+
+void write_log(const std::filesystem::path& file, const SolveResult& result, const Steering& steering) {
+  write_file_atomically(file, log_text(result, steering));
+}
+
+void write_json(const std::filesystem::path& file, const SolveResult& result, const Steering& steering) {
+  write_file_atomically(file, json_text(result, steering));
 }
 
 void write_results(const std::filesystem::path& folder, SolveResult& result, const Steering& steering) {
   const auto t0 = std::chrono::steady_clock::now();
+  // Every file is written to a temporary name first; only when all are whole are they renamed,
+  // millepede.end last. A failure (a full disk) leaves the folder as it was.
+  StagedFiles staged;
   if (result.exit_code < 10) {
-    write_res(folder / "millepede.res", result, steering);
-    if (steering.method == Method::diagonalization && !result.input_check) write_eve(folder / "millepede.eve", result);
+    staged.stage(folder / "millepede.res", res_text(result, steering));
+    if (steering.method == Method::diagonalization && !result.input_check) {
+      staged.stage(folder / "millepede.eve", eve_text(result));
+    }
   }
   result.figures.output_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  write_log(folder / "millepede.log", result, steering);
-  write_json(folder / "gpede.json", result, steering);
-  write_end(folder / "millepede.end", result.exit_code, result.message);
+  staged.stage(folder / "millepede.log", log_text(result, steering));
+  staged.stage(folder / "gpede.json", json_text(result, steering));
+  staged.stage(folder / "millepede.end", end_text(result.exit_code, result.message));
+  staged.commit();
 }
 
 }  // namespace gpede

@@ -42,8 +42,7 @@ struct HostFit {
 
   void run(const kernels::RecordBatchView& view, const kernels::GlobalStateView& state, std::int64_t r,
            const kernels::LocalFitOptions& options) {
-    kernels::RecordShape shape = kernels::record_shape(view, r);
-    shape.local_parameters = std::min(shape.local_parameters, shape.measurements);
+    const kernels::RecordShape shape = kernels::record_shape(view, r);
     buffer.assign(kernels::local_fit_scratch_bytes(shape) / sizeof(double) + 1, 0.0);
     scratch = kernels::make_local_fit_scratch(buffer.data(), shape);
     result = kernels::fit_record(view, state, r, options, scratch);

@@ -11,6 +11,7 @@
 
 #include "gpede/detail/backend.hpp"
 #include "gpede/detail/cuda_device.hpp"
+#include "gpede/detail/worker_pool.hpp"
 #include "gpede/error.hpp"
 #include "gpede/solver.hpp"
 #include "record_printout.hpp"
@@ -32,10 +33,26 @@ std::int64_t peak_rss_bytes() {
 /// The backend for the size of the problem: CPU, or CUDA where asked and where the plan fits.
 std::unique_ptr<detail::Backend> choose_backend(const Steering& steering, const SolverOptions& options,
                                                 std::int64_t n_variable, std::int64_t n_constraints,
-                                                std::size_t max_batch_bytes, const detail::RunLog& log) {
-  int threads = options.threads > 0 ? options.threads : steering.threads;
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  if (options.backend == BackendKind::cpu) return detail::make_cpu_backend(threads);
+                                                std::size_t max_batch_bytes, const detail::RunLog& log,
+                                                std::vector<std::string>& warnings) {
+  std::string note;
+  const int threads = detail::capped_threads(options.threads > 0 ? options.threads : steering.threads, note);
+  auto cpu_backend = [&] {
+    if (!note.empty()) {
+      warnings.push_back(note);
+      log.progress("warning: " + note);
+    }
+    std::unique_ptr<detail::Backend> backend = detail::make_cpu_backend(threads);
+    if (backend->host_threads() < threads) {
+      const std::string refused = "the system started only " + std::to_string(backend->host_threads()) + " of " +
+                                  std::to_string(threads) +
+                                  " threads (process or memory limits); the run goes on with those";
+      warnings.push_back(refused);
+      log.progress("warning: " + refused);
+    }
+    return backend;
+  };
+  if (options.backend == BackendKind::cpu) return cpu_backend();
   const detail::CudaDeviceInfo device = detail::query_cuda_device();
   std::string reason;
   if (!device.present) {
@@ -51,7 +68,7 @@ std::unique_ptr<detail::Backend> choose_backend(const Steering& steering, const 
   }
   if (options.backend == BackendKind::cuda) throw RuntimeError("--backend cuda: " + reason);
   log.progress("backend: cpu (automatic choice: " + reason + ")");
-  return detail::make_cpu_backend(threads);
+  return cpu_backend();
 }
 
 /// The parameters as millepede.res lists them, from the setup and (if any) the iterations.
@@ -133,11 +150,17 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
   // ---- read the records and map the labels ----------------------------------------------------
   std::unique_ptr<RecordSource> owned_source;
   if (source == nullptr) {
+    if (steering.binary_files.empty()) {
+      throw InputError("no binary files: " + steering.steering_file.string() +
+                           " names no existing Mille file (a line that names one is the file's path, "
+                           "relative to the working folder or to the steering file's folder)",
+                       exit_code::no_binary_files);
+    }
     owned_source = make_file_source(steering);
     source = owned_source.get();
   }
   const auto t_read = Clock::now();
-  detail::DataSet data(*source, options.cache_records, std::max<std::size_t>(1, options.batch_records));
+  detail::DataSet data(*source, options.cache_records, std::max<std::size_t>(1, options.batch_records), options.stop);
   detail::EntryCounter counter(steering.count_records);
   detail::LabelMap labels;
   const detail::ReadOutcome read = detail::read_records(steering, data, counter, labels);
@@ -178,7 +201,7 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
 
   // ---- backend, chosen now that the size of the system is known ---------------------------------
   std::unique_ptr<detail::Backend> backend =
-      choose_backend(steering, options, n_var, constraints.system.m, read.max_batch_bytes, log);
+      choose_backend(steering, options, n_var, constraints.system.m, read.max_batch_bytes, log, result.warnings);
   result.backend = backend->name();
 
   // ---- iterations --------------------------------------------------------------------------------

@@ -80,9 +80,16 @@ std::int64_t EntryCounter::count(std::int32_t label) const {
   return it == m_hash.end() ? 0 : it->second;
 }
 
+void check_stop(const std::atomic<bool>* stop) {
+  if (stop != nullptr && stop->load(std::memory_order_relaxed)) {
+    throw Interrupted("stopped on request before the solution was complete");
+  }
+}
+
 void DataSet::first_read(const std::function<void(const RecordBatch&)>& per_batch) {
   m_source.rewind();
   while (true) {
+    check_stop();
     RecordBatch batch;
     if (m_source.next(batch, m_batch_records) == 0) break;
     per_batch(batch);
@@ -90,18 +97,24 @@ void DataSet::first_read(const std::function<void(const RecordBatch&)>& per_batc
   }
 }
 
+void DataSet::check_stop() const { detail::check_stop(m_stop); }
+
 void DataSet::map_cached(const LabelMap& map) {
   for (auto& b : m_batches) map.map_batch(b);
 }
 
 void DataSet::pass(const LabelMap& map, const std::function<void(const RecordBatch&)>& per_batch) {
   if (m_cache) {
-    for (auto& b : m_batches) per_batch(b);
+    for (auto& b : m_batches) {
+      check_stop();
+      per_batch(b);
+    }
     return;
   }
   m_source.rewind();
   RecordBatch batch;
   while (true) {
+    check_stop();
     batch.clear();
     if (m_source.next(batch, m_batch_records) == 0) break;
     map.map_batch(batch);

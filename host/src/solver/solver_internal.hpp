@@ -73,21 +73,27 @@ class EntryCounter {
 /// The records of the run: kept in memory after the first read, or read again per pass.
 class DataSet {
  public:
-  DataSet(RecordSource& source, bool cache, std::size_t batch_records)
-      : m_source(source), m_cache(cache), m_batch_records(batch_records) {}
+  DataSet(RecordSource& source, bool cache, std::size_t batch_records, const std::atomic<bool>* stop = nullptr)
+      : m_source(source), m_cache(cache), m_batch_records(batch_records), m_stop(stop) {}
 
   /// First read: every record, with a callback per batch (labels not yet mapped).
   void first_read(const std::function<void(const RecordBatch&)>& per_batch);
   void map_cached(const LabelMap& map);
   /// A pass: every batch, labels mapped, handed to per_batch.
   void pass(const LabelMap& map, const std::function<void(const RecordBatch&)>& per_batch);
+  /// Throws Interrupted if the run was asked to stop.
+  void check_stop() const;
 
  private:
   RecordSource& m_source;
   bool m_cache;
   std::size_t m_batch_records;
+  const std::atomic<bool>* m_stop;
   std::vector<RecordBatch> m_batches;
 };
+
+/// Throws Interrupted if `stop` is set (SolverOptions::stop).
+void check_stop(const std::atomic<bool>* stop);
 
 /// Why a label is not fitted (pede's numbers).
 enum class FixedBy : int { none = 0, presigma = -1, entries = -2, iterated_entries = -3 };

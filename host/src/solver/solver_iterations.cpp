@@ -324,9 +324,11 @@ Iterations::Flow Iterations::solve() {
     options.want_covariance = m_steering.method == Method::inversion || m_steering.method == Method::diagonalization;
     options.eve_count = m_steering.method == Method::diagonalization ? 16 : 0;
     options.solve_singular = true;
+    m_problem.data.check_stop();
     const auto t0 = Clock::now();
     m_out.factorization = m_backend.factorize(m_problem.constraints.system, options);
     m_result.figures.solving_s += seconds_since(t0);
+    m_problem.data.check_stop();
     const FactorReport& report = m_out.factorization;
     if (!report.solvable) throw Abort{exit_code::factorisation_failed, report.message};
     const std::int64_t size = m_steering.constraint_mode == ConstraintMode::elimination

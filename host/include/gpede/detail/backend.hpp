@@ -102,6 +102,8 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
+  /// Host threads that run the local fits (0 where the device runs them).
+  virtual int host_threads() const { return 0; }
 
   /// Starts a pass; if setup.build_matrix the global matrix is zeroed and accumulated in this pass.
   virtual void begin_pass(const PassSetup& setup) = 0;

@@ -12,7 +12,8 @@ namespace gpede::detail {
 
 class CpuAccumulator {
  public:
-  explicit CpuAccumulator(int threads);  ///< 0: all cores
+  /// `threads` (0: every usable CPU) threads, or fewer if the system refuses some (threads()).
+  explicit CpuAccumulator(int threads);
   ~CpuAccumulator();
   CpuAccumulator(const CpuAccumulator&) = delete;
   CpuAccumulator& operator=(const CpuAccumulator&) = delete;
@@ -25,6 +26,8 @@ class CpuAccumulator {
   PassTotals end_pass();
   /// The global matrix of the last building pass: n x n, column-major, both triangles valid.
   std::vector<double>& matrix();
+  /// The threads that run the local fits, the caller's included.
+  int threads() const;
 
  private:
   struct Impl;

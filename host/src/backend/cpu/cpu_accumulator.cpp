@@ -5,6 +5,7 @@
 // one thread runs). end_pass reduces the private sums and mirrors the lower triangle.
 #include "gpede/detail/cpu_accumulator.hpp"
 #include "gpede/detail/batch_layout.hpp"
+#include "gpede/detail/worker_pool.hpp"
 
 #include <algorithm>
 #include <unistd.h>
@@ -25,79 +26,6 @@
 namespace gpede::detail {
 namespace {
 
-// Local parameters beyond this are taken as a corrupt record rather than a track model
-// (the scratch grows with their square).
-constexpr std::int32_t max_local_parameters = 20000;
-
-/// Runs a job on n threads: the caller is thread 0, n - 1 workers wait for jobs.
-class WorkerPool {
- public:
-  explicit WorkerPool(int n) {
-    for (int t = 1; t < n; ++t) m_threads.emplace_back([this, t] { loop(t); });
-  }
-  ~WorkerPool() {
-    {
-      std::lock_guard<std::mutex> lock(m_mutex);
-      m_stop = true;
-    }
-    m_start.notify_all();
-    for (auto& thread : m_threads) thread.join();
-  }
-  WorkerPool(const WorkerPool&) = delete;
-  WorkerPool& operator=(const WorkerPool&) = delete;
-
-  int size() const { return static_cast<int>(m_threads.size()) + 1; }
-
-  /// job(t) for every t in [0, size()); returns when all are done. job must not throw.
-  void run(const std::function<void(int)>& job) {
-    if (m_threads.empty()) {
-      job(0);
-      return;
-    }
-    {
-      std::lock_guard<std::mutex> lock(m_mutex);
-      m_job = &job;
-      m_pending = static_cast<int>(m_threads.size());
-      ++m_generation;
-    }
-    m_start.notify_all();
-    job(0);
-    std::unique_lock<std::mutex> lock(m_mutex);
-    m_done.wait(lock, [this] { return m_pending == 0; });
-    m_job = nullptr;
-  }
-
- private:
-  void loop(int t) {
-    std::uint64_t seen = 0;
-    for (;;) {
-      const std::function<void(int)>* job = nullptr;
-      {
-        std::unique_lock<std::mutex> lock(m_mutex);
-        m_start.wait(lock, [&] { return m_stop || m_generation != seen; });
-        if (m_stop) return;
-        seen = m_generation;
-        job = m_job;
-      }
-      (*job)(t);
-      {
-        std::lock_guard<std::mutex> lock(m_mutex);
-        --m_pending;
-      }
-      m_done.notify_one();
-    }
-  }
-
-  std::vector<std::thread> m_threads;
-  std::mutex m_mutex;
-  std::condition_variable m_start;
-  std::condition_variable m_done;
-  const std::function<void(int)>* m_job = nullptr;
-  std::uint64_t m_generation = 0;
-  int m_pending = 0;
-  bool m_stop = false;
-};
-
 /// What one thread owns during a pass.
 struct ThreadState {
   PassTotals sums;  // rhs and entries_accepted used as per-thread partial arrays
@@ -109,25 +37,48 @@ struct ThreadState {
   double* matrix_target = nullptr;     // where this thread adds its Schur contributions
   std::vector<std::int32_t> run_end;   // add_matrix's runs of consecutive indices
 
-  void ensure_capacity(const kernels::RecordShape& shape) {
+  /// Scratch for record r of the batch. A record whose local fit needs more than the memory
+  /// allows (thousands of local parameters fitted at once) is an error that names it.
+  void ensure_capacity(const kernels::RecordShape& shape, const RecordBatch& batch, std::int64_t r,
+                       std::size_t limit) {
     if (shape.measurements <= capacity.measurements && shape.local_parameters <= capacity.local_parameters &&
         shape.global_entries <= capacity.global_entries && shape.unique_globals <= capacity.unique_globals &&
         !scratch_buffer.empty()) {
       return;
     }
-    capacity = kernels::max_shape(capacity, shape);
-    const std::size_t bytes = kernels::local_fit_scratch_bytes(capacity);
+    const kernels::RecordShape wanted = kernels::max_shape(capacity, shape);
+    const std::size_t bytes = kernels::local_fit_scratch_bytes(wanted);
+    if (bytes > limit) {
+      throw RuntimeError("CPU accumulator: the local fit of " + record_name(batch, r) + " (" +
+                         std::to_string(shape.measurements) + " measurements, " +
+                         std::to_string(shape.local_parameters) + " local and " + std::to_string(shape.global_entries) +
+                         " global derivatives) needs " + std::to_string(bytes >> 20) +
+                         " MiB of scratch per thread, more than the " + std::to_string(limit >> 20) +
+                         " MiB this machine allows a thread");
+    }
+    scratch_buffer = std::vector<double>();
     scratch_buffer.assign(bytes / sizeof(double) + 1, 0.0);
+    capacity = wanted;
     scratch = kernels::make_local_fit_scratch(scratch_buffer.data(), capacity);
   }
+
 };
 
 }  // namespace
 
 struct CpuAccumulator::Impl {
-  explicit Impl(int threads) : pool(threads) {}
+  explicit Impl(int threads) : pool(threads), scratch_limit(scratch_limit_bytes(pool.size())) {}
+
+  /// A thread's local-fit scratch may take a quarter of the physical memory shared by the threads.
+  static std::size_t scratch_limit_bytes(int n_threads) {
+    const long pages = ::sysconf(_SC_PHYS_PAGES);
+    const long page = ::sysconf(_SC_PAGE_SIZE);
+    const double physical = pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 8e9;
+    return static_cast<std::size_t>(0.25 * physical / static_cast<double>(std::max(1, n_threads)));
+  }
 
   WorkerPool pool;
+  std::size_t scratch_limit;
   bool in_pass = false;
   bool building = false;
   bool private_matrices = false;
@@ -181,10 +132,9 @@ struct CpuAccumulator::Impl {
       throw RuntimeError("CPU accumulator: " + record_name(batch, r) + " has decreasing offsets");
     }
     for (std::int64_t j = batch.local_begin[m0]; j < batch.local_begin[m1]; ++j) {
-      if (batch.local_index[j] < 0 || batch.local_index[j] >= max_local_parameters) {
+      if (batch.local_index[j] < 0) {
         throw RuntimeError("CPU accumulator: " + record_name(batch, r) + " has local index " +
-                           std::to_string(batch.local_index[j] + 1) + " outside 1.." +
-                           std::to_string(max_local_parameters));
+                           std::to_string(batch.local_index[j] + 1) + " below 1");
       }
     }
     for (std::int64_t e = batch.global_begin[m0]; e < batch.global_begin[m1]; ++e) {
@@ -195,9 +145,7 @@ struct CpuAccumulator::Impl {
                            ")");
       }
     }
-    kernels::RecordShape shape = kernels::record_shape(view, r);
-    shape.local_parameters = std::min(shape.local_parameters, shape.measurements);  // more: rejected unfitted
-    ts.ensure_capacity(shape);
+    ts.ensure_capacity(kernels::record_shape(view, r), batch, r, scratch_limit);
 
     PassTotals& sums = ts.sums;
     ++sums.records;
@@ -319,17 +267,12 @@ struct CpuAccumulator::Impl {
   }
 };
 
-namespace {
-int resolve_threads(int threads) {
-  if (threads > 0) return threads;
-  const unsigned hw = std::thread::hardware_concurrency();
-  return hw > 0 ? static_cast<int>(hw) : 1;
-}
-}  // namespace
 
-CpuAccumulator::CpuAccumulator(int threads) : m_impl(std::make_unique<Impl>(resolve_threads(threads))) {
+CpuAccumulator::CpuAccumulator(int threads) : m_impl(std::make_unique<Impl>(threads > 0 ? threads : usable_cpus())) {
   m_impl->threads.resize(static_cast<std::size_t>(m_impl->pool.size()));
 }
+
+int CpuAccumulator::threads() const { return m_impl->pool.size(); }
 
 CpuAccumulator::~CpuAccumulator() = default;
 

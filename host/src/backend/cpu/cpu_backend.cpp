@@ -15,6 +15,7 @@ class CpuBackend final : public Backend {
   explicit CpuBackend(int threads) : m_accumulator(threads) {}
 
   std::string name() const override { return "cpu"; }
+  int host_threads() const override { return m_accumulator.threads(); }
 
   void begin_pass(const PassSetup& setup) override {
     if (setup.build_matrix) m_n = setup.n_variable;

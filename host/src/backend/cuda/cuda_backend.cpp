@@ -31,8 +31,6 @@ namespace gpede::detail {
 namespace cuda {
 namespace {
 
-// Local parameters beyond this are taken as a corrupt record (as in the CPU accumulator).
-constexpr std::int32_t kMaxLocalParameters = 20000;
 constexpr std::size_t kAlignment = 256;
 // Left free beside the backend's own allocations (cuSOLVER/cuBLAS internals, fragmentation).
 constexpr std::size_t kReserveBytes = std::size_t{256} << 20;
@@ -113,7 +111,7 @@ void check_cuda_batch_layout(const RecordBatch& batch) {
 /// record is checked here, with the CPU accumulator's messages.
 void check_batch_contents(const RecordBatch& batch, std::int64_t n_all) {
   const std::int64_t n_records = static_cast<std::int64_t>(batch.n_records());
-  auto local_bad = [](std::int32_t v) { return v < 0 || v >= kMaxLocalParameters; };
+  auto local_bad = [](std::int32_t v) { return v < 0; };
   auto global_bad = [n_all](std::int32_t v) { return v < 0 || v >= n_all; };
   const bool local_ok = std::none_of(batch.local_index.begin(), batch.local_index.end(), local_bad);
   const bool global_ok = std::none_of(batch.global_index.begin(), batch.global_index.end(), global_bad);
@@ -129,8 +127,7 @@ void check_batch_contents(const RecordBatch& batch, std::int64_t n_all) {
       for (std::int64_t j = batch.local_begin[m0]; j < batch.local_begin[m1]; ++j) {
         if (local_bad(batch.local_index[j])) {
           throw RuntimeError("CUDA accumulator: " + record_name(batch, r) + " has local index " +
-                             std::to_string(batch.local_index[j] + 1) + " outside 1.." +
-                             std::to_string(kMaxLocalParameters));
+                             std::to_string(batch.local_index[j] + 1) + " below 1");
         }
       }
     }

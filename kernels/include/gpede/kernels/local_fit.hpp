@@ -279,7 +279,10 @@ GPEDE_HOST_DEVICE GPEDE_INLINE void forward_packed_panel(const double* l, const 
 
 }  // namespace detail
 
-/// Sizes of record r. unique_globals is set to its bound global_entries.
+/// The scratch capacity record r needs. unique_globals is set to its bound global_entries. A
+/// record with fewer measurements than local parameters (its largest local index + 1) is rejected
+/// (rank deficit, as pede does) before the scratch is touched, so local_parameters is at most the
+/// number of measurements: a stray large local index costs no memory.
 GPEDE_HOST_DEVICE GPEDE_INLINE RecordShape record_shape(const RecordBatchView& batch, std::int64_t r) {
   RecordShape shape;
   const std::int64_t m0 = batch.record_begin[r];
@@ -289,7 +292,7 @@ GPEDE_HOST_DEVICE GPEDE_INLINE RecordShape record_shape(const RecordBatchView& b
   for (std::int64_t j = batch.local_begin[m0]; j < batch.local_begin[m1]; ++j) {
     if (batch.local_index[j] > max_local) max_local = batch.local_index[j];
   }
-  shape.local_parameters = max_local + 1;
+  shape.local_parameters = max_local + 1 < shape.measurements ? max_local + 1 : shape.measurements;
   shape.global_entries = static_cast<std::int32_t>(batch.global_begin[m1] - batch.global_begin[m0]);
   shape.unique_globals = shape.global_entries;
   return shape;
