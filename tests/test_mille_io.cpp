@@ -819,11 +819,12 @@ TEST_F(MilleBadInput, SpecialBlockPastTheEnd) {
 
 TEST_F(MilleBadInput, MissingOrUnreadableFile) {
   const fs::path missing = m_dir.path() / "missing.bin";
-  std::string msg = read_error({missing, MilleFormat::c_binary, 1.0}, exit_code::unknown_keyword);
+  // pede: 15 for a binary file that cannot be opened, 18 for one that cannot be read
+  std::string msg = read_error({missing, MilleFormat::c_binary, 1.0}, exit_code::binary_open);
   EXPECT_CONTAINS(msg, missing.string());
   const fs::path folder = m_dir.path() / "folder.bin";
   fs::create_directory(folder);
-  msg = read_error({folder, MilleFormat::c_binary, 1.0}, exit_code::unknown_keyword);
+  msg = read_error({folder, MilleFormat::c_binary, 1.0}, exit_code::binary_read);
   EXPECT_CONTAINS(msg, folder.string());
 }
 

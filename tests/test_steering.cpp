@@ -1,6 +1,7 @@
 // Tests of the steering-file parser: pede's reference steering files, the approximate keyword
 // rule (against a brute-force reading of pede's matint), comments, numbers, files, blocks,
 // options, warnings and every error case.
+#include <chrono>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -396,8 +397,9 @@ TEST(SteeringSyntax, CommentsAndBlankLines) {
 
 TEST(SteeringSyntax, StarAfterColumnOneIsNoComment) {
   TempDir dir("steer-star");
-  expect_steering_error(dir, "entries 30\n  * not a comment\n", gpede::exit_code::unknown_keyword,
-                        {":2:", "* not a comment"});
+  write_file(dir.path() / "data.bin", "");
+  expect_steering_error(dir, "data.bin\nentries 30\n  * not a comment\n", gpede::exit_code::unknown_keyword,
+                        {":3:", "* not a comment"});
 }
 
 TEST(SteeringSyntax, FortranNumbers) {
@@ -561,10 +563,17 @@ TEST(SteeringFiles, SteeringFolderFirstThenWorkingDirectory) {
   for (const auto& f : s.binary_files) EXPECT_TRUE(f.path.is_absolute()) << f.path;
 }
 
-TEST(SteeringFiles, AFolderIsNoFile) {
+// As for pede, a folder is a file: a binary one fails when read (18, see MilleBadInput), a text one
+// when parsed (16).
+TEST(SteeringFiles, AFolderIsAFileAsForPede) {
   TempDir dir("steer-folder");
   fs::create_directories(dir.path() / "data");
-  expect_steering_error(dir, "data\n", gpede::exit_code::unknown_keyword, {":1:", "'data'"});
+  fs::create_directories(dir.path() / "cons.txt");
+  const Steering s = parse_text(dir, "data\n");
+  ASSERT_EQ(s.binary_files.size(), 1u);
+  EXPECT_EQ(s.binary_files[0].path, dir.path() / "data");
+  write_file(dir.path() / "steer.txt", "data\ncons.txt\n");
+  expect_error(dir.path() / "steer.txt", gpede::exit_code::open_error, {"cons.txt", "folder"});
 }
 
 // --- options -----------------------------------------------------------------------------------
@@ -756,7 +765,8 @@ TEST(SteeringOptions, KnownButNotImplementedKeywordsWarn) {
 TEST(SteeringErrors, UnknownKeyword) {
   TempDir dir("steer-unknown");
   const fs::path file = dir.path() / "bad.txt";
-  write_file(file, "entries 30\n\nmetod inversion 3\n");
+  write_file(dir.path() / "data.bin", "");
+  write_file(file, "data.bin\nentries 30\nmetod inversion 3\n");
   std::string cwd = fs::current_path().string();
   expect_error(
       file, gpede::exit_code::unknown_keyword,
@@ -773,8 +783,52 @@ TEST(SteeringErrors, UnknownKeywordInTextFile) {
 
 TEST(SteeringErrors, MissingFileNamedAsKeyword) {
   TempDir dir("steer-missing-bin");
-  expect_steering_error(dir, "missing.bin\n", gpede::exit_code::unknown_keyword,
-                        {":1:", "missing.bin", "neither"});
+  write_file(dir.path() / "data.bin", "");
+  expect_steering_error(dir, "data.bin\nmissing.bin\n", gpede::exit_code::unknown_keyword,
+                        {":2:", "missing.bin", "neither"});
+}
+
+// pede checks the binary files before it reports unknown keywords: without any binary file the
+// code is 14 ("no binary files"), and the message still names the line.
+TEST(SteeringErrors, UnknownKeywordWithoutBinaryFilesIsNoBinaryFiles) {
+  TempDir dir("steer-no-binary");
+  expect_steering_error(dir, "missing.bin\n", gpede::exit_code::no_binary_files,
+                        {"no binary files", ":1:", "missing.bin"});
+  expect_steering_error(dir, "entries 30\nmetod inversion 3\n", gpede::exit_code::no_binary_files,
+                        {"no binary files", ":2:", "metod"});
+}
+
+// pede reads 1024 characters of a line: content beyond them is refused (pede would misread it),
+// a comment beyond them is not. The message stays short whatever the line holds.
+TEST(SteeringErrors, LinesBeyondPedesLengthAreRefusedWithAShortMessage) {
+  TempDir dir("steer-long-line");
+  write_file(dir.path() / "data.bin", "");
+  const std::string token(10'000'000, 'x');
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    parse_text(dir, "data.bin\n" + token + "\n");
+    FAIL() << "a 10 MB token was accepted";
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.exit_code(), gpede::exit_code::steering_error);
+    EXPECT_LT(std::string(e.what()).size(), 1000u);
+    EXPECT_NE(std::string(e.what()).find("1024"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(":2:"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
+  // the content ends before character 1024, a comment runs on
+  const Steering s = parse_text(dir, "data.bin\nhugecut 7 ! " + std::string(5000, 'c') + "\n");
+  EXPECT_EQ(s.hugecut, 7.0);
+  // the keyword matcher is fast for a huge token of the allowed length too
+  expect_steering_error(dir, "data.bin\n" + std::string(1000, 'y') + "\n", gpede::exit_code::unknown_keyword,
+                        {":2:", "more bytes"});
+}
+
+// A NUL byte or other control characters in a token do not cut the message short.
+TEST(SteeringErrors, ControlCharactersAreShownEscaped) {
+  TempDir dir("steer-nul");
+  write_file(dir.path() / "data.bin", "");
+  expect_steering_error(dir, std::string("data.bin\nab\0cd\x1b[31m\n", 20), gpede::exit_code::unknown_keyword,
+                        {":2:", "ab\\x00cd\\x1b[31m"});
 }
 
 TEST(SteeringErrors, NumbersOutsideABlock) {

@@ -42,7 +42,11 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(m_path, ec);
 }
 
-std::filesystem::path gpede_binary() { return GPEDE_BINARY; }
+std::filesystem::path gpede_binary() {
+  // $GPEDE_TEST_BINARY runs the command-line tests against another build of the tool.
+  const char* other = std::getenv("GPEDE_TEST_BINARY");
+  return other != nullptr && *other != '\0' ? std::filesystem::path(other) : std::filesystem::path(GPEDE_BINARY);
+}
 
 int run_command(const std::string& command, std::string* output) {
   std::string full = command + " 2>&1";

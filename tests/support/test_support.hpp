@@ -43,7 +43,7 @@ class TempDir {
   std::filesystem::path m_path;
 };
 
-/// Path of the built gpede command-line tool.
+/// Path of the built gpede command-line tool ($GPEDE_TEST_BINARY if set).
 std::filesystem::path gpede_binary();
 
 /// Runs a shell command, returns its exit status; stdout+stderr go to `output` if non-null.

@@ -42,6 +42,7 @@ class ByteSource {
 
   /// Reads up to n bytes; fewer only at the end of the data. Throws InputError on read errors.
   std::size_t read(char* dst, std::size_t n) {
+    m_started = true;
     std::size_t total = 0;
     while (total < n) {
       if (m_gzip) {
@@ -70,6 +71,11 @@ class ByteSource {
           break;
         }
         total += static_cast<std::size_t>(got);
+      } else if (!m_prefix.empty()) {
+        const std::size_t k = std::min(m_prefix.size(), n - total);
+        std::memcpy(dst + total, m_prefix.data(), k);
+        m_prefix.erase(0, k);
+        total += k;
       } else {
         const ssize_t got = ::read(m_fd, dst + total, n - total);
         if (got < 0) {
@@ -107,7 +113,10 @@ class ByteSource {
     return {};
   }
 
+  /// Back to the first byte. A source not yet read is there already, so a pipe can be read once.
   void rewind() {
+    if (!m_started) return;
+    m_started = false;
     m_gzip_cut = false;
     if (m_gzip) {
       if (gzrewind(m_gz) != 0) {
@@ -148,9 +157,24 @@ class ByteSource {
 #endif
     unsigned char magic[2] = {0, 0};
     ssize_t got = 0;
-    do {
-      got = ::pread(m_fd, magic, 2, 0);
-    } while (got < 0 && errno == EINTR);
+    if (m_identity.regular) {
+      do {
+        got = ::pread(m_fd, magic, 2, 0);
+      } while (got < 0 && errno == EINTR);
+    } else {
+      // A pipe cannot be read twice: its first bytes are kept and handed out first.
+      while (got >= 0 && got < 2) {
+        const ssize_t n = ::read(m_fd, magic + got, static_cast<std::size_t>(2 - got));
+        if (n == 0) break;
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          got = -1;
+          break;
+        }
+        got += n;
+      }
+      if (got > 0) m_prefix.assign(reinterpret_cast<const char*>(magic), static_cast<std::size_t>(got));
+    }
     if (got < 0) {
       const int err = errno;
       ::close(m_fd);
@@ -159,6 +183,14 @@ class ByteSource {
                        exit_code::binary_read);
     }
     m_gzip = got == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+    if (m_gzip && !m_identity.regular) {
+      ::close(m_fd);
+      m_fd = -1;
+      throw InputError("Mille file '" + m_path.string() +
+                           "' is a gzip stream in a pipe, which gpede reads only from a file: decompress it into "
+                           "the pipe",
+                       exit_code::binary_read);
+    }
     if (m_gzip) {
       m_gz = gzdopen(m_fd, "rb");
       if (m_gz == nullptr) {
@@ -194,6 +226,8 @@ class ByteSource {
   gzFile m_gz = nullptr;
   bool m_gzip = false;
   bool m_gzip_cut = false;
+  bool m_started = false;  ///< bytes were read since the open or the last rewind
+  std::string m_prefix;    ///< the first bytes of a pipe, read to look for the gzip mark
   std::int64_t m_file_size = -1;
 };
 

@@ -436,6 +436,12 @@ class StagedFiles {
   }
 
   void stage(const std::filesystem::path& file, const std::string& content) {
+    // The one way a rename in the same folder fails: a folder in the way. Found before any rename.
+    std::error_code ec;
+    if (std::filesystem::is_directory(file, ec)) {
+      throw OutputError("cannot write '" + file.string() + "': a folder of that name is in the way",
+                        exit_code::output_error);
+    }
     m_files.emplace_back(write_temporary(file, content), file);
   }
 
