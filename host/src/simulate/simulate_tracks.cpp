@@ -6,8 +6,10 @@
 #include <algorithm>
 #include <cmath>
 #include <numbers>
+#include <system_error>
 #include <thread>
 
+#include "gpede/detail/worker_pool.hpp"
 #include "gpede/error.hpp"
 #include "simulate_internal.hpp"
 
@@ -810,24 +812,33 @@ void append_batch(RecordBatch& dst, const RecordBatch& src) {
 GenerationStats Simulation::generate_parallel(std::int64_t first, std::int64_t count, RecordBatch& batch,
                                               int threads) const {
   count = std::max<std::int64_t>(0, std::min(count, m_n_records - first));
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::string capped;
+  threads = detail::capped_threads(threads, capped);
   const std::int64_t min_per_thread = 64;
   threads = static_cast<int>(std::min<std::int64_t>(threads, std::max<std::int64_t>(1, count / min_per_thread)));
   if (threads <= 1) return generate(first, count, batch);
   std::vector<RecordBatch> parts(threads);
   std::vector<GenerationStats> stats(threads);
   std::vector<std::exception_ptr> errors(threads);
-  std::vector<std::thread> workers;
-  for (int k = 0; k < threads; ++k) {
+  const auto part = [&](int k) {
     const std::int64_t b = first + count * k / threads, e = first + count * (k + 1) / threads;
-    workers.emplace_back([&, k, b, e] {
-      try {
-        stats[k] = generate(b, e - b, parts[k]);
-      } catch (...) {
-        errors[k] = std::current_exception();
-      }
-    });
+    try {
+      stats[k] = generate(b, e - b, parts[k]);
+    } catch (...) {
+      errors[k] = std::current_exception();
+    }
+  };
+  // Parts 1.. on threads as far as the system gives them; the caller runs part 0 and the rest.
+  std::vector<std::thread> workers;
+  for (int k = 1; k < threads; ++k) {
+    try {
+      workers.emplace_back(part, k);
+    } catch (const std::system_error&) {
+      break;
+    }
   }
+  part(0);
+  for (int k = static_cast<int>(workers.size()) + 1; k < threads; ++k) part(k);
   for (auto& w : workers) w.join();
   for (auto& e : errors) {
     if (e) std::rethrow_exception(e);
