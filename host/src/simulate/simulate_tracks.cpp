@@ -813,7 +813,7 @@ GenerationStats Simulation::generate_parallel(std::int64_t first, std::int64_t c
                                               int threads) const {
   count = std::max<std::int64_t>(0, std::min(count, m_n_records - first));
   std::string capped;
-  threads = detail::capped_threads(threads, capped);
+  threads = gpede::detail::capped_threads(threads, capped);
   const std::int64_t min_per_thread = 64;
   threads = static_cast<int>(std::min<std::int64_t>(threads, std::max<std::int64_t>(1, count / min_per_thread)));
   if (threads <= 1) return generate(first, count, batch);
