@@ -5,12 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <fstream>
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -1008,6 +1010,49 @@ TEST(CpuAccumulator, MatchesJointEliminationAndThreadCounts) {
   for (std::size_t k = 0; k < matrices[0].size(); ++k) EXPECT_NEAR(matrices[0][k], matrices[1][k], 1e-12 * scale);
   for (std::size_t k = 0; k < vectors[0].size(); ++k) {
     EXPECT_NEAR(vectors[0][k], vectors[1][k], 1e-12 * std::max(1.0, std::fabs(vectors[0][k])));
+  }
+}
+
+// Pass sums with several threads are the same bit for bit on every run: a result, or pede's
+// "function not decreasing" decision at a converged point, must not depend on which thread came
+// free first. Threads are made to finish their chunks at random speeds.
+TEST(CpuAccumulator, SumsAreReproducibleRunToRun) {
+  std::mt19937_64 rng(777);
+  const Problem p = random_problem(rng, 24, 4);
+  std::vector<Record> records;
+  std::uniform_int_distribution<int> n_local(2, 6);
+  for (int r = 0; r < 3000; ++r) records.push_back(random_record(rng, n_local(rng), p.n_all, 3));
+  LocalFitOptions options;
+  options.hugecut = 1e30;
+  const RecordBatch batch = make_batch(records);
+  gpede::detail::PassTotals first;
+  std::vector<double> first_matrix;
+  for (int run = 0; run < 6; ++run) {
+    gpede::detail::CpuAccumulator acc(4);
+    acc.begin_pass(setup_of(p, options, true));
+    if (run % 2 == 1) {
+      // a competing busy thread so that the workers are scheduled differently on each run
+      std::atomic<bool> stop{false};
+      std::thread noise([&] {
+        volatile double x = 0.0;
+        while (!stop.load()) x = x + 1.0;
+      });
+      acc.accumulate(batch);
+      stop.store(true);
+      noise.join();
+    } else {
+      acc.accumulate(batch);
+    }
+    const gpede::detail::PassTotals totals = acc.end_pass();
+    if (run == 0) {
+      first = totals;
+      first_matrix = acc.matrix();
+      continue;
+    }
+    EXPECT_EQ(totals.function_value, first.function_value) << "run " << run;
+    EXPECT_EQ(totals.chi2_sum, first.chi2_sum) << "run " << run;
+    EXPECT_EQ(totals.rhs, first.rhs) << "run " << run;
+    EXPECT_EQ(acc.matrix(), first_matrix) << "run " << run;
   }
 }
 

@@ -391,7 +391,13 @@ Iterations::Flow Iterations::solve() {
   const double db_step = dot(m_step, m_step);
   const double db_rhs = dot(m_pass.rhs, m_pass.rhs);
   m_expected = static_cast<float>(db);
-  const double significant = 16.0 * std::sqrt(std::max(db_step, db_rhs)) * std::numeric_limits<double>::epsilon();
+  const double eps = std::numeric_limits<double>::epsilon();
+  const double significant = 16.0 * std::sqrt(std::max(db_step, db_rhs)) * eps;
+  // A decrease is called negative only beyond pede's bound and beyond 16 eps |F|: an expected
+  // change below the rounding of the objective itself has no sign. At a converged point b is the
+  // rounding noise of the accumulation, and pede's bound alone lets that noise choose between
+  // convergence and "function not decreasing" (exit code 3).
+  const double negative = std::max(significant, 16.0 * std::abs(m_function) * eps);
   const int mode = m_steering.line_search;
   const float dflim = static_cast<float>(m_steering.dflim);
   m_searching = mode > 2 || (mode == 2 && m_cut < 2.25f) ||
@@ -399,7 +405,7 @@ Iterations::Flow Iterations::solve() {
   m_searching = m_searching && db > significant;
   m_insignificant_step = std::abs(db) <= significant;
   m_search_begun = false;
-  if (db <= -significant) {
+  if (db <= -negative) {
     m_log(" Function not decreasing: " + format("%.6G", db));
     m_out.not_decreasing = true;
     if (db > -1.0e-3) {

@@ -1,5 +1,5 @@
 // CPU accumulation of a pass over the data: a small pool of worker threads splits each batch's
-// records dynamically; each thread fits its records with the per-record kernels on its own scratch,
+// records round-robin in chunks; each thread fits its records with the per-record kernels on its own scratch,
 // keeps private sums (chi2, F, ndf, counters, b, entries per label) and adds the Schur
 // contributions into the shared dense global matrix (lower triangle, atomic adds when more than
 // one thread runs). end_pass reduces the private sums and mirrors the lower triangle.
@@ -316,17 +316,21 @@ void CpuAccumulator::accumulate(const RecordBatch& batch) {
   const int n_threads = impl.pool.size();
   const bool atomic = n_threads > 1 && !impl.private_matrices;
   const std::int64_t chunk = std::clamp<std::int64_t>(n_records / (8 * n_threads), 1, 64);
-  std::atomic<std::int64_t> next{0};
+  // Chunks are dealt round-robin, not taken as threads come free: each thread's private sums then
+  // hold the same records in the same order on every run, and the pass sums are reproducible bit
+  // for bit at a given thread count (with atomic matrix adds, only the vector and the sums are).
+  std::atomic<bool> failed{false};
   impl.pool.run([&](int t) {
     ThreadState& ts = impl.threads[static_cast<std::size_t>(t)];
     try {
-      for (std::int64_t begin = next.fetch_add(chunk); begin < n_records; begin = next.fetch_add(chunk)) {
+      for (std::int64_t begin = chunk * t; begin < n_records && !failed.load(std::memory_order_relaxed);
+           begin += chunk * n_threads) {
         const std::int64_t end = std::min(n_records, begin + chunk);
         for (std::int64_t r = begin; r < end; ++r) impl.process_record(ts, batch, view, r, atomic);
       }
     } catch (...) {
       ts.error = std::current_exception();
-      next.store(n_records);
+      failed.store(true);
     }
   });
   for (ThreadState& ts : impl.threads) {
