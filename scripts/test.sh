@@ -1,9 +1,26 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds in Release and runs the whole test suite (ctest).
-# GPU tests skip with a message where no CUDA device is present.
+# Installs what is missing, builds in Release and runs the whole test suite:
+#   1. ctest in the Release build: unit and command-line tests, replays of the fuzz seeds and past
+#      findings, the differential test against pede; GPU tests skip with a message where no CUDA
+#      device is present;
+#   2. the CPU tests again under AddressSanitizer and UBSan (scripts/sanitize.sh, build-asan/);
+#   3. each fuzz target for a minute with a fixed seed (scripts/fuzz.sh, build-fuzz/).
+# GPEDE_TEST_SANITIZERS=0 leaves out step 2, GPEDE_FUZZ_SECONDS=0 step 3 (any other number sets the
+# time per fuzz target). The exit status is that of the first step that failed.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/build.sh"
 build="${GPEDE_BUILD_DIR:-$root/build}"
-cd "$build"
-ctest --output-on-failure -j "${GPEDE_JOBS:-$(nproc)}" --timeout 900
+(cd "$build" && ctest --output-on-failure -j "${GPEDE_JOBS:-$(nproc)}" --timeout 900)
+
+if [[ "${GPEDE_TEST_SANITIZERS:-1}" != 0 ]]; then
+  "$root/scripts/sanitize.sh"
+else
+  echo "test: sanitizer suite left out (GPEDE_TEST_SANITIZERS=0)"
+fi
+fuzz_seconds="${GPEDE_FUZZ_SECONDS:-60}"
+if [[ "$fuzz_seconds" != 0 ]]; then
+  "$root/scripts/fuzz.sh" --seconds "$fuzz_seconds" --seed 1
+else
+  echo "test: fuzzing left out (GPEDE_FUZZ_SECONDS=0)"
+fi

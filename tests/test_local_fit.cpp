@@ -115,15 +115,16 @@ struct KernelRun {
   std::vector<double> matrix;       // dense n_variable^2 (column-major, both triangles)
   std::vector<double> vector;       // dense n_variable
   std::vector<std::int64_t> entries;  // per label
+  std::vector<double> scratch;        // the kernels' scratch, which `contribution` points into
 };
 
 KernelRun run_kernels(const RecordBatch& batch, std::int64_t r, const Problem& p, const LocalFitOptions& options) {
   const auto view = view_of(batch);
   const auto state = state_of(p);
   const auto shape = gpede::kernels::record_shape(view, r);
-  std::vector<double> buffer(gpede::kernels::local_fit_scratch_bytes(shape) / sizeof(double) + 1);
-  const auto scratch = gpede::kernels::make_local_fit_scratch(buffer.data(), shape);
   KernelRun run;
+  run.scratch.resize(gpede::kernels::local_fit_scratch_bytes(shape) / sizeof(double) + 1);
+  const auto scratch = gpede::kernels::make_local_fit_scratch(run.scratch.data(), shape);
   run.fit = gpede::kernels::fit_record(view, state, r, options, scratch);
   if (run.fit.status != LocalFitStatus::accepted) return run;
   run.q.assign(scratch.solution, scratch.solution + run.fit.local_parameters);

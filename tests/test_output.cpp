@@ -135,11 +135,13 @@ struct Json {
   double number = 0.0;
   std::string string;
   std::vector<Json> array;
-  std::vector<std::pair<std::string, Json>> object;
+  // An object's members: keys[i] names values[i] (a vector of pairs would need Json complete).
+  std::vector<std::string> keys;
+  std::vector<Json> values;
 
   const Json& operator[](const std::string& key) const {
-    for (const auto& [k, v] : object) {
-      if (k == key) return v;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (keys[i] == key) return values[i];
     }
     throw std::runtime_error("JSON key missing: " + key);
   }
@@ -194,7 +196,9 @@ class JsonReader {
         skip_space();
         std::string key = parse_string();
         expect(':');
-        v.object.emplace_back(key, parse_value());
+        Json value = parse_value();
+        v.keys.push_back(std::move(key));
+        v.values.push_back(std::move(value));
       } while (take(','));
       expect('}');
     } else if (c == '[') {
