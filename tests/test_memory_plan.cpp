@@ -3,9 +3,13 @@
 // 2 n^2 + 6 n + 1 doubles of dsyevd workspace), and the advice it gives when a problem does not fit.
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+
+#include <fstream>
 #include <string>
 
 #include "gpede/detail/cuda_device.hpp"
+#include "gpede/detail/host_memory.hpp"
 
 namespace {
 
@@ -97,3 +101,78 @@ TEST(MemoryPlan, KeepsAReserveForTheContext) {
 }
 
 }  // namespace
+
+// ----- the CPU backend's floor ---------------------------------------------------------------------
+
+gpede::detail::HostMemory host_with(double gb) {
+  gpede::detail::HostMemory memory;
+  memory.available_bytes = static_cast<std::size_t>(gb * 1e9);
+  memory.limited_by = "test limit";
+  return memory;
+}
+
+// The belle2 preset's 61,520 parameters on a 24 GB machine: the matrix alone is 30.3 GB, so no
+// exact method fits; with 40 GB decomposition and inversion fit (the matrix once), but
+// diagonalization needs the eigenvectors beside it (2 n^2 doubles, 60.6 GB).
+TEST(HostMemoryPlan, Belle2SizeOnA24GBMachine) {
+  const double n = 61520.0;
+  const auto small = gpede::detail::plan_host_memory(61520, 30, Method::inversion, ConstraintMode::elimination,
+                                                     host_with(22.0));
+  EXPECT_FALSE(small.fits);
+  EXPECT_GE(static_cast<double>(small.needed_bytes), matrix_bytes(n));
+  EXPECT_NE(small.message.find("30.3 GB"), std::string::npos) << small.message;
+  EXPECT_NE(small.message.find("test limit"), std::string::npos) << small.message;
+  EXPECT_NE(small.message.find("No other exact method fits"), std::string::npos) << small.message;
+
+  const auto large = gpede::detail::plan_host_memory(61520, 30, Method::diagonalization, ConstraintMode::elimination,
+                                                     host_with(40.0));
+  EXPECT_FALSE(large.fits);
+  EXPECT_GE(static_cast<double>(large.factorize_bytes), 2.0 * matrix_bytes(n));
+  EXPECT_NE(large.message.find("method decomposition ("), std::string::npos) << large.message;
+  EXPECT_NE(large.message.find("method inversion ("), std::string::npos) << large.message;
+
+  const auto fits = gpede::detail::plan_host_memory(61520, 30, Method::decomposition, ConstraintMode::elimination,
+                                                    host_with(40.0));
+  EXPECT_TRUE(fits.fits) << fits.message;
+  // The floor is the matrix, the reflectors of the constraints and vectors: within 1 % of n^2.
+  EXPECT_LT(static_cast<double>(fits.needed_bytes), 1.01 * matrix_bytes(n));
+}
+
+// With multipliers the bordered matrix is filled from the global one: both at once.
+TEST(HostMemoryPlan, MultipliersHoldTheBorderedMatrixBesideTheGlobalOne) {
+  const auto plan = gpede::detail::plan_host_memory(20000, 1000, Method::decomposition, ConstraintMode::multipliers,
+                                                    host_with(1000.0));
+  EXPECT_TRUE(plan.fits);
+  EXPECT_GE(static_cast<double>(plan.factorize_bytes), matrix_bytes(20000) + matrix_bytes(21000));
+  const auto tight = gpede::detail::plan_host_memory(20000, 1000, Method::decomposition, ConstraintMode::multipliers,
+                                                     host_with(5.0));
+  EXPECT_FALSE(tight.fits);
+  EXPECT_NE(tight.message.find("method decomposition with elimination ("), std::string::npos) << tight.message;
+}
+
+// What this process may allocate is read from the system; a limit set with setrlimit shows.
+// The soft limit is lowered to 1 GB above the process's present size and restored.
+TEST(HostMemoryPlan, QueryReadsTheAddressSpaceLimit) {
+  const auto before = gpede::detail::query_host_memory();
+  EXPECT_GT(before.available_bytes, std::size_t{0});
+  rlimit old{};
+  ASSERT_EQ(getrlimit(RLIMIT_AS, &old), 0);
+  std::size_t vm_kb = 0;
+  {
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("VmSize:", 0) == 0) vm_kb = std::stoull(line.substr(7));
+    }
+  }
+  ASSERT_GT(vm_kb, 0u);
+  const rlim_t limit = static_cast<rlim_t>(vm_kb * 1024 + (std::size_t{1} << 30));
+  if (old.rlim_max != RLIM_INFINITY && old.rlim_max < limit) GTEST_SKIP() << "the hard limit is below the test's";
+  const rlimit lowered{limit, old.rlim_max};
+  ASSERT_EQ(setrlimit(RLIMIT_AS, &lowered), 0);
+  const auto memory = gpede::detail::query_host_memory();
+  ASSERT_EQ(setrlimit(RLIMIT_AS, &old), 0);
+  EXPECT_NE(memory.limited_by.find("ulimit -v"), std::string::npos) << memory.limited_by;
+  EXPECT_LE(memory.available_bytes, std::size_t{1} << 30);
+  EXPECT_GT(memory.available_bytes, std::size_t{1} << 29);
+}

@@ -364,7 +364,8 @@ TEST(Messages, AMilleFileNameWithControlCharactersIsShownEscaped) {
 // A gpede process started in `folder` with `args`, standard output and error into folder/out.txt.
 class Process {
  public:
-  Process(const fs::path& folder, const std::vector<std::string>& args, rlim_t file_size_limit = RLIM_INFINITY) {
+  Process(const fs::path& folder, const std::vector<std::string>& args, rlim_t file_size_limit = RLIM_INFINITY,
+          rlim_t address_space_limit = RLIM_INFINITY) {
     const std::string binary = gpede::test::gpede_binary().string();
     const std::string out = (folder / "out.txt").string();
     m_pid = ::fork();
@@ -378,6 +379,10 @@ class Process {
         const rlimit limit{file_size_limit, file_size_limit};
         ::setrlimit(RLIMIT_FSIZE, &limit);
         ::signal(SIGXFSZ, SIG_IGN);  // writes beyond the limit fail with EFBIG, as on a full disk
+      }
+      if (address_space_limit != RLIM_INFINITY) {
+        const rlimit limit{address_space_limit, address_space_limit};
+        ::setrlimit(RLIMIT_AS, &limit);
       }
       std::vector<char*> argv{const_cast<char*>(binary.c_str())};
       for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
@@ -512,6 +517,36 @@ TEST(CommandLine, AFailedRunLeavesNoResultsOfAnEarlierRun) {
   for (const char* name : {"millepede.log", "gpede.json"}) {
     EXPECT_FALSE(fs::exists(dir.path() / name) && read_text(dir.path() / name) == "an earlier run's\n") << name;
   }
+}
+
+// A problem whose dense matrix cannot fit (40,000 parameters: 12.8 GB) under an address-space
+// limit of 6 GB is refused after reading and before the first pass, with code 30, the sizes and
+// the limit named; not by a failed allocation.
+TEST(CommandLine, AMatrixBeyondTheMemoryLimitIsRefusedBeforeTheFirstPass) {
+  TempDir dir("cli-memory");
+  {
+    gpede::MilleWriter writer(dir.path() / "wide.bin");
+    for (int r = 0; r < 4000; ++r) {
+      for (int i = 0; i < 10; ++i) {
+        const double local[1] = {1.0};
+        const double global[1] = {1.0};
+        const std::int32_t label[1] = {1 + r * 10 + i};
+        writer.add_measurement(1, local, 1, global, label, 0.001 * i, 0.01);
+      }
+      writer.end_record();
+    }
+    writer.close();
+  }
+  write_text(dir.path() / "steer.txt", "wide.bin\nentries 1 1\nmethod diagonalization 1 0.1\n");
+  Process run(dir.path(), {"--backend", "cpu", "--threads", "1", "steer.txt"}, RLIM_INFINITY, rlim_t{6} << 30);
+  EXPECT_EQ(run.wait(), gpede::exit_code::memory);
+  EXPECT_EQ(end_code(dir.path()), gpede::exit_code::memory);
+  const std::string out = read_text(dir.path() / "out.txt");
+  EXPECT_NE(out.find("not enough memory"), std::string::npos) << out;
+  EXPECT_NE(out.find("40000 parameters"), std::string::npos) << out;
+  EXPECT_NE(out.find("the dense global matrix alone is 12.8 GB"), std::string::npos) << out;
+  EXPECT_NE(out.find("ulimit -v"), std::string::npos) << out;
+  EXPECT_EQ(out.find("it 0"), std::string::npos) << "a pass ran:\n" << out;
 }
 
 // A disk that fills while the results are written (here: a file size limit) leaves no partial

@@ -11,6 +11,7 @@
 
 #include "gpede/detail/backend.hpp"
 #include "gpede/detail/cuda_device.hpp"
+#include "gpede/detail/host_memory.hpp"
 #include "gpede/detail/worker_pool.hpp"
 #include "gpede/error.hpp"
 #include "gpede/solver.hpp"
@@ -38,6 +39,13 @@ std::unique_ptr<detail::Backend> choose_backend(const Steering& steering, const 
   std::string note;
   const int threads = detail::capped_threads(options.threads > 0 ? options.threads : steering.threads, note);
   auto cpu_backend = [&] {
+    // The dense matrices of the run, checked against what the process may allocate before the
+    // first pass: a problem that cannot fit is refused now, with what would fit, and not by a
+    // failed allocation after the first pass.
+    const detail::HostMemoryPlan plan = detail::plan_host_memory(n_variable, n_constraints, steering.method,
+                                                                 steering.constraint_mode, detail::query_host_memory());
+    if (!plan.fits) throw RuntimeError("Aborted, not enough memory: " + plan.message);
+    log.progress("memory: " + plan.message);
     if (!note.empty()) {
       warnings.push_back(note);
       log.progress("warning: " + note);

@@ -1,0 +1,47 @@
+// Host memory: what this process may still allocate, and the floor of what a dense solution on the
+// CPU backend needs. Used before the first pass to refuse at once, with a message that says what
+// would fit, a problem whose global matrix cannot be held, instead of failing in an allocation.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "gpede/steering.hpp"
+
+namespace gpede::detail {
+
+/// Memory this process may still allocate, and what limits it.
+struct HostMemory {
+  std::size_t available_bytes = 0;
+  /// "available memory" (/proc/meminfo's MemAvailable), "the cgroup's memory limit",
+  /// "the address-space limit (ulimit -v)"; "unknown" where nothing could be read.
+  std::string limited_by;
+};
+
+/// The smallest of: MemAvailable, the cgroup (v2 or v1) limit less its usage, RLIMIT_AS less this
+/// process's virtual size. Never throws; where none can be read, available_bytes is SIZE_MAX and
+/// limited_by "unknown".
+HostMemory query_host_memory() noexcept;
+
+/// The host memory a CPU run needs at least, and whether it fits.
+struct HostMemoryPlan {
+  bool fits = true;
+  std::size_t needed_bytes = 0;      ///< the larger of the two phases below
+  std::size_t accumulate_bytes = 0;  ///< while a pass builds the matrix: the matrix and the vectors
+  std::size_t factorize_bytes = 0;   ///< while the method factorises (in place where LAPACK allows)
+  /// For a user: what is needed and available, and, when it does not fit, the methods and
+  /// constraint modes that would.
+  std::string message;
+};
+
+/// The floor of a CPU run's new allocations after reading: n_variable^2 doubles for the global
+/// matrix; for multipliers, the bordered (n+m)^2 matrix beside it while it is filled; for
+/// diagonalization, the eigenvectors beside the matrix (dsyevr); for elimination, the n x m
+/// reflectors; plus the per-parameter vectors. Workspaces of a few columns and the optional
+/// per-thread copies of the matrix are not counted, so a refusal is certain: a run refused here
+/// could not have finished. Pure arithmetic.
+HostMemoryPlan plan_host_memory(std::int64_t n_variable, std::int64_t n_constraints, Method method, ConstraintMode mode,
+                                const HostMemory& memory);
+
+}  // namespace gpede::detail
