@@ -523,6 +523,13 @@ TEST(CommandLine, AFailedRunLeavesNoResultsOfAnEarlierRun) {
 // limit of 6 GB is refused after reading and before the first pass, with code 30, the sizes and
 // the limit named; not by a failed allocation.
 TEST(CommandLine, AMatrixBeyondTheMemoryLimitIsRefusedBeforeTheFirstPass) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer's shadow memory cannot start under an address-space limit";
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  GTEST_SKIP() << "AddressSanitizer's shadow memory cannot start under an address-space limit";
+#endif
+#endif
   TempDir dir("cli-memory");
   {
     gpede::MilleWriter writer(dir.path() / "wide.bin");
