@@ -88,7 +88,7 @@ built=$SECONDS
 echo "sanitize: built in $((built - start)) s$( ((build_status)) && echo ", with errors (see above)")"
 
 # ---- test --------------------------------------------------------------------------------------
-ctest_args=(--output-on-failure -j "$jobs" --timeout 900 -LE "gpu|differential")
+ctest_args=(--output-on-failure -j "$jobs" --timeout 900 -LE "gpu|differential|install")
 ((quick)) && ctest_args+=(-E "$quick_exclude")
 status=0
 (cd "$build" && ctest "${ctest_args[@]}") || status=$?

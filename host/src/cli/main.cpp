@@ -23,6 +23,7 @@
 #include "gpede/simulate.hpp"
 #include "gpede/solver.hpp"
 #include "gpede/steering.hpp"
+#include "gpede/version.hpp"
 
 namespace {
 
@@ -89,7 +90,7 @@ int parse_command_line(int argc, char** argv, CommandLine& cl) {
       print_usage(std::cout);
       return 0;
     } else if (arg == "--version") {
-      std::cout << "gpede 0.1.0 (CUDA backend " << (gpede::cuda_available_in_build() ? "built" : "not built")
+      std::cout << "gpede " << gpede::version() << " (CUDA backend " << (gpede::cuda_available_in_build() ? "built" : "not built")
                 << ")\n";
       return 0;
     } else if (arg == "--backend") {
