@@ -914,7 +914,7 @@ void finish_method(Steering& steering, const ParseContext& context, bool default
   if (is_minres(choice)) {
     steering.warnings.push_back(
         location(context.method_where.file, context.method_where.line) + ": method " +
-        steering.method_name +
+        printable(steering.method_name, 80) +
         ": gpede computes the exact solution by Cholesky decomposition instead (method "
         "decomposition), without errors, as MINRES gives none");
   }

@@ -645,7 +645,7 @@ std::string log_text(const SolveResult& result, const Steering& steering) {
     }
     out += ListLine().text("                  with").integer(steering.iterations).text(" iterations").str();
     if (steering.method_name != method_name(result.method)) {
-      out += ListLine().text("                  (steered as ").text(steering.method_name).text(")").str();
+      out += ListLine().text("                  (steered as ").text(printable(steering.method_name, 80)).text(")").str();
     }
     out += " Convergence assumed, if expected dF <" + fortran_e(steering.dflim, 12, 4) + "\n";
     out += ListLine()
