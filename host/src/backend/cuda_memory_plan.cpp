@@ -7,6 +7,7 @@
 #include <string>
 
 #include "gpede/detail/cuda_device.hpp"
+#include "memory_plan_text.hpp"
 
 namespace gpede::detail {
 namespace {
@@ -79,16 +80,6 @@ Need need_for(std::int64_t n_variable, std::int64_t n_constraints, Method method
   return need;
 }
 
-std::string gigabytes(double bytes) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.1f GB", bytes / 1e9);
-  return text;
-}
-
-const char* mode_name(ConstraintMode mode) {
-  return mode == ConstraintMode::elimination ? "elimination" : "Lagrange multipliers";
-}
-
 }  // namespace
 
 MemoryPlan plan_cuda_memory(std::int64_t n_variable, std::int64_t n_constraints, Method method, ConstraintMode mode,
@@ -120,22 +111,12 @@ MemoryPlan plan_cuda_memory(std::int64_t n_variable, std::int64_t n_constraints,
                    gigabytes(static_cast<double>(plan.available_bytes)) + " available";
     return plan;
   }
-  std::string alternatives;
-  const Method methods[] = {Method::decomposition, Method::inversion, Method::diagonalization};
-  const ConstraintMode modes[] = {ConstraintMode::elimination, ConstraintMode::multipliers};
-  for (Method other_method : methods) {
-    for (ConstraintMode other_mode : modes) {
-      if (other_method == method && other_mode == mode) continue;
-      if (other_mode != mode && n_constraints == 0) continue;
-      const Need other = need_for(n_variable, n_constraints, other_method, other_mode, max_batch_bytes);
-      const double bytes = std::max(other.accumulate, other.factorize);
-      if (bytes <= static_cast<double>(plan.available_bytes)) {
-        alternatives += std::string(alternatives.empty() ? "" : ", ") + "method " + method_name(other_method) +
-                        (other_mode != mode ? std::string(" with ") + mode_name(other_mode) : std::string()) + " (" +
-                        gigabytes(bytes) + ")";
-      }
-    }
-  }
+  const std::string alternatives =
+      fitting_alternatives(method, mode, n_constraints, static_cast<double>(plan.available_bytes),
+                           [&](Method m, ConstraintMode c) {
+                             const Need other = need_for(n_variable, n_constraints, m, c, max_batch_bytes);
+                             return std::max(other.accumulate, other.factorize);
+                           });
   plan.message = what + " needs about " + gigabytes(static_cast<double>(plan.needed_bytes)) + " of device memory" +
                  on_device + ", but only " + gigabytes(static_cast<double>(plan.available_bytes)) + " are available. " +
                  (alternatives.empty() ? std::string("No other method fits this device")

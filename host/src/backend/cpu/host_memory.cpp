@@ -2,6 +2,8 @@
 // dense matrices, checked before the first pass.
 #include "gpede/detail/host_memory.hpp"
 
+#include "../memory_plan_text.hpp"
+
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -48,16 +50,6 @@ void take(HostMemory& memory, std::size_t bytes, const char* what) {
     memory.available_bytes = bytes;
     memory.limited_by = what;
   }
-}
-
-std::string gigabytes(double bytes) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.1f GB", bytes / 1e9);
-  return text;
-}
-
-const char* mode_name(ConstraintMode mode) {
-  return mode == ConstraintMode::elimination ? "elimination" : "Lagrange multipliers";
 }
 
 struct Floor {
@@ -136,21 +128,9 @@ HostMemoryPlan plan_host_memory(std::int64_t n_variable, std::int64_t n_constrai
     plan.message = what + " needs at least " + gigabytes(static_cast<double>(plan.needed_bytes)) + " of memory; " + available;
     return plan;
   }
-  std::string alternatives;
-  const Method methods[] = {Method::decomposition, Method::inversion, Method::diagonalization};
-  const ConstraintMode modes[] = {ConstraintMode::elimination, ConstraintMode::multipliers};
-  for (Method other_method : methods) {
-    for (ConstraintMode other_mode : modes) {
-      if (other_method == method && other_mode == mode) continue;
-      if (other_mode != mode && n_constraints == 0) continue;
-      const double bytes = floor_for(n_variable, n_constraints, other_method, other_mode).peak();
-      if (bytes <= static_cast<double>(memory.available_bytes)) {
-        alternatives += std::string(alternatives.empty() ? "" : ", ") + "method " + method_name(other_method) +
-                        (other_mode != mode ? std::string(" with ") + mode_name(other_mode) : std::string()) + " (" +
-                        gigabytes(bytes) + ")";
-      }
-    }
-  }
+  const std::string alternatives =
+      fitting_alternatives(method, mode, n_constraints, static_cast<double>(memory.available_bytes),
+                           [&](Method m, ConstraintMode c) { return floor_for(n_variable, n_constraints, m, c).peak(); });
   plan.message = what + " needs at least " + gigabytes(static_cast<double>(plan.needed_bytes)) +
                  " of memory (the dense global matrix alone is " +
                  gigabytes(static_cast<double>(n_variable) * static_cast<double>(n_variable) * 8.0) + "), but only " +
