@@ -1,32 +1,28 @@
-// Accumulation kernels of the CUDA backend. The per-record math is the shared host/device code of
-// gpede/kernels/local_fit.hpp (fit_record, global_contribution), exactly what the CPU backend
-// runs; these kernels only distribute records over threads, book the outcome as the CPU
-// accumulator does, and add the contributions with atomicAdd on double (sm_60 and later).
-//
-// Launch shapes by record size class (chosen on the host per record):
-// - small records (few globals, few local parameters): one thread per record. The shared
-//   functions are sequential, so this keeps every thread busy with its own record and adds its
-//   K(K+1)/2 matrix elements itself.
-// - large records: one warp or block per record. Its first thread runs the same sequential
-//   functions; the group then spreads the K(K+1)/2 atomic adds (180,000 for K = 600) over its
-//   threads, where one thread alone would serialise them.
-// Per-record scratch lives in a global-memory pool with one slot per resident thread (per group).
+// Accumulation kernel of the CUDA backend. One group of threads (a warp, or a block for records
+// with many globals) per record: the cooperative phases of gpede/kernels/cooperative_schur.hpp,
+// separated by barriers. Rank 0 runs the local fit (fit_record, the CPU's code) and the slot map;
+// the group then builds the merged global derivatives G and Y = L^-1 D^T W G panel by panel, and
+// sums the tiles of C = rw (G^T W G - Y^T Y) in registers, adding each finished tile straight into
+// the global matrix with atomicAdd on double (sm_60 and later). The CPU tests run the same phases
+// as loops over the ranks (tests/test_cooperative_schur.cpp); only this launch is GPU-only.
+// Per-group scratch (G and Y, (m + nl) x K8 doubles) lives in a global-memory pool, one slot per
+// resident group; the pass totals are booked by rank 0 and reduced once per group.
 #include <cstdint>
+#include <string>
 
 #include "accumulate_launch.hpp"
 #include "cuda_check.hpp"
+#include "gpede/error.hpp"
+#include "gpede/kernels/cooperative_schur.hpp"
 #include "gpede/kernels/local_fit.hpp"
 
 namespace gpede::detail::cuda {
 namespace {
 
-using kernels::GlobalContribution;
+namespace coop = kernels::coop;
 using kernels::LocalFitResult;
-using kernels::LocalFitScratch;
 using kernels::LocalFitStatus;
 
-constexpr int kThreadsPerBlock = 128;
-constexpr unsigned kFullMask = 0xffffffffu;
 
 /// Per-thread sums of a pass.
 struct Tally {
@@ -87,24 +83,6 @@ __device__ bool book_fit(const LocalFitResult& fit, Tally& t, const AccumulateLa
   return false;
 }
 
-/// Adds a contribution: b and entries, and with the matrix its lower triangle at (index[r], index[c])
-/// for r >= c (index is ascending, so these are lower-triangle elements of the global matrix).
-/// Thread `rank` of `size` takes every size-th element.
-__device__ void add_contribution(const AccumulateLaunch& a, std::int32_t k, const std::int32_t* index,
-                                 const std::int32_t* label, const std::int32_t* entries, const double* vector,
-                                 const double* matrix, int rank, int size) {
-  for (std::int32_t s = rank; s < k; s += size) {
-    atomicAdd(&a.rhs[index[s]], vector[s]);
-    atomicAdd(&a.entries[label[s]], static_cast<unsigned long long>(entries[s]));
-  }
-  if (matrix == nullptr) return;
-  for (std::int32_t col = 0; col < k; ++col) {
-    const double* column = matrix + static_cast<std::int64_t>(col) * k;
-    double* target = a.matrix + static_cast<std::int64_t>(index[col]) * a.n;
-    for (std::int32_t row = col + rank; row < k; row += size) atomicAdd(&target[index[row]], column[row]);
-  }
-}
-
 __device__ void add_tally(const Tally& t, DeviceTotals* totals) {
   if (t.records == 0) return;
   atomicAdd(&totals->chi2_sum, t.chi2_sum);
@@ -120,92 +98,47 @@ __device__ void add_tally(const Tally& t, DeviceTotals* totals) {
   atomicAdd(&totals->rejected_downweight, static_cast<unsigned long long>(t.rejected_downweight));
 }
 
-template <class T>
-__device__ T warp_sum(T value) {
-  for (int offset = 16; offset > 0; offset /= 2) value += __shfl_down_sync(kFullMask, value, offset);
-  return value;
-}
-
-/// Sums the tallies of a warp; its first lane adds them to the totals. All lanes must call.
-__device__ void add_tally_per_warp(Tally t, DeviceTotals* totals) {
-  t.chi2_sum = warp_sum(t.chi2_sum);
-  t.function_value = warp_sum(t.function_value);
-  t.ndf_sum = warp_sum(t.ndf_sum);
-  t.weighted_ndf_sum = warp_sum(t.weighted_ndf_sum);
-  t.rejected_ndf = warp_sum(t.rejected_ndf);
-  t.records = warp_sum(t.records);
-  t.accepted = warp_sum(t.accepted);
-  t.rejected_rank = warp_sum(t.rejected_rank);
-  t.rejected_huge = warp_sum(t.rejected_huge);
-  t.rejected_cut = warp_sum(t.rejected_cut);
-  t.rejected_downweight = warp_sum(t.rejected_downweight);
-  if ((threadIdx.x & 31u) == 0) add_tally(t, totals);
-}
-
-__global__ void __launch_bounds__(kThreadsPerBlock) accumulate_per_thread(AccumulateLaunch a) {
-  const std::int64_t slot = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  const std::int64_t active = a.n_records < a.slots ? a.n_records : a.slots;
-  Tally t;
-  if (slot < active) {
-    const LocalFitScratch s =
-        kernels::make_local_fit_scratch(static_cast<char*>(a.pool) + slot * a.slot_bytes, a.capacity);
-    for (std::int64_t i = slot; i < a.n_records; i += active) {
-      const std::int64_t r = a.records[i];
-      const LocalFitResult fit = kernels::fit_record(a.batch, a.state, r, a.options, s);
-      if (!book_fit(fit, t, a, r)) continue;
-      const GlobalContribution c = kernels::global_contribution(a.batch, a.state, r, fit, s, a.build_matrix);
-      if (!c.ok) {
-        report_failure(a, r);
-        continue;
-      }
-      add_contribution(a, c.size, c.index, c.label, c.entries, c.vector, a.build_matrix ? c.matrix : nullptr, 0, 1);
-    }
+/// The sink of the cooperative phases: atomic adds into the device-resident global system.
+struct AtomicSink {
+  double* matrix;
+  std::int64_t n;
+  double* rhs;
+  unsigned long long* entries;
+  __device__ void add_matrix(std::int32_t row, std::int32_t col, double value) const {
+    atomicAdd(&matrix[static_cast<std::int64_t>(col) * n + row], value);
   }
-  add_tally_per_warp(t, a.totals);
-}
+  __device__ void add_vector(std::int32_t index, double value) const { atomicAdd(&rhs[index], value); }
+  __device__ void add_entries(std::int32_t label, std::int32_t count) const {
+    atomicAdd(&entries[label], static_cast<unsigned long long>(count));
+  }
+};
 
-__global__ void accumulate_per_group(AccumulateLaunch a) {
-  // The contribution of the group's current record, published by its first thread.
-  __shared__ int shared_add;
-  __shared__ std::int32_t shared_k;
-  __shared__ const std::int32_t* shared_index;
-  __shared__ const std::int32_t* shared_label;
-  __shared__ const std::int32_t* shared_entries;
-  __shared__ const double* shared_vector;
-  __shared__ const double* shared_matrix;
-
-  const bool leader = threadIdx.x == 0;
-  const LocalFitScratch s =
-      kernels::make_local_fit_scratch(static_cast<char*>(a.pool) + blockIdx.x * a.slot_bytes, a.capacity);
+// At most 128 registers a thread (4 blocks of 128 threads, or 16 warps, per processor): ptxas for
+// sm_90 reports 164 registers unbounded, and 128 with 24 bytes of spills.
+constexpr int kMaxGroupThreads = 128;
+__global__ void __launch_bounds__(kMaxGroupThreads, 4) accumulate_cooperative(AccumulateLaunch a) {
+  // RecordState has default member initialisers, which __shared__ variables may not run.
+  __shared__ alignas(coop::RecordState) unsigned char state_bytes[sizeof(coop::RecordState)];
+  auto& state = *reinterpret_cast<coop::RecordState*>(state_bytes);
+  const int rank = static_cast<int>(threadIdx.x);
+  const int size = static_cast<int>(blockDim.x);
+  const coop::Scratch s =
+      coop::make_scratch(static_cast<char*>(a.pool) + static_cast<std::size_t>(blockIdx.x) * a.slot_bytes, a.capacity);
+  AtomicSink sink{a.matrix, a.n, a.rhs, a.entries};
   Tally t;
   for (std::int64_t i = blockIdx.x; i < a.n_records; i += gridDim.x) {
-    if (leader) {
-      shared_add = 0;
-      const std::int64_t r = a.records[i];
-      const LocalFitResult fit = kernels::fit_record(a.batch, a.state, r, a.options, s);
-      if (book_fit(fit, t, a, r)) {
-        const GlobalContribution c = kernels::global_contribution(a.batch, a.state, r, fit, s, a.build_matrix);
-        if (c.ok) {
-          shared_add = 1;
-          shared_k = c.size;
-          shared_index = c.index;
-          shared_label = c.label;
-          shared_entries = c.entries;
-          shared_vector = c.vector;
-          shared_matrix = a.build_matrix ? c.matrix : nullptr;
-        } else {
-          report_failure(a, r);
-        }
-      }
-    }
+    const std::int64_t r = a.records[i];
+    coop::phase_fit(rank, a.batch, a.state, r, a.options, s, state);
     __syncthreads();
-    if (shared_add != 0) {
-      add_contribution(a, shared_k, shared_index, shared_label, shared_entries, shared_vector, shared_matrix,
-                       static_cast<int>(threadIdx.x), static_cast<int>(blockDim.x));
+    if (rank == 0 && book_fit(state.fit, t, a, r) && state.overflow != 0) report_failure(a, r);
+    if (state.contributes != 0) {
+      coop::phase_panels(rank, size, a.batch, r, s, state, a.build_matrix, sink);
+      __syncthreads();
+      if (a.build_matrix) coop::phase_tiles(rank, size, a.batch, r, s, state, sink);
     }
-    __syncthreads();
+    __syncthreads();  // the scratch and the state are reused by the next record
   }
-  if (leader) add_tally(t, a.totals);
+  if (rank == 0) add_tally(t, a.totals);
 }
 
 constexpr int kTile = 32;
@@ -248,17 +181,14 @@ unsigned grid_for(std::int64_t items, int threads) {
 
 }  // namespace
 
-void launch_accumulate_per_thread(const AccumulateLaunch& launch, cudaStream_t stream) {
+void launch_accumulate_cooperative(const AccumulateLaunch& launch, int group_threads, cudaStream_t stream) {
   const std::int64_t active = launch.n_records < launch.slots ? launch.n_records : launch.slots;
   if (active <= 0) return;
-  accumulate_per_thread<<<grid_for(active, kThreadsPerBlock), kThreadsPerBlock, 0, stream>>>(launch);
-  GPEDE_CUDA_CHECK(cudaGetLastError());
-}
-
-void launch_accumulate_per_group(const AccumulateLaunch& launch, int group_threads, cudaStream_t stream) {
-  const std::int64_t active = launch.n_records < launch.slots ? launch.n_records : launch.slots;
-  if (active <= 0) return;
-  accumulate_per_group<<<static_cast<unsigned>(active), group_threads, 0, stream>>>(launch);
+  if (group_threads <= 0 || group_threads > kMaxGroupThreads || group_threads % 32 != 0) {
+    throw RuntimeError("CUDA accumulator: a group of " + std::to_string(group_threads) + " threads (32 to " +
+                       std::to_string(kMaxGroupThreads) + ", a multiple of 32)");
+  }
+  accumulate_cooperative<<<static_cast<unsigned>(active), group_threads, 0, stream>>>(launch);
   GPEDE_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -278,7 +208,7 @@ void launch_add_to_matrix(double* matrix, std::int64_t n, const std::int64_t* ro
 
 bool accumulate_kernels_loadable(std::string& why) {
   cudaFuncAttributes attributes{};
-  const cudaError_t status = cudaFuncGetAttributes(&attributes, accumulate_per_thread);
+  const cudaError_t status = cudaFuncGetAttributes(&attributes, accumulate_cooperative);
   if (status == cudaSuccess) return true;
   (void)cudaGetLastError();
   why = std::string("the kernels of this build cannot run on this device: ") + cudaGetErrorName(status) + " (" +

@@ -52,14 +52,10 @@ struct AccumulateLaunch {
   std::uint32_t batch_ordinal = 0;
 };
 
-/// One thread per record: fit, contribution and its atomic adds in the same thread.
-/// Uses min(n_records, slots) scratch slots.
-void launch_accumulate_per_thread(const AccumulateLaunch& launch, cudaStream_t stream);
-
-/// One group of `group_threads` threads (32: a warp, or a multiple of 32) per record: the first
-/// thread fits and builds the contribution with the shared per-record functions, then the whole
-/// group shares the atomic adds. Uses min(n_records, slots) scratch slots.
-void launch_accumulate_per_group(const AccumulateLaunch& launch, int group_threads, cudaStream_t stream);
+/// One group of `group_threads` threads (a multiple of 32) per record, the phases of
+/// gpede/kernels/cooperative_schur.hpp between barriers; `slot_bytes` is at least
+/// cooperative_scratch_bytes(capacity). Uses min(n_records, slots) scratch slots, one per group.
+void launch_accumulate_cooperative(const AccumulateLaunch& launch, int group_threads, cudaStream_t stream);
 
 /// Copies the lower triangle of the n x n column-major matrix onto the upper one.
 void launch_symmetrise_lower(double* matrix, std::int64_t n, cudaStream_t stream);

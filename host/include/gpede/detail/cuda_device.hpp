@@ -57,11 +57,13 @@ MemoryPlan plan_cuda_memory(std::int64_t n_variable, std::int64_t n_constraints,
 /// launch shape.
 struct CudaBackendOptions {
   /// Records with at most this many global derivatives (and at most max_thread_local_parameters
-  /// local parameters) are fitted one per thread, each adding its own contribution; larger records
-  /// are fitted one per warp or block, whose threads share the atomic adds of the contribution.
+  /// local parameters) form the small size class, fitted by one warp each; larger records by one
+  /// warp (up to 256 global derivatives) or one block of 128 threads each. Each class has its own
+  /// scratch size, so a group never waits on a record much larger than its own.
   std::int32_t thread_class_max_globals = 48;
   std::int32_t max_thread_local_parameters = 16;
-  /// Upper bound of the per-record scratch pool in device memory (bytes).
+  /// Upper bound of the per-group scratch pool in device memory (bytes); the pool is also bounded
+  /// by the groups that can be resident at once and by the free device memory.
   std::size_t scratch_pool_bytes = std::size_t{1} << 30;
 };
 

@@ -25,6 +25,7 @@
 #include "gpede/detail/batch_layout.hpp"
 #include "gpede/detail/cuda_device.hpp"
 #include "gpede/error.hpp"
+#include "gpede/kernels/cooperative_schur.hpp"
 #include "gpede/kernels/local_fit.hpp"
 
 namespace gpede::detail {
@@ -176,6 +177,11 @@ class CudaBackend final : public Backend {
       slot.consumed = make_event();
     }
     m_totals.allocate(1);
+    int ordinal = 0, processors = 0, threads_per_processor = 0;
+    GPEDE_CUDA_CHECK(cudaGetDevice(&ordinal));
+    GPEDE_CUDA_CHECK(cudaDeviceGetAttribute(&processors, cudaDevAttrMultiProcessorCount, ordinal));
+    GPEDE_CUDA_CHECK(cudaDeviceGetAttribute(&threads_per_processor, cudaDevAttrMaxThreadsPerMultiProcessor, ordinal));
+    m_resident_threads = static_cast<std::int64_t>(processors) * threads_per_processor;
   }
 
   ~CudaBackend() override {
@@ -421,19 +427,27 @@ class CudaBackend final : public Backend {
     }
   }
 
-  // Scratch slots of both classes within `budget` bytes; false if not even one slot fits.
-  static bool plan_slots(SizeClass& c, std::size_t budget) {
+  // Threads of the groups that fit a class's records.
+  static int group_threads(const SizeClass& c, bool small) {
+    return small || c.capacity.global_entries <= kWarpClassMaxGlobals ? kWarpThreads : kBlockThreads;
+  }
+
+  // Scratch slots of a class within `budget` bytes: one per group that can be resident on the
+  // device at once (more would only wait), fewer if the budget is smaller; false if not even one
+  // slot fits.
+  bool plan_slots(SizeClass& c, std::size_t budget, bool small) const {
     if (c.records.empty()) return true;
-    c.slot_bytes = align_up(std::max<std::size_t>(kernels::local_fit_scratch_bytes(c.capacity), 8));
+    c.slot_bytes = align_up(std::max<std::size_t>(kernels::coop::cooperative_scratch_bytes(c.capacity), 8));
     const std::int64_t fit = static_cast<std::int64_t>(budget / c.slot_bytes);
-    c.slots = std::min<std::int64_t>(static_cast<std::int64_t>(c.records.size()), fit);
+    const std::int64_t resident = std::max<std::int64_t>(1, m_resident_threads / group_threads(c, small));
+    c.slots = std::min({static_cast<std::int64_t>(c.records.size()), fit, resident});
     return c.slots > 0;
   }
 
   void prepare_pool(SizeClass& by_thread, SizeClass& by_group) {
     std::size_t budget = std::max(m_options.scratch_pool_bytes, m_pool.size());
-    plan_slots(by_thread, budget);
-    plan_slots(by_group, budget);
+    plan_slots(by_thread, budget, true);
+    plan_slots(by_group, budget, false);
     auto needed = [&] {
       return std::max(static_cast<std::size_t>(by_thread.slots) * by_thread.slot_bytes,
                       static_cast<std::size_t>(by_group.slots) * by_group.slot_bytes);
@@ -450,7 +464,7 @@ class CudaBackend final : public Backend {
     budget = std::min(std::max({m_options.scratch_pool_bytes, by_thread.records.empty() ? 0 : by_thread.slot_bytes,
                                 by_group.records.empty() ? 0 : by_group.slot_bytes}),
                       available);
-    if (!plan_slots(by_thread, budget) || !plan_slots(by_group, budget)) {
+    if (!plan_slots(by_thread, budget, true) || !plan_slots(by_group, budget, false)) {
       const std::size_t largest = std::max(by_thread.records.empty() ? 0 : by_thread.slot_bytes,
                                            by_group.records.empty() ? 0 : by_group.slot_bytes);
       throw RuntimeError("CUDA accumulator: the local fit of the largest record of a batch needs " +
@@ -521,7 +535,7 @@ class CudaBackend final : public Backend {
       launch.capacity = by_thread.capacity;
       launch.slot_bytes = by_thread.slot_bytes;
       launch.slots = by_thread.slots;
-      launch_accumulate_per_thread(launch, m_compute.get());
+      launch_accumulate_cooperative(launch, kWarpThreads, m_compute.get());
     }
     if (!by_group.records.empty()) {
       launch.records = reinterpret_cast<const std::int32_t*>(slot.device.data() + layout.group_records);
@@ -529,8 +543,7 @@ class CudaBackend final : public Backend {
       launch.capacity = by_group.capacity;
       launch.slot_bytes = by_group.slot_bytes;
       launch.slots = by_group.slots;
-      const int threads = by_group.capacity.global_entries <= kWarpClassMaxGlobals ? kWarpThreads : kBlockThreads;
-      launch_accumulate_per_group(launch, threads, m_compute.get());
+      launch_accumulate_cooperative(launch, group_threads(by_group, false), m_compute.get());
     }
     GPEDE_CUDA_CHECK(cudaEventRecord(slot.consumed.get(), m_compute.get()));
     ++m_batch_ordinal;
@@ -554,6 +567,7 @@ class CudaBackend final : public Backend {
   DeviceBuffer<unsigned long long> m_entries;
   DeviceBuffer<DeviceTotals> m_totals;
   DeviceBuffer<std::byte> m_pool;
+  std::int64_t m_resident_threads = 0;  // threads resident on the device at once (all processors)
 
   kernels::GlobalStateView m_state;
   kernels::LocalFitOptions m_fit;

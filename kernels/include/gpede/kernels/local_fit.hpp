@@ -534,6 +534,45 @@ GPEDE_HOST_DEVICE GPEDE_INLINE std::int32_t lower_bound(const std::int32_t* sort
   return lo;
 }
 
+/// The distinct variable globals of the n_entries global-derivative entries from e0: their
+/// variable indices ascending in slot_index, their labels in slot_label, their entry counts in
+/// slot_entries, and per entry its slot (-1 for a fixed label) in entry_slot. Returns the number
+/// of slots K, or -(at least the number needed) when more than `capacity` are distinct.
+GPEDE_HOST_DEVICE GPEDE_INLINE std::int32_t build_slot_map(const RecordBatchView& batch, const GlobalStateView& state,
+                                                           std::int64_t e0, std::int64_t n_entries,
+                                                           std::int32_t capacity, std::int32_t* slot_index,
+                                                           std::int32_t* slot_label, std::int32_t* slot_entries,
+                                                           std::int32_t* entry_slot) {
+  // insertion into a sorted list
+  std::int32_t k_count = 0;
+  for (std::int64_t e = 0; e < n_entries; ++e) {
+    const std::int32_t label = batch.global_index[e0 + e];
+    const std::int32_t v = state.variable_index[label];
+    if (v < 0) continue;
+    const std::int32_t lo = lower_bound(slot_index, k_count, v);
+    if (lo < k_count && slot_index[lo] == v) continue;
+    if (k_count >= capacity) return -(k_count + 1);
+    for (std::int32_t k = k_count; k > lo; --k) {
+      slot_index[k] = slot_index[k - 1];
+      slot_label[k] = slot_label[k - 1];
+    }
+    slot_index[lo] = v;
+    slot_label[lo] = label;
+    ++k_count;
+  }
+  for (std::int32_t k = 0; k < k_count; ++k) slot_entries[k] = 0;
+  for (std::int64_t e = 0; e < n_entries; ++e) {
+    const std::int32_t v = state.variable_index[batch.global_index[e0 + e]];
+    std::int32_t slot = -1;
+    if (v >= 0) {
+      slot = lower_bound(slot_index, k_count, v);
+      ++slot_entries[slot];
+    }
+    entry_slot[e] = slot;
+  }
+  return k_count;
+}
+
 /// C -= Y^T Y on the lower triangle of the k x k column-major C, for Y with n rows of k columns
 /// stored in panels of 8 columns (zero beyond column k; see LocalFitScratch::cross). Tiles of 8
 /// rows x 4 columns of C are summed over the n rows of Y in registers, reading both panels in
@@ -603,40 +642,13 @@ GPEDE_HOST_DEVICE GPEDE_INLINE GlobalContribution global_contribution(const Reco
   const std::int64_t n_entries = batch.global_begin[m1] - e0;
   if (n_entries > s.capacity.global_entries) return out;
 
-  // distinct variable indices, ascending (insertion into a sorted list)
-  std::int32_t k_count = 0;
-  for (std::int64_t e = 0; e < n_entries; ++e) {
-    const std::int32_t label = batch.global_index[e0 + e];
-    const std::int32_t v = state.variable_index[label];
-    if (v < 0) continue;
-    const std::int32_t lo = detail::lower_bound(s.slot_index, k_count, v);
-    if (lo < k_count && s.slot_index[lo] == v) continue;
-    if (k_count >= s.capacity.unique_globals) {
-      out.size = k_count + 1;  // at least this many
-      return out;
-    }
-    for (std::int32_t k = k_count; k > lo; --k) {
-      s.slot_index[k] = s.slot_index[k - 1];
-      s.slot_label[k] = s.slot_label[k - 1];
-    }
-    s.slot_index[lo] = v;
-    s.slot_label[lo] = label;
-    ++k_count;
+  const std::int32_t kk = detail::build_slot_map(batch, state, e0, n_entries, s.capacity.unique_globals, s.slot_index,
+                                                 s.slot_label, s.slot_entries, s.entry_slot);
+  if (kk < 0) {
+    out.size = -kk;  // at least this many
+    return out;
   }
-  const std::int32_t kk = k_count;
-  for (std::int32_t k = 0; k < kk; ++k) {
-    s.slot_entries[k] = 0;
-    s.global_vector[k] = 0.0;
-  }
-  for (std::int64_t e = 0; e < n_entries; ++e) {
-    const std::int32_t v = state.variable_index[batch.global_index[e0 + e]];
-    std::int32_t slot = -1;
-    if (v >= 0) {
-      slot = detail::lower_bound(s.slot_index, kk, v);
-      ++s.slot_entries[slot];
-    }
-    s.entry_slot[e] = slot;
-  }
+  for (std::int32_t k = 0; k < kk; ++k) s.global_vector[k] = 0.0;
 
   const std::int32_t nl = fit.local_parameters;
   const double rw = fit.record_weight;
