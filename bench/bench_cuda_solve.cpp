@@ -136,9 +136,8 @@ void full_inverse(benchmark::State& state) {
     GPEDE_CUSOLVER_CHECK(cusolverDnXtrtri(solver.get(), CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n, CUDA_R_64F,
                                           inverse.data(), n, work.data(), trtri_device, host_work.data(), trtri_host,
                                           info.data() + 1));
-    GPEDE_CUBLAS_CHECK(cublasDsyrk(blas.get(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_T, static_cast<int>(n),
-                                   static_cast<int>(n), &one, inverse.data(), static_cast<int>(n), &zero, a.data(),
-                                   static_cast<int>(n)));
+    GPEDE_CUBLAS_CHECK(cublasDsyrk_64(blas.get(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_T, n, n, &one, inverse.data(), n,
+                                      &zero, a.data(), n));
     GPEDE_CUDA_CHECK(cudaEventRecord(stop.get(), stream.get()));
     GPEDE_CUDA_CHECK(cudaEventSynchronize(stop.get()));
     int host_info[2] = {0, 0};

@@ -6,6 +6,8 @@
 // the layer alone.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <cmath>
 #include <cstdint>
 #include <map>
@@ -40,7 +42,11 @@ class CountingEngine final : public linalg::Engine {
   std::map<std::string, int> calls;
 
   std::string name() const override { return "counting"; }
-  Matrix allocate(std::int64_t r, std::int64_t c) override { return count("allocate"), m_cpu->allocate(r, c); }
+  std::vector<std::int64_t> allocations;  // elements of every matrix allocated
+  Matrix allocate(std::int64_t r, std::int64_t c) override {
+    allocations.push_back(r * c);
+    return count("allocate"), m_cpu->allocate(r, c);
+  }
   void fill(View a, double v) override { count("fill"), m_cpu->fill(a, v); }
   void copy(View f, View t) override { count("copy"), m_cpu->copy(f, t); }
   void upload(const std::vector<double>& h, View t) override { count("upload"), m_cpu->upload(h, t); }
@@ -53,6 +59,13 @@ class CountingEngine final : public linalg::Engine {
   }
   void copy_lower(View f, View t) override { count("copy_lower"), m_cpu->copy_lower(f, t); }
   std::vector<double> column_sum_squares(View a) override { return count("column_sum_squares"), m_cpu->column_sum_squares(a); }
+  std::vector<double> lower_column_sum_squares(View a) override {
+    return count("lower_column_sum_squares"), m_cpu->lower_column_sum_squares(a);
+  }
+  void zero_strict_upper(View a) override { count("zero_strict_upper"), m_cpu->zero_strict_upper(a); }
+  void lower_triangular_multiply(View l, bool t, View x) override {
+    count("lower_triangular_multiply"), m_cpu->lower_triangular_multiply(l, t, x);
+  }
   std::vector<double> weighted_row_sum_squares(View a, const std::vector<double>& w) override {
     return count("weighted_row_sum_squares"), m_cpu->weighted_row_sum_squares(a, w);
   }
@@ -208,6 +221,11 @@ TEST_P(EngineSolution, EqualsTheCpuReference) {
     } else {
       EXPECT_EQ(counting->calls["cholesky"], 1);
       EXPECT_EQ(counting->calls["triangular_inverse"], method() == Method::inversion ? 1 : 0);
+      // Decomposition and inversion work in the one n x n matrix (the uploaded one): the inverse
+      // of the factor is formed in place.
+      const auto large = std::count_if(counting->allocations.begin(), counting->allocations.end(),
+                                       [&](std::int64_t elements) { return elements >= p.n * p.n; });
+      EXPECT_EQ(large, 1) << "matrices of n x n elements or more";
     }
   }
 }

@@ -32,9 +32,17 @@ void launch_find_small_pivots(const double* l, std::int64_t n, std::int64_t lda,
 void launch_copy_lower(const double* src, std::int64_t lds, double* dst, std::int64_t ldd, std::int64_t n,
                        cudaStream_t stream);
 
-/// out[j] = sum over i < rows of a(i, j)^2, for j < cols.
+/// v (rows x k, ld rows) := the unit lower trapezoid of q (ld ldq): q(i, j) below the diagonal,
+/// 1 on it, 0 above (the Householder vectors of a QR factorisation, explicit for GEMMs).
+void launch_unit_lower(const double* q, std::int64_t ldq, std::int64_t rows, std::int64_t k, double* v,
+                       cudaStream_t stream);
+
+/// out[j] = sum over i < rows of a(i, j)^2, for j < cols; with lower_only over j <= i < rows.
 void launch_column_sum_squares(const double* a, std::int64_t rows, std::int64_t cols, std::int64_t lda, double* out,
-                               cudaStream_t stream);
+                               cudaStream_t stream, bool lower_only = false);
+
+/// a(i, j) = 0 for i < j (rows x cols block).
+void launch_zero_strict_upper(double* a, std::int64_t rows, std::int64_t cols, std::int64_t lda, cudaStream_t stream);
 
 /// out[i] = sum over k < cols of a(i, k)^2 weight[k], for i < rows.
 void launch_weighted_row_sum_squares(const double* a, std::int64_t rows, std::int64_t cols, std::int64_t lda,

@@ -74,13 +74,33 @@ __global__ void copy_lower(const double* src, std::int64_t lds, double* dst, std
   }
 }
 
-// One block per column.
-__global__ void column_sum_squares(const double* a, std::int64_t rows, std::int64_t lda, double* out) {
+__global__ void unit_lower(const double* q, std::int64_t ldq, std::int64_t rows, std::int64_t k, double* v) {
+  const std::int64_t total = rows * k;
+  for (std::int64_t t = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < total;
+       t += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t i = t % rows;
+    const std::int64_t j = t / rows;
+    v[j * rows + i] = i > j ? q[j * ldq + i] : (i == j ? 1.0 : 0.0);
+  }
+}
+
+__global__ void zero_strict_upper(double* a, std::int64_t rows, std::int64_t cols, std::int64_t lda) {
+  const std::int64_t total = rows * cols;
+  for (std::int64_t t = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < total;
+       t += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t i = t % rows;
+    const std::int64_t j = t / rows;
+    if (i < j) a[j * lda + i] = 0.0;
+  }
+}
+
+// One block per column (lower_only: from the diagonal down).
+__global__ void column_sum_squares(const double* a, std::int64_t rows, std::int64_t lda, double* out, bool lower_only) {
   __shared__ double partial[kThreads / 32];
   const std::int64_t j = blockIdx.x;
   const double* column = a + j * lda;
   double sum = 0.0;
-  for (std::int64_t i = threadIdx.x; i < rows; i += blockDim.x) sum += column[i] * column[i];
+  for (std::int64_t i = (lower_only ? j : 0) + threadIdx.x; i < rows; i += blockDim.x) sum += column[i] * column[i];
   for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_down_sync(0xffffffffu, sum, offset);
   if ((threadIdx.x & 31u) == 0) partial[threadIdx.x / 32] = sum;
   __syncthreads();
@@ -195,10 +215,23 @@ void launch_copy_lower(const double* src, std::int64_t lds, double* dst, std::in
   GPEDE_CUDA_CHECK(cudaGetLastError());
 }
 
+void launch_unit_lower(const double* q, std::int64_t ldq, std::int64_t rows, std::int64_t k, double* v,
+                       cudaStream_t stream) {
+  if (rows <= 0 || k <= 0) return;
+  unit_lower<<<grid_for_elements(rows * k), kThreads, 0, stream>>>(q, ldq, rows, k, v);
+  GPEDE_CUDA_CHECK(cudaGetLastError());
+}
+
 void launch_column_sum_squares(const double* a, std::int64_t rows, std::int64_t cols, std::int64_t lda, double* out,
-                               cudaStream_t stream) {
+                               cudaStream_t stream, bool lower_only) {
   if (cols <= 0) return;
-  column_sum_squares<<<static_cast<unsigned>(cols), kThreads, 0, stream>>>(a, rows, lda, out);
+  column_sum_squares<<<static_cast<unsigned>(cols), kThreads, 0, stream>>>(a, rows, lda, out, lower_only);
+  GPEDE_CUDA_CHECK(cudaGetLastError());
+}
+
+void launch_zero_strict_upper(double* a, std::int64_t rows, std::int64_t cols, std::int64_t lda, cudaStream_t stream) {
+  if (rows <= 0 || cols <= 1) return;
+  zero_strict_upper<<<grid_for_elements(rows * cols), kThreads, 0, stream>>>(a, rows, cols, lda);
   GPEDE_CUDA_CHECK(cudaGetLastError());
 }
 

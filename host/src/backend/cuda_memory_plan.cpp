@@ -23,17 +23,18 @@ constexpr std::size_t kBatchSlackBytes = 16 * 256;
 double square(double x) { return x * x; }
 
 // LAPACK's workspace of dsyevd with eigenvectors (cuSOLVER's own size is queried at run time).
-double syevd_workspace(double n) { return (1.0 + 6.0 * n + 2.0 * n * n) * kDouble; }
+double estimated_syevd_workspace(double n) { return (1.0 + 6.0 * n + 2.0 * n * n) * kDouble; }
 // Blocked factorisations and Q applications need panels of ~256 columns.
-double panel_workspace(double n) { return 256.0 * n * kDouble; }
+double estimated_panel_workspace(double n) { return 256.0 * n * kDouble; }
 
 struct Need {
   double accumulate = 0.0;
   double factorize = 0.0;
 };
 
+// `queried`: the library's own workspace of the factorisation (< 0: estimate it).
 Need need_for(std::int64_t n_variable, std::int64_t n_constraints, Method method, ConstraintMode mode,
-              std::size_t max_batch_bytes) {
+              std::size_t max_batch_bytes, double queried = -1.0) {
   const double n = static_cast<double>(std::max<std::int64_t>(n_variable, 0));
   const double m = static_cast<double>(std::max<std::int64_t>(n_constraints, 0));
   const bool bordered = mode == ConstraintMode::multipliers && m > 0;
@@ -48,17 +49,22 @@ Need need_for(std::int64_t n_variable, std::int64_t n_constraints, Method method
   need.accumulate = std::max(matrix, factor) + vectors + batches + static_cast<double>(kMinimumPoolBytes);
 
   const double q = mode == ConstraintMode::elimination ? n * m * kDouble + m * kDouble : 0.0;
+  // Applying Q in compact-WY form: the explicit reflectors V (n x m), T (m x m) and two m x n
+  // products; inversion with elimination also keeps the (n - m) x m block B21 aside.
+  const double wy = mode == ConstraintMode::elimination ? (3.0 * n * m + m * m) * kDouble : 0.0;
+  auto panel_workspace = [&](double size) { return queried >= 0.0 ? queried : estimated_panel_workspace(size); };
+  auto syevd_workspace = [&](double size) { return queried >= 0.0 ? queried : estimated_syevd_workspace(size); };
   double peak = 0.0;
   if (!bordered) {
     switch (method) {
       case Method::decomposition:
-        peak = matrix + panel_workspace(n);
+        peak = matrix + std::max(panel_workspace(n), wy);
         break;
-      case Method::inversion:  // factor + inverse of the factor
-        peak = 2.0 * matrix + panel_workspace(n);
+      case Method::inversion:  // the factor inverted in place
+        peak = matrix + std::max(panel_workspace(n), wy + n * m * kDouble);
         break;
       case Method::diagonalization:  // eigenvectors in place + workspace + eigenvalues
-        peak = matrix + syevd_workspace(n) + n * kDouble;
+        peak = matrix + std::max(syevd_workspace(n) + n * kDouble, wy);
         break;
     }
     peak += q;
@@ -68,8 +74,8 @@ Need need_for(std::int64_t n_variable, std::int64_t n_constraints, Method method
       case Method::decomposition:
         peak = std::max(building, factor + panel_workspace(nb));
         break;
-      case Method::inversion:  // factor + its copy inverted by sytri
-        peak = std::max(building, 2.0 * factor + panel_workspace(nb));
+      case Method::inversion:  // factor + blocks of up to 4096 columns of the identity solved with it
+        peak = std::max(building, factor + std::min(nb, 4096.0) * nb * kDouble + panel_workspace(nb));
         break;
       case Method::diagonalization:
         peak = std::max(building, factor + syevd_workspace(nb) + nb * kDouble);
@@ -83,9 +89,11 @@ Need need_for(std::int64_t n_variable, std::int64_t n_constraints, Method method
 }  // namespace
 
 MemoryPlan plan_cuda_memory(std::int64_t n_variable, std::int64_t n_constraints, Method method, ConstraintMode mode,
-                            std::size_t max_batch_bytes, const CudaDeviceInfo& device) {
+                            std::size_t max_batch_bytes, const CudaDeviceInfo& device,
+                            const SolverWorkspace& workspace) {
   MemoryPlan plan;
-  const Need need = need_for(n_variable, n_constraints, method, mode, max_batch_bytes);
+  const double queried = workspace.queried ? static_cast<double>(workspace.device_bytes) : -1.0;
+  const Need need = need_for(n_variable, n_constraints, method, mode, max_batch_bytes, queried);
   const double n = static_cast<double>(std::max<std::int64_t>(n_variable, 0));
   plan.matrix_bytes = static_cast<std::size_t>(n * n * kDouble);
   plan.accumulate_bytes = static_cast<std::size_t>(need.accumulate);

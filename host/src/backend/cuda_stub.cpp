@@ -21,6 +21,12 @@ CudaDeviceInfo query_cuda_device() noexcept {
   return info;
 }
 
+SolverWorkspace query_cuda_workspace(std::int64_t, std::int64_t, Method, ConstraintMode) noexcept {
+  SolverWorkspace out;
+  out.reason = "built without CUDA";
+  return out;
+}
+
 std::unique_ptr<Backend> make_cuda_backend() { throw RuntimeError(kNotBuilt); }
 
 std::unique_ptr<linalg::Engine> linalg::make_cuda_engine() { throw RuntimeError(kNotBuilt); }

@@ -544,22 +544,18 @@ FactorReport DenseSolution::factorize_reduced(Matrix matrix, FactorReport report
     return report;
   }
   if (covariance) {
-    // Cred^-1 = X^T X with X = L^-1, so diag(Q2 Cred^-1 Q2^T) holds the squared column norms of
-    // W = X Q2^T = [0 X] Q^T (nr x n, a second matrix).
-    Matrix w_matrix = m_engine.allocate(nr, n);
-    const View w = w_matrix.view();
-    const View x = w.block(0, mr, nr, nr);
-    m_engine.copy_lower(reduced, x);
-    m_engine.triangular_inverse(x);
+    // Inversion in place, in the one n x n matrix: X = L^-1 replaces L in the lower triangle of the
+    // reduced block (the strict upper triangle keeps the matrix for the sweeps). Cred^-1 = X^T X,
+    // so diag(Q2 Cred^-1 Q2^T) holds the squared column norms of W = X Q2^T = [0 X] Q^T.
+    m_engine.triangular_inverse(reduced);
+    const std::vector<double> inverse_diagonal = m_engine.lower_column_sum_squares(reduced);
     if (sweep_when_singular && m_options.method == Method::inversion) {
       // pede's inversion rejects a pivot below 1e-10 of its diagonal element. Whatever the order
       // of elimination, the pivot of k is at least 1 / (Cred^-1)_kk: if Cred_kk (Cred^-1)_kk stays
       // below 1e10 for every k, no pivot is rejected; otherwise sweep as pede does.
-      const std::vector<double> inverse_diagonal = m_engine.column_sum_squares(x);
       bool doubtful = false;
       for (std::int64_t k = 0; k < nr && !doubtful; ++k) doubtful = diag[k] * inverse_diagonal[k] >= 1.0 / kGlobalPivotLimit;
       if (doubtful) {
-        w_matrix.reset();
         solve_reduced_by_sweeps(reduced, diag, report);
         m_factor = std::move(matrix);
         if (report.rank_defect > 0) {
@@ -570,8 +566,26 @@ FactorReport DenseSolution::factorize_reduced(Matrix matrix, FactorReport report
         return report;
       }
     }
-    if (mr > 0) m_engine.apply_householder(Side::right, true, m_q.view(), m_tau.view(), mr, w);
-    m_cov_diag = m_engine.column_sum_squares(w);
+    if (mr == 0) {
+      m_cov_diag = inverse_diagonal;
+    } else {
+      // The rows mr..n-1 of the matrix become [0 X], then W by the reflectors, whose column norms
+      // are taken; the reverse application restores [0 X] and the (nr x mr) block B21 of Q^T C Q,
+      // which solve() needs, is put back.
+      const View rows = full.block(mr, 0, nr, n);
+      const View cross = full.block(mr, 0, nr, mr);
+      Matrix saved = m_engine.allocate(nr, mr);
+      m_engine.copy(cross, saved.view());
+      m_engine.fill(cross, 0.0);
+      m_engine.zero_strict_upper(reduced);
+      m_engine.apply_householder(Side::right, true, m_q.view(), m_tau.view(), mr, rows);
+      m_cov_diag = m_engine.column_sum_squares(rows);
+      m_engine.apply_householder(Side::right, false, m_q.view(), m_tau.view(), mr, rows);
+      m_engine.copy(saved.view(), cross);
+    }
+    m_factor = std::move(matrix);
+    m_kind = Kind::cholesky_inverse;
+    return report;
   }
   m_factor = std::move(matrix);
   m_kind = Kind::cholesky;
@@ -694,6 +708,7 @@ std::vector<double> DenseSolution::solve(const std::vector<double>& b, const std
       return x;
     }
     case Kind::cholesky:
+    case Kind::cholesky_inverse:
     case Kind::swept: {
       // x = Q [y1; y2]: y1 meets the constraints, y2 = Cred^-1 (Q2^T b - B21 y1).
       Matrix xm = to_engine(b, m_n, 1);
@@ -707,6 +722,9 @@ std::vector<double> DenseSolution::solve(const std::vector<double>& b, const std
       }
       if (m_kind == Kind::cholesky) {
         m_engine.cholesky_solve(m_factor.view().block(mr, mr, nr, nr), x.block(mr, 0, nr, 1));
+      } else if (m_kind == Kind::cholesky_inverse) {  // Cred^-1 z = X^T (X z)
+        m_engine.lower_triangular_multiply(m_factor.view().block(mr, mr, nr, nr), false, x.block(mr, 0, nr, 1));
+        m_engine.lower_triangular_multiply(m_factor.view().block(mr, mr, nr, nr), true, x.block(mr, 0, nr, 1));
       } else if (nr > 0) {
         Matrix zm = m_engine.allocate(nr, 1);
         m_engine.copy(x.block(mr, 0, nr, 1), zm.view());

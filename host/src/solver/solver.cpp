@@ -66,8 +66,13 @@ std::unique_ptr<detail::Backend> choose_backend(const Steering& steering, const 
   if (!device.present) {
     reason = device.reason;
   } else {
+    // cuSOLVER's own workspace sizes for this n and method, before anything is allocated.
+    const detail::SolverWorkspace workspace =
+        detail::query_cuda_workspace(n_variable, n_constraints, steering.method, steering.constraint_mode);
+    if (!workspace.queried) log.progress("memory: cuSOLVER workspace estimated (" + workspace.reason + ")");
     const detail::MemoryPlan plan = detail::plan_cuda_memory(n_variable, n_constraints, steering.method,
-                                                             steering.constraint_mode, max_batch_bytes, device);
+                                                             steering.constraint_mode, max_batch_bytes, device,
+                                                             workspace);
     if (plan.fits) {
       log.progress("backend: cuda on " + device.name + " (" + plan.message + ")");
       return detail::make_cuda_backend();

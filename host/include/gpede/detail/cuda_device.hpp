@@ -45,13 +45,24 @@ struct MemoryPlan {
   std::string message;
 };
 
+/// The largest cuSOLVER device workspace of the factorisation of an n-parameter problem with m
+/// constraints, asked from the library itself (bufferSize functions, no matrix allocated).
+struct SolverWorkspace {
+  bool queried = false;        ///< false: the library could not be asked (reason says why)
+  std::size_t device_bytes = 0;
+  std::string reason;
+};
+SolverWorkspace query_cuda_workspace(std::int64_t n, std::int64_t m, Method method, ConstraintMode mode) noexcept;
+
 /// Plans the device memory of a run: n_variable parameters, n_constraints constraints, the method
 /// and constraint mode, record batches of up to max_batch_bytes (RecordBatch::bytes()), on the
 /// device described by `device` (free_bytes is what counts). Workspace sizes of cuSOLVER are
-/// estimated (LAPACK's sizes; the backend queries the exact ones before it allocates). Pure
-/// arithmetic: usable without a device with a made-up CudaDeviceInfo.
+/// estimated from LAPACK's sizes unless `workspace` holds the library's own (query_cuda_workspace),
+/// which then replaces the estimate of the factorisation's workspace. Pure arithmetic: usable
+/// without a device with a made-up CudaDeviceInfo.
 MemoryPlan plan_cuda_memory(std::int64_t n_variable, std::int64_t n_constraints, Method method, ConstraintMode mode,
-                            std::size_t max_batch_bytes, const CudaDeviceInfo& device);
+                            std::size_t max_batch_bytes, const CudaDeviceInfo& device,
+                            const SolverWorkspace& workspace = {});
 
 /// Tuning of the CUDA backend. The defaults suit large devices; tests lower them to reach every
 /// launch shape.

@@ -21,7 +21,9 @@ class DenseSolution {
   /// Returns ok == false (with a message naming the number of bad pivots or non-positive
   /// eigenvalues, and their variable indices) where the (reduced) matrix is not positive definite
   /// or the bordered matrix is singular, or where the constraints are linearly dependent.
-  /// Peak memory: two n x n (or (n+m) x (n+m)) matrices; one is kept for solve.
+  /// Peak memory: the one n x n matrix for decomposition and inversion with elimination (the
+  /// factor is inverted in place), a second one for diagonalization (eigenvectors) and for
+  /// multipliers (the (n+m) x (n+m) bordered matrix); one is kept for solve.
   FactorReport factorize(linalg::Matrix matrix, std::int64_t n, const ConstraintSystem& constraints,
                          const FactorOptions& options);
   /// Newton step dp (size n): minimises 1/2 dp.C.dp - b.dp subject to A dp = residual (size m;
@@ -41,6 +43,7 @@ class DenseSolution {
     none,            // nothing factorised, or the factorisation failed
     trivial,         // no free direction left (n == m or n == 0): dp meets the constraints only
     cholesky,        // m_factor: n x n, Q^T C Q with the Cholesky factor of the reduced matrix in its trailing block
+    cholesky_inverse,  // as cholesky, with the inverse X = L^-1 of the factor in place of L
     eigen,           // m_factor: n x n, eigenvectors in variable space in columns mr..n-1
     bordered_ldlt,   // m_factor: (n+m)^2 Bunch-Kaufman factor of the equilibrated bordered matrix
     bordered_eigen,  // m_factor: (n+m)^2 eigenvectors of the bordered matrix (constraint rows scaled)

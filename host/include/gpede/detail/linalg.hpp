@@ -91,6 +91,10 @@ class Engine {
   virtual void copy_lower(View from, View to) = 0;
   /// sum_i a(i, j)^2 for every column j.
   virtual std::vector<double> column_sum_squares(View a) = 0;
+  /// sum over i >= j of a(i, j)^2 for every column j of a square block (its lower triangle).
+  virtual std::vector<double> lower_column_sum_squares(View a) = 0;
+  /// Zeros above the diagonal of a square block.
+  virtual void zero_strict_upper(View a) = 0;
   /// sum_j a(i, j)^2 w[j] for every row i.
   virtual std::vector<double> weighted_row_sum_squares(View a, const std::vector<double>& w) = 0;
 
@@ -108,6 +112,9 @@ class Engine {
   virtual void cholesky_solve(View l, View b) = 0;
   /// The lower triangle's inverse in place; throws on a zero diagonal element.
   virtual void triangular_inverse(View l) = 0;
+  /// x := op(L) x, L the lower triangle of l (non-unit, the strict upper triangle not read),
+  /// op(L) = L^T if transpose.
+  virtual void lower_triangular_multiply(View l, bool transpose, View x) = 0;
   /// x := U^-1 x, U the upper triangle of u (non-unit).
   virtual void upper_triangular_solve(View u, View x) = 0;
   /// Cholesky with complete pivoting of the upper triangle (LAPACK dpstrf): the permutation

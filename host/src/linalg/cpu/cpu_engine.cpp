@@ -37,6 +37,8 @@ void dsyevr_(const char* jobz, const char* range, const char* uplo, const int* n
              const int* liwork, int* info, std::size_t, std::size_t, std::size_t);
 void dgemv_(const char* trans, const int* m, const int* n, const double* alpha, const double* a, const int* lda,
             const double* x, const int* incx, const double* beta, double* y, const int* incy, std::size_t);
+void dtrmv_(const char* uplo, const char* trans, const char* diag, const int* n, const double* a, const int* lda,
+            double* x, const int* incx, std::size_t, std::size_t, std::size_t);
 void dtrsv_(const char* uplo, const char* trans, const char* diag, const int* n, const double* a, const int* lda,
             double* x, const int* incx, std::size_t, std::size_t, std::size_t);
 }
@@ -146,6 +148,24 @@ class CpuEngine final : public Engine {
     return out;
   }
 
+  std::vector<double> lower_column_sum_squares(View a) override {
+    std::vector<double> out(static_cast<std::size_t>(a.cols), 0.0);
+    for (std::int64_t j = 0; j < a.cols; ++j) {
+      const double* col = &at(a, 0, j);
+      double s = 0.0;
+      for (std::int64_t i = j; i < a.rows; ++i) s += col[i] * col[i];
+      out[j] = s;
+    }
+    return out;
+  }
+
+  void zero_strict_upper(View a) override {
+    for (std::int64_t j = 1; j < a.cols; ++j) {
+      double* col = &at(a, 0, j);
+      std::fill(col, col + std::min(j, a.rows), 0.0);
+    }
+  }
+
   std::vector<double> weighted_row_sum_squares(View a, const std::vector<double>& w) override {
     std::vector<double> out(static_cast<std::size_t>(a.rows), 0.0);
     for (std::int64_t j = 0; j < a.cols; ++j) {
@@ -205,6 +225,12 @@ class CpuEngine final : public Engine {
     dtrtri_("L", "N", &n, l.ptr(), &lda, &info, 1, 1);
     check_info(info, "dtrtri");
     if (info > 0) throw RuntimeError("LAPACK dtrtri: zero diagonal element " + std::to_string(info) + " of a regular factor");
+  }
+
+  void lower_triangular_multiply(View l, bool transpose, View x) override {
+    const int n = lapack_size(l.rows), lda = leading(l), one = 1;
+    if (n == 0) return;
+    dtrmv_("L", transpose ? "T" : "N", "N", &n, l.ptr(), &lda, x.ptr(), &one, 1, 1, 1);
   }
 
   void upper_triangular_solve(View u, View x) override {

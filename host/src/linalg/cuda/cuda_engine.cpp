@@ -1,8 +1,11 @@
 // The CUDA engine of the linear-algebra layer (cuda_engine.hpp): each operation is one cuSOLVER or
 // cuBLAS call (with its workspace and its device-side info copied back and checked), one kernel of
-// dense_ops.cu, or one copy. cuSOLVER has no 64-bit ormqr, sytrf or sytri: those use the legacy
-// 32-bit API. The failure paths that LAPACK serves better (pivoted Cholesky, pede's sweeps) copy
-// the block to the host, run the CPU engine, and copy it back.
+// dense_ops.cu, or one copy. Every call on the global matrix uses the 64-bit API: the constraint Q
+// is applied in compact-WY form (Xlarft and three GEMMs), the diagonal of an LDL^T inverse comes
+// from Xsytrs on blocks of the identity. cuSOLVER has no 64-bit Bunch-Kaufman: Dsytrf (32-bit)
+// factorises bordered matrices of up to 2^31 - 1 elements on the device, larger ones are
+// factorised by LAPACK on the host. The failure paths that LAPACK serves better (pivoted
+// Cholesky, pede's sweeps) copy the block to the host, run the CPU engine, and copy it back.
 #include "cuda_engine.hpp"
 
 #include <algorithm>
@@ -42,10 +45,14 @@ std::string gigabytes(double bytes) {
 
 std::size_t bytes_of(const View& a) { return static_cast<std::size_t>(a.rows) * sizeof(double); }
 
-// What a Bunch-Kaufman factorisation keeps on the device: the legacy 32-bit pivots (for sytri) and
-// the 64-bit ones (for Xsytrs).
+// The legacy 32-bit cuSOLVER API addresses at most 2^31 - 1 elements of a matrix.
+bool fits_legacy_api(const View& a) {
+  const std::int64_t limit = std::numeric_limits<int>::max();
+  return a.ld <= limit && a.cols <= limit && a.ld * std::max<std::int64_t>(a.cols, 1) <= limit;
+}
+
+// What a Bunch-Kaufman factorisation keeps on the device: the 64-bit pivots of Xsytrs.
 struct DevicePivots {
-  DeviceBuffer<int> narrow;
   DeviceBuffer<std::int64_t> wide;
 };
 
@@ -163,6 +170,17 @@ class CudaEngine final : public linalg::Engine {
     return download_vector(out);
   }
 
+  std::vector<double> lower_column_sum_squares(View a) override {
+    DeviceBuffer<double> out(static_cast<std::size_t>(a.cols));
+    launch_column_sum_squares(a.ptr(), a.rows, a.cols, a.ld, out.data(), m_stream, /*lower_only=*/true);
+    return download_vector(out);
+  }
+
+  void zero_strict_upper(View a) override {
+    if (a.empty()) return;
+    launch_zero_strict_upper(a.ptr(), a.rows, a.cols, a.ld, m_stream);
+  }
+
   std::vector<double> weighted_row_sum_squares(View a, const std::vector<double>& w) override {
     DeviceBuffer<double> weights(w.size()), out(static_cast<std::size_t>(a.rows));
     GPEDE_CUDA_CHECK(cudaMemcpyAsync(weights.data(), w.data(), weights.bytes(), cudaMemcpyHostToDevice, m_stream));
@@ -184,18 +202,44 @@ class CudaEngine final : public linalg::Engine {
   }
 
   void apply_householder(Side side, bool transpose, View q, View tau, std::int64_t reflectors, View c) override {
+    // Compact WY: Q = H_1 ... H_k = I - V T V^T with V the unit lower trapezoid of the reflectors
+    // and T upper triangular (Xlarft), applied with three 64-bit GEMMs:
+    //   left:  c -= V op(T) (V^T c)      right: c -= ((c V) op(T)) V^T,   op(T) = T^T for Q^T.
     if (c.empty() || reflectors == 0) return;
-    const cublasSideMode_t s = side == Side::left ? CUBLAS_SIDE_LEFT : CUBLAS_SIDE_RIGHT;
-    const cublasOperation_t t = transpose ? CUBLAS_OP_T : CUBLAS_OP_N;
-    const int mi = legacy_size(c.rows, "ormqr"), ni = legacy_size(c.cols, "ormqr"), ki = legacy_size(reflectors, "ormqr"),
-              lda = legacy_size(q.ld, "ormqr"), ldc = legacy_size(c.ld, "ormqr");
-    int lwork = 0;
-    GPEDE_CUSOLVER_CHECK(cusolverDnDormqr_bufferSize(m_cusolver.get(), s, t, mi, ni, ki, q.ptr(), lda, tau.ptr(), c.ptr(),
-                                                     ldc, &lwork));
-    auto* work = static_cast<double*>(device_workspace(static_cast<std::size_t>(std::max(lwork, 1)) * sizeof(double)));
-    GPEDE_CUSOLVER_CHECK(cusolverDnDormqr(m_cusolver.get(), s, t, mi, ni, ki, q.ptr(), lda, tau.ptr(), c.ptr(), ldc, work,
-                                          lwork, m_info.data()));
-    read_info("Dormqr");
+    const std::int64_t rows = q.rows, k = reflectors;
+    const std::int64_t other = side == Side::left ? c.cols : c.rows;
+    DeviceBuffer<double> v(static_cast<std::size_t>(rows * k)), t(static_cast<std::size_t>(k * k)),
+        w1(static_cast<std::size_t>(k * other)), w2(static_cast<std::size_t>(k * other));
+    launch_unit_lower(q.ptr(), q.ld, rows, k, v.data(), m_stream);
+    GPEDE_CUDA_CHECK(cudaMemsetAsync(t.data(), 0, t.bytes(), m_stream));
+    std::size_t device_bytes = 0, host_bytes = 0;
+    GPEDE_CUSOLVER_CHECK(cusolverDnXlarft_bufferSize(m_cusolver.get(), m_params.get(), CUBLAS_DIRECT_FORWARD,
+                                                     CUBLAS_STOREV_COLUMNWISE, rows, k, CUDA_R_64F, v.data(), rows,
+                                                     CUDA_R_64F, tau.ptr(), CUDA_R_64F, t.data(), k, CUDA_R_64F,
+                                                     &device_bytes, &host_bytes));
+    GPEDE_CUSOLVER_CHECK(cusolverDnXlarft(m_cusolver.get(), m_params.get(), CUBLAS_DIRECT_FORWARD,
+                                          CUBLAS_STOREV_COLUMNWISE, rows, k, CUDA_R_64F, v.data(), rows, CUDA_R_64F,
+                                          tau.ptr(), CUDA_R_64F, t.data(), k, CUDA_R_64F,
+                                          device_workspace(device_bytes), device_bytes, host_workspace(host_bytes),
+                                          host_bytes));
+    const double one = 1.0, zero = 0.0, minus = -1.0;
+    const cublasOperation_t op_t = transpose ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasHandle_t h = m_cublas.get();
+    if (side == Side::left) {  // c is rows x other
+      GPEDE_CUBLAS_CHECK(cublasDgemm_64(h, CUBLAS_OP_T, CUBLAS_OP_N, k, other, rows, &one, v.data(), rows, c.ptr(), c.ld,
+                                        &zero, w1.data(), k));
+      GPEDE_CUBLAS_CHECK(cublasDgemm_64(h, op_t, CUBLAS_OP_N, k, other, k, &one, t.data(), k, w1.data(), k, &zero,
+                                        w2.data(), k));
+      GPEDE_CUBLAS_CHECK(cublasDgemm_64(h, CUBLAS_OP_N, CUBLAS_OP_N, rows, other, k, &minus, v.data(), rows, w2.data(),
+                                        k, &one, c.ptr(), c.ld));
+    } else {  // c is other x rows
+      GPEDE_CUBLAS_CHECK(cublasDgemm_64(h, CUBLAS_OP_N, CUBLAS_OP_N, other, k, rows, &one, c.ptr(), c.ld, v.data(), rows,
+                                        &zero, w1.data(), other));
+      GPEDE_CUBLAS_CHECK(cublasDgemm_64(h, CUBLAS_OP_N, op_t, other, k, k, &one, w1.data(), other, t.data(), k, &zero,
+                                        w2.data(), other));
+      GPEDE_CUBLAS_CHECK(cublasDgemm_64(h, CUBLAS_OP_N, CUBLAS_OP_T, other, rows, k, &minus, w2.data(), other, v.data(),
+                                        rows, &one, c.ptr(), c.ld));
+    }
   }
 
   std::int64_t cholesky(View a) override {
@@ -231,10 +275,16 @@ class CudaEngine final : public linalg::Engine {
     }
   }
 
+  void lower_triangular_multiply(View l, bool transpose, View x) override {
+    if (l.empty()) return;
+    GPEDE_CUBLAS_CHECK(cublasDtrmv_64(m_cublas.get(), CUBLAS_FILL_MODE_LOWER, transpose ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                      CUBLAS_DIAG_NON_UNIT, l.rows, l.ptr(), l.ld, x.ptr(), 1));
+  }
+
   void upper_triangular_solve(View u, View x) override {
     if (u.empty()) return;
-    GPEDE_CUBLAS_CHECK(cublasDtrsv(m_cublas.get(), CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_N, CUBLAS_DIAG_NON_UNIT,
-                                   legacy_size(u.rows, "trsv"), u.ptr(), legacy_size(u.ld, "trsv"), x.ptr(), 1));
+    GPEDE_CUBLAS_CHECK(cublasDtrsv_64(m_cublas.get(), CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_N, CUBLAS_DIAG_NON_UNIT, u.rows,
+                                      u.ptr(), u.ld, x.ptr(), 1));
   }
 
   std::vector<std::int64_t> pivoted_cholesky(View a, double tol, std::int64_t& rank) override {
@@ -265,26 +315,40 @@ class CudaEngine final : public linalg::Engine {
   }
 
   Pivots ldlt(View a) override {
-    const int n = legacy_size(a.rows, "sytrf"), lda = legacy_size(a.ld, "sytrf");
+    // cuSOLVER's Bunch-Kaufman (Dsytrf) has only the 32-bit API, which addresses at most 2^31 - 1
+    // elements: larger matrices are factorised on the host by LAPACK (its dsytrf addresses the
+    // matrix with 64-bit offsets), then factor and pivots go back to the device for Xsytrs.
     auto device = std::make_shared<DevicePivots>();
-    device->narrow.allocate(static_cast<std::size_t>(std::max(n, 1)));
-    device->wide.allocate(static_cast<std::size_t>(std::max(n, 1)));
-    if (n > 0) {
-      int lwork = 0;
-      GPEDE_CUSOLVER_CHECK(cusolverDnDsytrf_bufferSize(m_cusolver.get(), n, a.ptr(), lda, &lwork));
-      auto* work = static_cast<double*>(device_workspace(static_cast<std::size_t>(std::max(lwork, 1)) * sizeof(double)));
-      GPEDE_CUSOLVER_CHECK(cusolverDnDsytrf(m_cusolver.get(), CUBLAS_FILL_MODE_LOWER, n, a.ptr(), lda,
-                                            device->narrow.data(), work, lwork, m_info.data()));
-      read_info("Dsytrf");  // info > 0 (an exactly zero pivot) is a result the solution examines
-      launch_widen_pivots(device->narrow.data(), device->wide.data(), n, m_stream);
+    const std::int64_t n = a.rows;
+    device->wide.allocate(static_cast<std::size_t>(std::max<std::int64_t>(n, 1)));
+    Pivots pivots;
+    if (!fits_legacy_api(a)) {
+      Matrix host = linalg::adopt_host_matrix(download(a), a.rows, a.cols);
+      pivots = m_host->ldlt(host.view());
+      upload(m_host->download(host.view()), a);
+      GPEDE_CUDA_CHECK(cudaMemcpyAsync(device->wide.data(), pivots.host.data(),
+                                       pivots.host.size() * sizeof(std::int64_t), cudaMemcpyHostToDevice, m_stream));
+      GPEDE_CUDA_CHECK(cudaStreamSynchronize(m_stream));
+      pivots.engine = device;
+      return pivots;
     }
-    std::vector<int> host(static_cast<std::size_t>(n));
-    if (n > 0) {
-      GPEDE_CUDA_CHECK(cudaMemcpyAsync(host.data(), device->narrow.data(), host.size() * sizeof(int),
-                                       cudaMemcpyDeviceToHost, m_stream));
+    const int ni = legacy_size(n, "sytrf"), lda = legacy_size(a.ld, "sytrf");
+    DeviceBuffer<int> narrow(static_cast<std::size_t>(std::max(ni, 1)));
+    if (ni > 0) {
+      int lwork = 0;
+      GPEDE_CUSOLVER_CHECK(cusolverDnDsytrf_bufferSize(m_cusolver.get(), ni, a.ptr(), lda, &lwork));
+      auto* work = static_cast<double*>(device_workspace(static_cast<std::size_t>(std::max(lwork, 1)) * sizeof(double)));
+      GPEDE_CUSOLVER_CHECK(cusolverDnDsytrf(m_cusolver.get(), CUBLAS_FILL_MODE_LOWER, ni, a.ptr(), lda, narrow.data(), work,
+                                            lwork, m_info.data()));
+      read_info("Dsytrf");  // info > 0 (an exactly zero pivot) is a result the solution examines
+      launch_widen_pivots(narrow.data(), device->wide.data(), ni, m_stream);
+    }
+    std::vector<int> host(static_cast<std::size_t>(ni));
+    if (ni > 0) {
+      GPEDE_CUDA_CHECK(cudaMemcpyAsync(host.data(), narrow.data(), host.size() * sizeof(int), cudaMemcpyDeviceToHost,
+                                       m_stream));
     }
     GPEDE_CUDA_CHECK(cudaStreamSynchronize(m_stream));
-    Pivots pivots;
     pivots.host.assign(host.begin(), host.end());
     pivots.engine = device;
     return pivots;
@@ -305,21 +369,34 @@ class CudaEngine final : public linalg::Engine {
   }
 
   std::vector<double> ldlt_inverse_diagonal(View a, const Pivots& pivots) override {
-    // Dsytri on a copy of the factor (the factor itself stays for the solves).
-    const auto* device = static_cast<const DevicePivots*>(pivots.engine.get());
-    const int n = legacy_size(a.rows, "sytri");
-    Matrix inverse = allocate(a.rows, a.rows);
-    copy(a, inverse.view());
-    int lwork = 0;
-    GPEDE_CUSOLVER_CHECK(cusolverDnDsytri_bufferSize(m_cusolver.get(), CUBLAS_FILL_MODE_LOWER, n, inverse.view().ptr(), n,
-                                                     device->narrow.data(), &lwork));
-    auto* work = static_cast<double*>(device_workspace(static_cast<std::size_t>(std::max(lwork, 1)) * sizeof(double)));
-    GPEDE_CUSOLVER_CHECK(cusolverDnDsytri(m_cusolver.get(), CUBLAS_FILL_MODE_LOWER, n, inverse.view().ptr(), n,
-                                          device->narrow.data(), work, lwork, m_info.data()));
-    if (const int info = read_info("Dsytri"); info > 0) {
-      throw RuntimeError("cuSOLVER Dsytri: singular pivot " + std::to_string(info) + " after a regular factorisation");
+    // Column blocks of the identity solved with the factor (64-bit Xsytrs): (A^-1)_jj is element j
+    // of the solution for e_j. No second n x n matrix (Dsytri would need one, in the 32-bit API);
+    // 2 n^3 flops in level-3 solves.
+    const std::int64_t n = a.rows;
+    std::vector<double> out(static_cast<std::size_t>(std::max<std::int64_t>(n, 0)));
+    if (n == 0) return out;
+    std::size_t free_bytes = 0, total_bytes = 0;
+    GPEDE_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    const std::size_t room = free_bytes > 2 * kAllocationReserve ? (free_bytes - 2 * kAllocationReserve) / 2 : 0;
+    const std::int64_t by_memory = static_cast<std::int64_t>(room / (static_cast<std::size_t>(n) * sizeof(double)));
+    const std::int64_t chunk = std::max<std::int64_t>(1, std::min<std::int64_t>({n, 4096, by_memory}));
+    Matrix block = allocate(n, chunk);
+    const std::vector<double> ones(static_cast<std::size_t>(chunk), 1.0);
+    for (std::int64_t j0 = 0; j0 < n; j0 += chunk) {
+      const std::int64_t cols = std::min(chunk, n - j0);
+      const View rhs = block.view().block(0, 0, n, cols);
+      fill(rhs, 0.0);
+      // rhs(j0 + c, c) = 1: stride n + 1 from element j0
+      GPEDE_CUDA_CHECK(cudaMemcpy2DAsync(rhs.ptr() + j0, static_cast<std::size_t>(n + 1) * sizeof(double), ones.data(),
+                                         sizeof(double), sizeof(double), static_cast<std::size_t>(cols),
+                                         cudaMemcpyHostToDevice, m_stream));
+      ldlt_solve(a, pivots, rhs);
+      GPEDE_CUDA_CHECK(cudaMemcpy2DAsync(out.data() + j0, sizeof(double), rhs.ptr() + j0,
+                                         static_cast<std::size_t>(n + 1) * sizeof(double), sizeof(double),
+                                         static_cast<std::size_t>(cols), cudaMemcpyDeviceToHost, m_stream));
+      GPEDE_CUDA_CHECK(cudaStreamSynchronize(m_stream));
     }
-    return diagonal(inverse.view());
+    return out;
   }
 
   void gemv(bool transpose, double alpha, View a, View x, double beta, View y) override {
@@ -327,9 +404,8 @@ class CudaEngine final : public linalg::Engine {
       if (beta == 0.0) fill(y, 0.0);
       return;
     }
-    GPEDE_CUBLAS_CHECK(cublasDgemv(m_cublas.get(), transpose ? CUBLAS_OP_T : CUBLAS_OP_N, legacy_size(a.rows, "gemv"),
-                                   legacy_size(a.cols, "gemv"), &alpha, a.ptr(), legacy_size(a.ld, "gemv"), x.ptr(), 1,
-                                   &beta, y.ptr(), 1));
+    GPEDE_CUBLAS_CHECK(cublasDgemv_64(m_cublas.get(), transpose ? CUBLAS_OP_T : CUBLAS_OP_N, a.rows, a.cols, &alpha,
+                                      a.ptr(), a.ld, x.ptr(), 1, &beta, y.ptr(), 1));
   }
 
   SweepOutcome sweep(View a, double limit, SweepOrder order) override {
@@ -416,6 +492,9 @@ class OwningCudaEngine final : public linalg::Engine {
   void scale(View a, const std::vector<double>& r, const std::vector<double>& c) override { m_engine.scale(a, r, c); }
   void copy_lower(View from, View to) override { m_engine.copy_lower(from, to); }
   std::vector<double> column_sum_squares(View a) override { return m_engine.column_sum_squares(a); }
+  std::vector<double> lower_column_sum_squares(View a) override { return m_engine.lower_column_sum_squares(a); }
+  void zero_strict_upper(View a) override { m_engine.zero_strict_upper(a); }
+  void lower_triangular_multiply(View l, bool t, View x) override { m_engine.lower_triangular_multiply(l, t, x); }
   std::vector<double> weighted_row_sum_squares(View a, const std::vector<double>& w) override {
     return m_engine.weighted_row_sum_squares(a, w);
   }
