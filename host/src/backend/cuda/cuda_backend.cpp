@@ -22,7 +22,9 @@
 #include "dense_launch.hpp"
 #include "gpede/detail/dense_solution.hpp"
 #include "gpede/detail/backend.hpp"
+#include "gpede/detail/batch_classes.hpp"
 #include "gpede/detail/batch_layout.hpp"
+#include "gpede/detail/worker_pool.hpp"
 #include "gpede/detail/cuda_device.hpp"
 #include "gpede/error.hpp"
 #include "gpede/kernels/cooperative_schur.hpp"
@@ -79,9 +81,10 @@ BatchLayout layout_for(const RecordBatch& b, std::size_t thread_records, std::si
   return l;
 }
 
+// Copies one array of a batch into the pinned staging buffer, large ones on several threads.
 template <class T>
-void stage(std::byte* base, std::size_t offset, const std::vector<T>& v) {
-  if (!v.empty()) std::memcpy(base + offset, v.data(), v.size() * sizeof(T));
+void stage(std::byte* base, std::size_t offset, const std::vector<T>& v, WorkerPool* pool) {
+  if (!v.empty()) parallel_copy(base + offset, v.data(), v.size() * sizeof(T), pool);
 }
 
 kernels::RecordBatchView device_view(const RecordBatch& batch, const BatchLayout& l, std::byte* base) {
@@ -105,46 +108,6 @@ void check_cuda_batch_layout(const RecordBatch& batch) {
   check_batch_layout(batch, "CUDA accumulator");
   if (batch.n_records() > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max())) {
     throw RuntimeError("CUDA accumulator: more than 2^31 - 1 records in one batch");
-  }
-}
-
-/// Offsets must not decrease and indices must be in range: a device kernel cannot throw, so every
-/// record is checked here, with the CPU accumulator's messages.
-void check_batch_contents(const RecordBatch& batch, std::int64_t n_all) {
-  const std::int64_t n_records = static_cast<std::int64_t>(batch.n_records());
-  auto local_bad = [](std::int32_t v) { return v < 0; };
-  auto global_bad = [n_all](std::int32_t v) { return v < 0 || v >= n_all; };
-  const bool local_ok = std::none_of(batch.local_index.begin(), batch.local_index.end(), local_bad);
-  const bool global_ok = std::none_of(batch.global_index.begin(), batch.global_index.end(), global_bad);
-  for (std::int64_t r = 0; r < n_records; ++r) {
-    const std::int64_t m0 = batch.record_begin[r];
-    const std::int64_t m1 = batch.record_begin[r + 1];
-    bool decreasing = m1 < m0;
-    for (std::int64_t m = m0; m < m1 && !decreasing; ++m) {
-      decreasing = batch.local_begin[m + 1] < batch.local_begin[m] || batch.global_begin[m + 1] < batch.global_begin[m];
-    }
-    if (decreasing) throw RuntimeError("CUDA accumulator: " + record_name(batch, r) + " has decreasing offsets");
-    if (!local_ok) {
-      for (std::int64_t j = batch.local_begin[m0]; j < batch.local_begin[m1]; ++j) {
-        if (local_bad(batch.local_index[j])) {
-          throw RuntimeError("CUDA accumulator: " + record_name(batch, r) + " has local index " +
-                             std::to_string(batch.local_index[j] + 1) + " below 1");
-        }
-      }
-    }
-    if (!global_ok) {
-      for (std::int64_t e = batch.global_begin[m0]; e < batch.global_begin[m1]; ++e) {
-        if (global_bad(batch.global_index[e])) {
-          throw RuntimeError("CUDA accumulator: " + record_name(batch, r) +
-                             " has a global derivative with label index " + std::to_string(batch.global_index[e]) +
-                             " outside the label map (label " +
-                             std::to_string(e < static_cast<std::int64_t>(batch.global_label.size())
-                                                ? batch.global_label[e]
-                                                : 0) +
-                             ")");
-        }
-      }
-    }
   }
 }
 
@@ -413,20 +376,6 @@ class CudaBackend final : public Backend {
     buffer.allocate(size);
   }
 
-  // Splits the records by launch shape and sizes their scratch.
-  void classify(const RecordBatch& batch, SizeClass& by_thread, SizeClass& by_group) const {
-    const kernels::RecordBatchView view = host_view(batch);
-    const std::int64_t n_records = view.n_records;
-    for (std::int64_t r = 0; r < n_records; ++r) {
-      const kernels::RecordShape shape = kernels::record_shape(view, r);
-      const bool small = shape.global_entries <= m_options.thread_class_max_globals &&
-                         shape.local_parameters <= m_options.max_thread_local_parameters;
-      SizeClass& target = small ? by_thread : by_group;
-      target.records.push_back(static_cast<std::int32_t>(r));
-      target.capacity = kernels::max_shape(target.capacity, shape);
-    }
-  }
-
   // Threads of the groups that fit a class's records.
   static int group_threads(const SizeClass& c, bool small) {
     return small || c.capacity.global_entries <= kWarpClassMaxGlobals ? kWarpThreads : kBlockThreads;
@@ -480,9 +429,14 @@ class CudaBackend final : public Backend {
   void enqueue_batch(const RecordBatch& batch) {
     check_cuda_batch_layout(batch);
     if (batch.n_records() == 0) return;
-    check_batch_contents(batch, m_n_all);
+    // Every record checked (a kernel cannot throw) and sorted by size, on the host's threads.
+    RecordClasses classes = classify_batch(batch, m_n_all, m_options.thread_class_max_globals,
+                                           m_options.max_thread_local_parameters, &m_host_pool, "CUDA accumulator");
     SizeClass by_thread, by_group;
-    classify(batch, by_thread, by_group);
+    by_thread.records = std::move(classes.small);
+    by_thread.capacity = classes.small_capacity;
+    by_group.records = std::move(classes.large);
+    by_group.capacity = classes.large_capacity;
 
     BatchSlot& slot = m_slots[m_next_slot];
     m_next_slot = 1 - m_next_slot;
@@ -490,18 +444,18 @@ class CudaBackend final : public Backend {
     GPEDE_CUDA_CHECK(cudaEventSynchronize(slot.uploaded.get()));
     if (slot.staging.size() < layout.total) slot.staging.allocate(layout.total + layout.total / 4);
     std::byte* base = slot.staging.data();
-    stage(base, layout.record_begin, batch.record_begin);
-    stage(base, layout.record_weight, batch.record_weight);
-    stage(base, layout.meas_value, batch.meas_value);
-    stage(base, layout.meas_sigma, batch.meas_sigma);
-    stage(base, layout.local_begin, batch.local_begin);
-    stage(base, layout.global_begin, batch.global_begin);
-    stage(base, layout.local_index, batch.local_index);
-    stage(base, layout.local_deriv, batch.local_deriv);
-    stage(base, layout.global_index, batch.global_index);
-    stage(base, layout.global_deriv, batch.global_deriv);
-    stage(base, layout.thread_records, by_thread.records);
-    stage(base, layout.group_records, by_group.records);
+    stage(base, layout.record_begin, batch.record_begin, &m_host_pool);
+    stage(base, layout.record_weight, batch.record_weight, &m_host_pool);
+    stage(base, layout.meas_value, batch.meas_value, &m_host_pool);
+    stage(base, layout.meas_sigma, batch.meas_sigma, &m_host_pool);
+    stage(base, layout.local_begin, batch.local_begin, &m_host_pool);
+    stage(base, layout.global_begin, batch.global_begin, &m_host_pool);
+    stage(base, layout.local_index, batch.local_index, &m_host_pool);
+    stage(base, layout.local_deriv, batch.local_deriv, &m_host_pool);
+    stage(base, layout.global_index, batch.global_index, &m_host_pool);
+    stage(base, layout.global_deriv, batch.global_deriv, &m_host_pool);
+    stage(base, layout.thread_records, by_thread.records, &m_host_pool);
+    stage(base, layout.group_records, by_group.records, &m_host_pool);
 
     if (slot.device.size() < layout.total) {
       GPEDE_CUDA_CHECK(cudaEventSynchronize(slot.consumed.get()));
@@ -551,6 +505,7 @@ class CudaBackend final : public Backend {
 
   CudaBackendOptions m_options;
   CudaDeviceInfo m_device;
+  WorkerPool m_host_pool{std::min(usable_cpus(), 8)};  // checks, classes and staging of batches
   Stream m_compute;
   Stream m_copy;
   BatchSlot m_slots[2];
