@@ -290,6 +290,54 @@ std::string shape_name(const ::testing::TestParamInfo<int>& info) {
 
 INSTANTIATE_TEST_SUITE_P(LaunchShapes, CudaAccumulation, ::testing::Values(0, 1, 2), shape_name);
 
+// Deterministic mode: the bounds of the columns first (as the driver shows them), then the pass;
+// twice over the same batches. The two runs agree bit for bit (matrix, b, sums), and with the CPU
+// accumulator to the same tolerance as the atomic mode.
+TEST(CudaDeterministic, TwoRunsAgreeBitForBitAndWithTheCpu) {
+  GPEDE_REQUIRE_CUDA_DEVICE();
+  const Problem p = make_problem(4242);
+  const PassSetup setup = make_setup(p, true);
+  CpuAccumulator cpu(2);
+  cpu.begin_pass(setup);
+  for (const auto& b : p.batches) cpu.accumulate(b);
+  const PassTotals cpu_totals = cpu.end_pass();
+  const std::vector<double> cpu_matrix = cpu.matrix();
+
+  CudaBackendOptions options = options_for(0);
+  options.deterministic = true;
+  std::vector<std::vector<double>> matrices;
+  std::vector<PassTotals> totals;
+  for (int run = 0; run < 2; ++run) {
+    auto gpu = gpede::detail::make_cuda_backend(options);
+    ASSERT_TRUE(gpu->wants_bounds());
+    gpu->begin_bounds(setup);
+    for (const auto& b : p.batches) gpu->bound(b);
+    gpu->begin_pass(setup);
+    for (const auto& b : p.batches) gpu->accumulate(b);
+    totals.push_back(gpu->end_pass());
+    matrices.push_back(gpede::detail::download_global_matrix(*gpu));
+    // a pass without the matrix needs no bounds, and is deterministic as well
+    gpu->begin_pass(make_setup(p, false));
+    for (const auto& b : p.batches) gpu->accumulate(b);
+    const PassTotals light = gpu->end_pass();
+    EXPECT_EQ(light.function_value, totals.back().function_value);
+    EXPECT_EQ(light.rhs, totals.back().rhs);
+  }
+  EXPECT_TRUE(matrices[0] == matrices[1]) << "the matrices of two runs differ";
+  EXPECT_EQ(totals[0].rhs, totals[1].rhs);
+  EXPECT_EQ(totals[0].function_value, totals[1].function_value);
+  EXPECT_EQ(totals[0].chi2_sum, totals[1].chi2_sum);
+  expect_same_totals(totals[0], cpu_totals);
+  const std::int64_t n = p.n_variable;
+  for (std::int64_t j = 0; j < n; ++j) {
+    for (std::int64_t i = 0; i < n; ++i) {
+      const double scale = std::sqrt(std::abs(cpu_matrix[i + i * n] * cpu_matrix[j + j * n]));
+      ASSERT_NEAR(matrices[0][i + j * n], cpu_matrix[i + j * n], 1e-12 * scale) << "C(" << i << ", " << j << ")";
+      ASSERT_EQ(matrices[0][i + j * n], matrices[0][j + i * n]) << "not symmetric at (" << i << ", " << j << ")";
+    }
+  }
+}
+
 TEST(CudaBackend, RejectsBadRecordsLikeTheCpu) {
   GPEDE_REQUIRE_CUDA_DEVICE();
   Problem p = make_problem(7);

@@ -519,6 +519,26 @@ TEST(CommandLine, AFailedRunLeavesNoResultsOfAnEarlierRun) {
   }
 }
 
+// --deterministic on the CPU backend: accepted, and two runs (2 threads) give the same files as a
+// run without it, byte for byte (the CPU backend is deterministic at a fixed thread count).
+TEST(CommandLine, DeterministicRunsGiveTheSameResultFiles) {
+  TempDir dir("cli-deterministic");
+  write_tracks(dir.path() / "data.bin", 400, 11);
+  write_text(dir.path() / "steer.txt", std::string("data.bin\nmethod inversion 3 0.1\noutlierdownweighting 3\n"));
+  std::vector<std::string> results;
+  for (const bool deterministic : {true, true, false}) {
+    const std::string out = std::string("out") + std::to_string(results.size());
+    std::vector<std::string> args = {"--threads", "2", "--output-dir", out, "steer.txt"};
+    if (deterministic) args.insert(args.begin(), "--deterministic");
+    Process run(dir.path(), args);
+    ASSERT_EQ(run.wait(), 0) << out;
+    results.push_back(read_text(dir.path() / out / "millepede.res"));
+  }
+  EXPECT_FALSE(results[0].empty());
+  EXPECT_EQ(results[0], results[1]);
+  EXPECT_EQ(results[0], results[2]);
+}
+
 // A problem whose dense matrix cannot fit (40,000 parameters: 12.8 GB) under an address-space
 // limit of 6 GB is refused after reading and before the first pass, with code 30, the sizes and
 // the limit named; not by a failed allocation.

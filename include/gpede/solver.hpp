@@ -46,6 +46,10 @@ class RecordSource {
 struct SolverOptions {
   BackendKind backend = BackendKind::cpu;
   int threads = 0;                   ///< 0: steering `threads`, else all cores
+  /// The same input gives the same results bit for bit, run after run. The CPU backend always
+  /// does (at a fixed thread count); the CUDA backend then sums the matrix in exact fixed point,
+  /// after an extra look at the records before each pass that builds it.
+  bool deterministic = false;
   std::size_t batch_records = 16384;  ///< records per batch handed to the backend
   /// Keep the records read in memory between passes (else re-read the files each pass).
   bool cache_records = true;

@@ -7,6 +7,7 @@
 // as loops over the ranks (tests/test_cooperative_schur.cpp); only this launch is GPU-only.
 // Per-group scratch (G and Y, (m + nl) x K8 doubles) lives in a global-memory pool, one slot per
 // resident group; the pass totals are booked by rank 0 and reduced once per group.
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -14,6 +15,7 @@
 #include "cuda_check.hpp"
 #include "gpede/error.hpp"
 #include "gpede/kernels/cooperative_schur.hpp"
+#include "gpede/kernels/fixed_point.hpp"
 #include "gpede/kernels/local_fit.hpp"
 
 namespace gpede::detail::cuda {
@@ -98,20 +100,62 @@ __device__ void add_tally(const Tally& t, DeviceTotals* totals) {
   atomicAdd(&totals->rejected_downweight, static_cast<unsigned long long>(t.rejected_downweight));
 }
 
-/// The sink of the cooperative phases: atomic adds into the device-resident global system.
+/// The sink of the cooperative phases: atomic adds into the device-resident global system; in
+/// deterministic mode exact 128-bit adds into the matrix and plain adds into the group's own b
+/// (a group's threads own distinct slots of a record, and its records follow one another).
 struct AtomicSink {
   double* matrix;
   std::int64_t n;
   double* rhs;
   unsigned long long* entries;
+  const std::int32_t* exponent;  // deterministic mode only
+  unsigned long long* diagonal_low;
+  unsigned long long* diagonal_high;
+  double* group_rhs;  // this group's b in deterministic mode
+
   __device__ void add_matrix(std::int32_t row, std::int32_t col, double value) const {
-    atomicAdd(&matrix[static_cast<std::int64_t>(col) * n + row], value);
+    if (exponent == nullptr) {
+      atomicAdd(&matrix[static_cast<std::int64_t>(col) * n + row], value);
+      return;
+    }
+    const __int128 x = kernels::fixed::to_fixed(value, kernels::fixed::shift_of(exponent[row], exponent[col]));
+    if (x == 0) return;
+    unsigned long long* low = row == col ? &diagonal_low[row]
+                                         : reinterpret_cast<unsigned long long*>(&matrix[static_cast<std::int64_t>(col) * n + row]);
+    unsigned long long* high = row == col ? &diagonal_high[row]
+                                          : reinterpret_cast<unsigned long long*>(&matrix[static_cast<std::int64_t>(row) * n + col]);
+    const unsigned long long add_low = kernels::fixed::low_word(x);
+    const unsigned long long old = atomicAdd(low, add_low);
+    const unsigned long long carry = old + add_low < old ? 1ull : 0ull;  // the low word wrapped
+    const unsigned long long add_high = kernels::fixed::high_word(x) + carry;
+    if (add_high != 0) atomicAdd(high, add_high);
   }
-  __device__ void add_vector(std::int32_t index, double value) const { atomicAdd(&rhs[index], value); }
+  __device__ void add_vector(std::int32_t index, double value) const {
+    if (group_rhs != nullptr) {
+      group_rhs[index] += value;
+    } else {
+      atomicAdd(&rhs[index], value);
+    }
+  }
   __device__ void add_entries(std::int32_t label, std::int32_t count) const {
     atomicAdd(&entries[label], static_cast<unsigned long long>(count));
   }
 };
+
+/// Deterministic mode: a group's sums added to its own totals, in the order of its records.
+__device__ void add_group_tally(const Tally& t, DeviceTotals* totals) {
+  totals->chi2_sum += t.chi2_sum;
+  totals->function_value += t.function_value;
+  totals->ndf_sum += static_cast<unsigned long long>(t.ndf_sum);
+  totals->weighted_ndf_sum += t.weighted_ndf_sum;
+  totals->rejected_ndf += static_cast<unsigned long long>(t.rejected_ndf);
+  totals->records += static_cast<unsigned long long>(t.records);
+  totals->accepted += static_cast<unsigned long long>(t.accepted);
+  totals->rejected_rank += static_cast<unsigned long long>(t.rejected_rank);
+  totals->rejected_huge += static_cast<unsigned long long>(t.rejected_huge);
+  totals->rejected_cut += static_cast<unsigned long long>(t.rejected_cut);
+  totals->rejected_downweight += static_cast<unsigned long long>(t.rejected_downweight);
+}
 
 // At most 128 registers a thread (4 blocks of 128 threads, or 16 warps, per processor); ptxas for
 // sm_90 fits the kernel in them without spills.
@@ -124,7 +168,14 @@ __global__ void __launch_bounds__(kMaxGroupThreads, 4) accumulate_cooperative(Ac
   const int size = static_cast<int>(blockDim.x);
   const coop::Scratch s =
       coop::make_scratch(static_cast<char*>(a.pool) + static_cast<std::size_t>(blockIdx.x) * a.slot_bytes, a.capacity);
-  AtomicSink sink{a.matrix, a.n, a.rhs, a.entries};
+  AtomicSink sink{a.matrix,
+                  a.n,
+                  a.rhs,
+                  a.entries,
+                  a.exponent,
+                  a.diagonal_low,
+                  a.diagonal_high,
+                  a.group_rhs != nullptr ? a.group_rhs + static_cast<std::int64_t>(blockIdx.x) * a.n : nullptr};
   Tally t;
   for (std::int64_t i = blockIdx.x; i < a.n_records; i += gridDim.x) {
     const std::int64_t r = a.records[i];
@@ -138,7 +189,47 @@ __global__ void __launch_bounds__(kMaxGroupThreads, 4) accumulate_cooperative(Ac
     }
     __syncthreads();  // the scratch and the state are reused by the next record
   }
-  if (rank == 0) add_tally(t, a.totals);
+  if (rank == 0) {
+    if (a.group_totals != nullptr) {
+      add_group_tally(t, &a.group_totals[blockIdx.x]);
+    } else {
+      add_tally(t, a.totals);
+    }
+  }
+}
+
+// One thread per element (a, b), a > b, of the lower triangle: low word at (a, b), high word at
+// (b, a); the diagonal from its own words.
+__global__ void fixed_to_double(double* m, std::int64_t n, const std::int32_t* exponent,
+                                const unsigned long long* diagonal_low, const unsigned long long* diagonal_high) {
+  const std::int64_t total = n * n;
+  for (std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < total;
+       k += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t row = k % n;
+    const std::int64_t col = k / n;
+    if (row < col) continue;
+    const int shift = kernels::fixed::shift_of(exponent[row], exponent[col]);
+    if (row == col) {
+      m[col * n + row] = kernels::fixed::from_fixed(kernels::fixed::from_words(diagonal_low[row], diagonal_high[row]), shift);
+      continue;
+    }
+    double* lower = &m[col * n + row];
+    double* upper = &m[row * n + col];
+    const unsigned long long low = *reinterpret_cast<const unsigned long long*>(lower);
+    const unsigned long long high = *reinterpret_cast<const unsigned long long*>(upper);
+    const double v = kernels::fixed::from_fixed(kernels::fixed::from_words(low, high), shift);
+    *lower = v;
+    *upper = v;
+  }
+}
+
+// b[i] = sum over the groups g, in order, of group_rhs[g n + i].
+__global__ void sum_group_vectors(const double* group_rhs, std::int64_t groups, std::int64_t n, double* rhs) {
+  const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  double sum = 0.0;
+  for (std::int64_t g = 0; g < groups; ++g) sum += group_rhs[g * n + i];
+  rhs[i] = sum;
 }
 
 constexpr int kTile = 32;
@@ -189,6 +280,22 @@ void launch_accumulate_cooperative(const AccumulateLaunch& launch, int group_thr
                        std::to_string(kMaxGroupThreads) + ", a multiple of 32)");
   }
   accumulate_cooperative<<<static_cast<unsigned>(active), group_threads, 0, stream>>>(launch);
+  GPEDE_CUDA_CHECK(cudaGetLastError());
+}
+
+void launch_fixed_to_double(double* matrix, std::int64_t n, const std::int32_t* exponent,
+                            const unsigned long long* diagonal_low, const unsigned long long* diagonal_high,
+                            cudaStream_t stream) {
+  if (n <= 0) return;
+  const std::int64_t blocks = std::min<std::int64_t>((n * n + 255) / 256, 65536);
+  fixed_to_double<<<static_cast<unsigned>(blocks), 256, 0, stream>>>(matrix, n, exponent, diagonal_low, diagonal_high);
+  GPEDE_CUDA_CHECK(cudaGetLastError());
+}
+
+void launch_sum_group_vectors(const double* group_rhs, std::int64_t groups, std::int64_t n, double* rhs,
+                              cudaStream_t stream) {
+  if (n <= 0) return;
+  sum_group_vectors<<<grid_for(n, 256), 256, 0, stream>>>(group_rhs, groups, n, rhs);
   GPEDE_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -50,12 +50,28 @@ struct AccumulateLaunch {
   unsigned long long* entries = nullptr;   ///< [n_all] measurements per label in accepted fits
   DeviceTotals* totals = nullptr;
   std::uint32_t batch_ordinal = 0;
+  // Deterministic mode (all null otherwise): the matrix in 128-bit fixed point (low words in the
+  // lower triangle, high words in the upper one, the diagonal's in diagonal_low/high) with the unit
+  // of element (a, b) from exponent[a] and exponent[b]; b and the pass sums per group (blockIdx.x).
+  const std::int32_t* exponent = nullptr;       ///< [n] per variable parameter
+  unsigned long long* diagonal_low = nullptr;   ///< [n]
+  unsigned long long* diagonal_high = nullptr;  ///< [n]
+  double* group_rhs = nullptr;                  ///< [slots x n]
+  DeviceTotals* group_totals = nullptr;         ///< [slots]
 };
 
 /// One group of `group_threads` threads (a multiple of 32) per record, the phases of
 /// gpede/kernels/cooperative_schur.hpp between barriers; `slot_bytes` is at least
 /// cooperative_scratch_bytes(capacity). Uses min(n_records, slots) scratch slots, one per group.
 void launch_accumulate_cooperative(const AccumulateLaunch& launch, int group_threads, cudaStream_t stream);
+
+/// Deterministic mode, after the pass: the fixed-point sums (see AccumulateLaunch) into doubles,
+/// both triangles; then b as the sums over the groups' vectors in group order.
+void launch_fixed_to_double(double* matrix, std::int64_t n, const std::int32_t* exponent,
+                            const unsigned long long* diagonal_low, const unsigned long long* diagonal_high,
+                            cudaStream_t stream);
+void launch_sum_group_vectors(const double* group_rhs, std::int64_t groups, std::int64_t n, double* rhs,
+                              cudaStream_t stream);
 
 /// Copies the lower triangle of the n x n column-major matrix onto the upper one.
 void launch_symmetrise_lower(double* matrix, std::int64_t n, cudaStream_t stream);

@@ -39,6 +39,8 @@ void print_usage(std::ostream& out) {
          "  --backend cpu|cuda|auto  where the matrix is built and solved (default: cpu)\n"
          "  --output-dir DIR         folder for the result files (default: working directory)\n"
          "  --threads N              CPU threads (default: steering `threads`, else all cores)\n"
+         "  --deterministic          the same results bit for bit, run after run (the CPU backend\n"
+         "                           always is; the CUDA backend then sums the matrix exactly)\n"
          "  -s                       subito: one solution step, no further iterations\n"
          "  -f                       force: iterate on despite rank defects (pede's -f)\n"
          "  -c, -C                   check the input only, no solution (pede's checkinput 1, 2)\n"
@@ -53,6 +55,7 @@ struct CommandLine {
   std::filesystem::path output_dir = ".";
   gpede::BackendKind backend = gpede::BackendKind::cpu;
   int threads = 0;
+  bool deterministic = false;
   bool subito = false;
   bool force = false;
   int check_input = 0;
@@ -103,6 +106,8 @@ int parse_command_line(int argc, char** argv, CommandLine& cl) {
       if (cl.output_dir.empty()) throw UsageError("--output-dir needs a folder name");
     } else if (arg == "--threads") {
       cl.threads = parse_threads(value("--threads"));
+    } else if (arg == "--deterministic") {
+      cl.deterministic = true;
     } else if (arg == "-q" || arg == "--quiet") {
       cl.quiet = true;
     } else if (arg.size() > 1 && arg[0] == '-' && arg.find_first_not_of("sfcC", 1) == std::string::npos) {
@@ -252,6 +257,7 @@ int main(int argc, char** argv) {
     gpede::SolverOptions options;
     options.backend = cl.backend;
     options.threads = cl.threads;
+    options.deterministic = cl.deterministic;
     options.record_printout = out / "mpdebug.txt";
     options.stop = &g_stop;
     options.log = [&](const std::string& line) {

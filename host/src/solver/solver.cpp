@@ -74,8 +74,11 @@ std::unique_ptr<detail::Backend> choose_backend(const Steering& steering, const 
                                                              steering.constraint_mode, max_batch_bytes, device,
                                                              workspace);
     if (plan.fits) {
-      log.progress("backend: cuda on " + device.name + " (" + plan.message + ")");
-      return detail::make_cuda_backend();
+      log.progress("backend: cuda on " + device.name + " (" + plan.message + ")" +
+                   (options.deterministic ? "; deterministic: the matrix summed in exact fixed point" : ""));
+      detail::CudaBackendOptions cuda_options;
+      cuda_options.deterministic = options.deterministic;
+      return detail::make_cuda_backend(cuda_options);
     }
     reason = plan.message;
   }

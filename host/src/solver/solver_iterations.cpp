@@ -232,6 +232,10 @@ void Iterations::data_pass(bool build_matrix) {
   m_setup.fit.downweight_iterations = m_passes != 1 ? m_steering.outlier_downweighting : 0;
   m_out.downweighting_in_last_pass = m_setup.fit.downweight_iterations > 0;
   if (build_matrix) m_backend.release_factorization();
+  if (build_matrix && m_backend.wants_bounds()) {  // deterministic mode: the columns' bounds first
+    m_backend.begin_bounds(m_setup);
+    m_problem.data.pass(m_problem.labels, [&](const RecordBatch& batch) { m_backend.bound(batch); });
+  }
   m_backend.begin_pass(m_setup);
   m_problem.data.pass(m_problem.labels, [&](const RecordBatch& batch) { m_backend.accumulate(batch); });
   PassTotals totals = m_backend.end_pass();

@@ -105,6 +105,13 @@ class Backend {
   /// Host threads that run the local fits (0 where the device runs them).
   virtual int host_threads() const { return 0; }
 
+  /// A backend that accumulates the matrix exactly (deterministic mode) needs bounds of its columns
+  /// before a building pass: then the driver shows it every batch of that pass first, through
+  /// begin_bounds and bound, with the pass's setup.
+  virtual bool wants_bounds() const { return false; }
+  virtual void begin_bounds(const PassSetup& /*setup*/) {}
+  virtual void bound(const RecordBatch& /*batch*/) {}
+
   /// Starts a pass; if setup.build_matrix the global matrix is zeroed and accumulated in this pass.
   virtual void begin_pass(const PassSetup& setup) = 0;
   /// Local fits (and Schur complements if building) of every record of the batch. batch.global_index

@@ -76,6 +76,12 @@ struct CudaBackendOptions {
   /// Upper bound of the per-group scratch pool in device memory (bytes); the pool is also bounded
   /// by the groups that can be resident at once and by the free device memory.
   std::size_t scratch_pool_bytes = std::size_t{1} << 30;
+  /// Deterministic mode: the same input gives the same results bit for bit, run after run. The
+  /// matrix is summed exactly in 128-bit fixed point (per-column units from bounds taken in an
+  /// extra look at the records before each building pass: gpede/kernels/fixed_point.hpp), b and
+  /// the pass sums per group of threads in a fixed order. Costs that extra look, two atomic adds
+  /// per matrix element instead of one, and one vector of n per resident group.
+  bool deterministic = false;
 };
 
 /// CUDA backend with explicit options; make_cuda_backend() uses the defaults. Throws

@@ -24,6 +24,7 @@
 #include "gpede/detail/backend.hpp"
 #include "gpede/detail/batch_classes.hpp"
 #include "gpede/detail/batch_layout.hpp"
+#include "gpede/detail/column_bounds.hpp"
 #include "gpede/detail/worker_pool.hpp"
 #include "gpede/detail/cuda_device.hpp"
 #include "gpede/error.hpp"
@@ -155,6 +156,13 @@ class CudaBackend final : public Backend {
 
   std::string name() const override { return "cuda"; }
 
+  bool wants_bounds() const override { return m_options.deterministic; }
+  void begin_bounds(const PassSetup& setup) override {
+    m_bounds.reset(setup.n_variable, setup.variable_index, setup.fit);
+    m_bounds_ready = true;
+  }
+  void bound(const RecordBatch& batch) override { m_bounds.add(batch); }
+
   void begin_pass(const PassSetup& setup) override {
     if (setup.n_all < 0 || setup.n_variable < 0 ||
         static_cast<std::int64_t>(setup.parameter_value.size()) != setup.n_all ||
@@ -199,6 +207,7 @@ class CudaBackend final : public Backend {
     DeviceTotals zero{};
     zero.first_failure = ~0ull;
     GPEDE_CUDA_CHECK(cudaMemcpyAsync(m_totals.data(), &zero, sizeof zero, cudaMemcpyHostToDevice, s));
+    if (m_options.deterministic) begin_deterministic_pass(setup);
 
     m_state.n_all = setup.n_all;
     m_state.n_variable = setup.n_variable;
@@ -226,8 +235,15 @@ class CudaBackend final : public Backend {
     if (!m_in_pass) throw RuntimeError("CUDA accumulator: end_pass called outside a pass");
     m_in_pass = false;
     cudaStream_t s = m_compute.get();
-    if (m_building) launch_symmetrise_lower(m_matrix.data(), m_n, s);
     DeviceTotals sums{};
+    if (m_options.deterministic) {
+      if (m_building) {
+        launch_fixed_to_double(m_matrix.data(), m_n, m_exponent.data(), m_diagonal_low.data(), m_diagonal_high.data(), s);
+      }
+      launch_sum_group_vectors(m_group_rhs.data(), m_groups, m_n_variable, m_rhs.data(), s);
+    } else if (m_building) {
+      launch_symmetrise_lower(m_matrix.data(), m_n, s);
+    }
     PassTotals totals;
     totals.rhs.assign(static_cast<std::size_t>(m_n_variable), 0.0);
     totals.entries_accepted.assign(static_cast<std::size_t>(m_n_all), 0);
@@ -242,6 +258,7 @@ class CudaBackend final : public Backend {
                                        totals.entries_accepted.size() * sizeof(std::int64_t), cudaMemcpyDeviceToHost, s));
     }
     GPEDE_CUDA_CHECK(cudaStreamSynchronize(s));
+    if (m_options.deterministic) add_group_totals(sums);
     if (sums.failures > 0) {
       throw RuntimeError("CUDA accumulator: the scratch of " + std::to_string(sums.failures) +
                          " records was too small (one of them: record " +
@@ -349,6 +366,65 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // Deterministic mode: exponents of the columns' bounds (from the look at the records that the
+  // driver gave before this building pass), the diagonal's fixed-point words, one b vector and one
+  // set of sums per group, all zeroed.
+  void begin_deterministic_pass(const PassSetup& setup) {
+    cudaStream_t s = m_compute.get();
+    const auto n = static_cast<std::size_t>(std::max<std::int64_t>(setup.n_variable, 1));
+    m_groups = std::max<std::int64_t>(1, m_resident_threads / kWarpThreads);
+    if (setup.build_matrix) {
+      if (!m_bounds_ready || static_cast<std::int64_t>(m_bounds.count().size()) != setup.n_variable) {
+        throw RuntimeError("CUDA accumulator: deterministic mode needs the columns' bounds before a building pass "
+                           "(begin_bounds and bound over the pass's records)");
+      }
+      const std::vector<std::int32_t> exponent = m_bounds.exponents();
+      grow(m_exponent, n);
+      grow(m_diagonal_low, n);
+      grow(m_diagonal_high, n);
+      if (!exponent.empty()) {
+        GPEDE_CUDA_CHECK(cudaMemcpyAsync(m_exponent.data(), exponent.data(), exponent.size() * sizeof(std::int32_t),
+                                         cudaMemcpyHostToDevice, s));
+      }
+      GPEDE_CUDA_CHECK(cudaMemsetAsync(m_diagonal_low.data(), 0, m_diagonal_low.bytes(), s));
+      GPEDE_CUDA_CHECK(cudaMemsetAsync(m_diagonal_high.data(), 0, m_diagonal_high.bytes(), s));
+      GPEDE_CUDA_CHECK(cudaStreamSynchronize(s));  // the host vector goes away
+      m_bounds_ready = false;
+    }
+    const std::size_t vectors = static_cast<std::size_t>(m_groups) * n;
+    if (m_group_rhs.size() < vectors) {
+      GPEDE_CUDA_CHECK(cudaStreamSynchronize(s));
+      m_group_rhs.reset();
+      require_free(vectors * sizeof(double), [&] { return std::string("deterministic mode's per-group vectors b"); });
+      m_group_rhs.allocate(vectors);
+    }
+    grow(m_group_totals, static_cast<std::size_t>(m_groups));
+    GPEDE_CUDA_CHECK(cudaMemsetAsync(m_group_rhs.data(), 0, vectors * sizeof(double), s));
+    GPEDE_CUDA_CHECK(cudaMemsetAsync(m_group_totals.data(), 0, m_group_totals.bytes(), s));
+  }
+
+  // Deterministic mode: the groups' sums, in group order, into the pass's (which hold only the
+  // failure count of the atomics).
+  void add_group_totals(DeviceTotals& sums) {
+    std::vector<DeviceTotals> groups(static_cast<std::size_t>(m_groups));
+    GPEDE_CUDA_CHECK(cudaMemcpyAsync(groups.data(), m_group_totals.data(), groups.size() * sizeof(DeviceTotals),
+                                     cudaMemcpyDeviceToHost, m_compute.get()));
+    GPEDE_CUDA_CHECK(cudaStreamSynchronize(m_compute.get()));
+    for (const DeviceTotals& g : groups) {
+      sums.chi2_sum += g.chi2_sum;
+      sums.function_value += g.function_value;
+      sums.ndf_sum += g.ndf_sum;
+      sums.weighted_ndf_sum += g.weighted_ndf_sum;
+      sums.records += g.records;
+      sums.accepted += g.accepted;
+      sums.rejected_rank += g.rejected_rank;
+      sums.rejected_ndf += g.rejected_ndf;
+      sums.rejected_huge += g.rejected_huge;
+      sums.rejected_cut += g.rejected_cut;
+      sums.rejected_downweight += g.rejected_downweight;
+    }
+  }
+
   void require_matrix(const char* caller) const {
     if (!m_has_matrix) {
       throw RuntimeError(std::string("CUDA backend: ") + caller +
@@ -390,6 +466,7 @@ class CudaBackend final : public Backend {
     const std::int64_t fit = static_cast<std::int64_t>(budget / c.slot_bytes);
     const std::int64_t resident = std::max<std::int64_t>(1, m_resident_threads / group_threads(c, small));
     c.slots = std::min({static_cast<std::int64_t>(c.records.size()), fit, resident});
+    if (m_options.deterministic) c.slots = std::min(c.slots, m_groups);  // one b vector per group
     return c.slots > 0;
   }
 
@@ -483,6 +560,13 @@ class CudaBackend final : public Backend {
     launch.entries = m_entries.data();
     launch.totals = m_totals.data();
     launch.batch_ordinal = m_batch_ordinal;
+    if (m_options.deterministic) {
+      launch.exponent = m_building ? m_exponent.data() : nullptr;
+      launch.diagonal_low = m_diagonal_low.data();
+      launch.diagonal_high = m_diagonal_high.data();
+      launch.group_rhs = m_group_rhs.data();
+      launch.group_totals = m_group_totals.data();
+    }
     if (!by_thread.records.empty()) {
       launch.records = reinterpret_cast<const std::int32_t*>(slot.device.data() + layout.thread_records);
       launch.n_records = static_cast<std::int64_t>(by_thread.records.size());
@@ -523,6 +607,15 @@ class CudaBackend final : public Backend {
   DeviceBuffer<DeviceTotals> m_totals;
   DeviceBuffer<std::byte> m_pool;
   std::int64_t m_resident_threads = 0;  // threads resident on the device at once (all processors)
+  // Deterministic mode (CudaBackendOptions::deterministic)
+  ColumnBounds m_bounds;
+  bool m_bounds_ready = false;
+  std::int64_t m_groups = 0;  // groups with a b vector of their own: the most slots of a launch
+  DeviceBuffer<std::int32_t> m_exponent;
+  DeviceBuffer<unsigned long long> m_diagonal_low;
+  DeviceBuffer<unsigned long long> m_diagonal_high;
+  DeviceBuffer<double> m_group_rhs;
+  DeviceBuffer<DeviceTotals> m_group_totals;
 
   kernels::GlobalStateView m_state;
   kernels::LocalFitOptions m_fit;
