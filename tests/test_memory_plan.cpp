@@ -95,6 +95,18 @@ TEST(MemoryPlan, SaysWhatFitsWhenTheMethodDoesNot) {
   EXPECT_NE(too_large.message.find("No other method fits"), std::string::npos) << too_large.message;
 }
 
+TEST(MemoryPlan, DeterministicModeCountsAVectorPerResidentWarp) {
+  CudaDeviceInfo device = device_with(80.0);
+  device.multiprocessors = 132;
+  device.threads_per_multiprocessor = 2048;
+  const MemoryPlan plain = plan_cuda_memory(60000, 0, Method::inversion, ConstraintMode::elimination, kBatch, device);
+  const MemoryPlan exact =
+      plan_cuda_memory(60000, 0, Method::inversion, ConstraintMode::elimination, kBatch, device, {}, true);
+  // 132 x 16 = 2,112 resident warps, each with b of 60,000 doubles: 1.01 GB, plus the diagonal's words
+  const double extra = static_cast<double>(exact.accumulate_bytes) - static_cast<double>(plain.accumulate_bytes);
+  EXPECT_NEAR(extra, (2112.0 + 2.0) * 60000.0 * 8.0, 1e3);
+}
+
 TEST(MemoryPlan, KeepsAReserveForTheContext) {
   const CudaDeviceInfo device = device_with(1.0);
   const MemoryPlan plan = plan_cuda_memory(100, 0, Method::inversion, ConstraintMode::elimination, 0, device);

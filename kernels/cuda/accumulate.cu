@@ -313,6 +313,12 @@ void launch_add_to_matrix(double* matrix, std::int64_t n, const std::int64_t* ro
   GPEDE_CUDA_CHECK(cudaGetLastError());
 }
 
+int accumulate_groups_per_multiprocessor(int group_threads) {
+  int blocks = 0;
+  GPEDE_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, accumulate_cooperative, group_threads, 0));
+  return std::max(blocks, 1);
+}
+
 bool accumulate_kernels_loadable(std::string& why) {
   cudaFuncAttributes attributes{};
   const cudaError_t status = cudaFuncGetAttributes(&attributes, accumulate_cooperative);

@@ -80,6 +80,10 @@ void launch_symmetrise_lower(double* matrix, std::int64_t n, cudaStream_t stream
 void launch_add_to_matrix(double* matrix, std::int64_t n, const std::int64_t* rows, const std::int64_t* cols,
                           const double* values, std::int64_t count, cudaStream_t stream);
 
+/// Groups of `group_threads` threads of the accumulation kernel resident on one multiprocessor at
+/// once (its registers and shared memory decide; at least 1).
+int accumulate_groups_per_multiprocessor(int group_threads);
+
 /// Whether the kernels of this build can run on the current device; why not otherwise.
 bool accumulate_kernels_loadable(std::string& why);
 

@@ -90,10 +90,16 @@ Need need_for(std::int64_t n_variable, std::int64_t n_constraints, Method method
 
 MemoryPlan plan_cuda_memory(std::int64_t n_variable, std::int64_t n_constraints, Method method, ConstraintMode mode,
                             std::size_t max_batch_bytes, const CudaDeviceInfo& device,
-                            const SolverWorkspace& workspace) {
+                            const SolverWorkspace& workspace, bool deterministic) {
   MemoryPlan plan;
   const double queried = workspace.queried ? static_cast<double>(workspace.device_bytes) : -1.0;
-  const Need need = need_for(n_variable, n_constraints, method, mode, max_batch_bytes, queried);
+  Need need = need_for(n_variable, n_constraints, method, mode, max_batch_bytes, queried);
+  if (deterministic) {
+    // One b per resident warp (the most groups of a launch: the accumulation kernel's 128
+    // registers per thread leave 16 warps a multiprocessor) and 16 bytes per diagonal element.
+    const double groups = std::max(1.0, 16.0 * static_cast<double>(device.multiprocessors));
+    need.accumulate += (groups + 2.0) * static_cast<double>(std::max<std::int64_t>(n_variable, 0)) * kDouble;
+  }
   const double n = static_cast<double>(std::max<std::int64_t>(n_variable, 0));
   plan.matrix_bytes = static_cast<std::size_t>(n * n * kDouble);
   plan.accumulate_bytes = static_cast<std::size_t>(need.accumulate);

@@ -72,7 +72,7 @@ std::unique_ptr<detail::Backend> choose_backend(const Steering& steering, const 
     if (!workspace.queried) log.progress("memory: cuSOLVER workspace estimated (" + workspace.reason + ")");
     const detail::MemoryPlan plan = detail::plan_cuda_memory(n_variable, n_constraints, steering.method,
                                                              steering.constraint_mode, max_batch_bytes, device,
-                                                             workspace);
+                                                             workspace, options.deterministic);
     if (plan.fits) {
       log.progress("backend: cuda on " + device.name + " (" + plan.message + ")" +
                    (options.deterministic ? "; deterministic: the matrix summed in exact fixed point" : ""));

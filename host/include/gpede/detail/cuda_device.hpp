@@ -23,6 +23,8 @@ struct CudaDeviceInfo {
   std::string name;            ///< e.g. "NVIDIA H100 80GB HBM3"
   int compute_major = 0;       ///< compute capability
   int compute_minor = 0;
+  int multiprocessors = 0;     ///< streaming multiprocessors
+  int threads_per_multiprocessor = 0;
   std::size_t free_bytes = 0;  ///< device memory free now
   std::size_t total_bytes = 0;
   std::string reason;          ///< why present is false ("built without CUDA", "no CUDA device", ...)
@@ -58,11 +60,12 @@ SolverWorkspace query_cuda_workspace(std::int64_t n, std::int64_t m, Method meth
 /// and constraint mode, record batches of up to max_batch_bytes (RecordBatch::bytes()), on the
 /// device described by `device` (free_bytes is what counts). Workspace sizes of cuSOLVER are
 /// estimated from LAPACK's sizes unless `workspace` holds the library's own (query_cuda_workspace),
-/// which then replaces the estimate of the factorisation's workspace. Pure arithmetic: usable
+/// which then replaces the estimate of the factorisation's workspace. `deterministic` adds the
+/// deterministic mode's vector b per resident warp and the diagonal's 128-bit words. Pure arithmetic: usable
 /// without a device with a made-up CudaDeviceInfo.
 MemoryPlan plan_cuda_memory(std::int64_t n_variable, std::int64_t n_constraints, Method method, ConstraintMode mode,
                             std::size_t max_batch_bytes, const CudaDeviceInfo& device,
-                            const SolverWorkspace& workspace = {});
+                            const SolverWorkspace& workspace = {}, bool deterministic = false);
 
 /// Tuning of the CUDA backend. The defaults suit large devices; tests lower them to reach every
 /// launch shape.

@@ -141,11 +141,11 @@ class CudaBackend final : public Backend {
       slot.consumed = make_event();
     }
     m_totals.allocate(1);
-    int ordinal = 0, processors = 0, threads_per_processor = 0;
+    int ordinal = 0, processors = 0;
     GPEDE_CUDA_CHECK(cudaGetDevice(&ordinal));
     GPEDE_CUDA_CHECK(cudaDeviceGetAttribute(&processors, cudaDevAttrMultiProcessorCount, ordinal));
-    GPEDE_CUDA_CHECK(cudaDeviceGetAttribute(&threads_per_processor, cudaDevAttrMaxThreadsPerMultiProcessor, ordinal));
-    m_resident_threads = static_cast<std::int64_t>(processors) * threads_per_processor;
+    m_resident_warps = static_cast<std::int64_t>(processors) * accumulate_groups_per_multiprocessor(kWarpThreads);
+    m_resident_blocks = static_cast<std::int64_t>(processors) * accumulate_groups_per_multiprocessor(kBlockThreads);
   }
 
   ~CudaBackend() override {
@@ -372,7 +372,7 @@ class CudaBackend final : public Backend {
   void begin_deterministic_pass(const PassSetup& setup) {
     cudaStream_t s = m_compute.get();
     const auto n = static_cast<std::size_t>(std::max<std::int64_t>(setup.n_variable, 1));
-    m_groups = std::max<std::int64_t>(1, m_resident_threads / kWarpThreads);
+    m_groups = std::max<std::int64_t>({1, m_resident_warps, m_resident_blocks});
     if (setup.build_matrix) {
       if (!m_bounds_ready || static_cast<std::int64_t>(m_bounds.count().size()) != setup.n_variable) {
         throw RuntimeError("CUDA accumulator: deterministic mode needs the columns' bounds before a building pass "
@@ -464,7 +464,8 @@ class CudaBackend final : public Backend {
     if (c.records.empty()) return true;
     c.slot_bytes = align_up(std::max<std::size_t>(kernels::coop::cooperative_scratch_bytes(c.capacity), 8));
     const std::int64_t fit = static_cast<std::int64_t>(budget / c.slot_bytes);
-    const std::int64_t resident = std::max<std::int64_t>(1, m_resident_threads / group_threads(c, small));
+    const std::int64_t resident =
+        std::max<std::int64_t>(1, group_threads(c, small) == kWarpThreads ? m_resident_warps : m_resident_blocks);
     c.slots = std::min({static_cast<std::int64_t>(c.records.size()), fit, resident});
     if (m_options.deterministic) c.slots = std::min(c.slots, m_groups);  // one b vector per group
     return c.slots > 0;
@@ -606,7 +607,8 @@ class CudaBackend final : public Backend {
   DeviceBuffer<unsigned long long> m_entries;
   DeviceBuffer<DeviceTotals> m_totals;
   DeviceBuffer<std::byte> m_pool;
-  std::int64_t m_resident_threads = 0;  // threads resident on the device at once (all processors)
+  std::int64_t m_resident_warps = 0;   // groups of the accumulation kernel resident at once: of 32 threads
+  std::int64_t m_resident_blocks = 0;  // ... and of 128 threads
   // Deterministic mode (CudaBackendOptions::deterministic)
   ColumnBounds m_bounds;
   bool m_bounds_ready = false;
