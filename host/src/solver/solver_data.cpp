@@ -14,7 +14,7 @@ void LabelMap::build(std::vector<std::int32_t> labels) {
   m_dense.clear();
   m_hash.clear();
   const std::int64_t max_label = m_labels.empty() ? 0 : m_labels.back();
-  m_use_dense = max_label < kDenseLimit;
+  m_use_dense = max_label < kDensePerLabel * static_cast<std::int64_t>(m_labels.size()) + kDenseBase;
   if (m_use_dense) {
     m_dense.assign(static_cast<std::size_t>(max_label) + 1, -1);
     for (std::size_t i = 0; i < m_labels.size(); ++i) m_dense[m_labels[i]] = static_cast<std::int32_t>(i);
@@ -37,15 +37,40 @@ void LabelMap::map_batch(RecordBatch& batch) const {
   for (std::size_t k = 0; k < batch.global_label.size(); ++k) batch.global_index[k] = index(batch.global_label[k]);
 }
 
+std::size_t LabelMap::table_bytes() const {
+  // a hash node holds the pair, a next pointer and the cached hash; plus a bucket pointer
+  return m_dense.size() * sizeof(std::int32_t) + m_hash.size() * 32 + m_hash.bucket_count() * sizeof(void*);
+}
+
+std::size_t EntryCounter::table_bytes() const {
+  return m_dense.size() * sizeof(std::int64_t) + m_hash.size() * 32 + m_hash.bucket_count() * sizeof(void*);
+}
+
 void EntryCounter::bump(std::int32_t label) {
-  if (label < LabelMap::kDenseLimit) {
-    if (static_cast<std::size_t>(label) >= m_dense.size()) {
-      m_dense.resize(std::max<std::size_t>(static_cast<std::size_t>(label) + 1, m_dense.size() * 2), 0);
-    }
-    ++m_dense[label];
-  } else {
-    ++m_hash[label];
+  if (label >= 0 && static_cast<std::size_t>(label) < m_dense.size()) {
+    if (m_dense[label]++ == 0) ++m_distinct;
+    return;
   }
+  const std::int64_t allowance = kDensePerLabel * (m_distinct + 1) + kDenseBase;
+  if (label >= 0 && label < allowance) {
+    // Grow the table (at least doubling, within the allowance) and move the labels it now covers
+    // out of the hash map.
+    const std::size_t size = std::min<std::size_t>(
+        static_cast<std::size_t>(allowance),
+        std::max<std::size_t>(static_cast<std::size_t>(label) + 1, m_dense.size() * 2));
+    m_dense.resize(size, 0);
+    for (auto it = m_hash.begin(); it != m_hash.end();) {
+      if (it->first >= 0 && static_cast<std::size_t>(it->first) < size) {
+        m_dense[it->first] = it->second;
+        it = m_hash.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (m_dense[label]++ == 0) ++m_distinct;
+    return;
+  }
+  if (m_hash[label]++ == 0) ++m_distinct;
 }
 
 void EntryCounter::add(const RecordBatch& batch) {
@@ -73,9 +98,7 @@ std::vector<std::int32_t> EntryCounter::labels() const {
 }
 
 std::int64_t EntryCounter::count(std::int32_t label) const {
-  if (label < LabelMap::kDenseLimit) {
-    return label >= 0 && static_cast<std::size_t>(label) < m_dense.size() ? m_dense[label] : 0;
-  }
+  if (label >= 0 && static_cast<std::size_t>(label) < m_dense.size()) return m_dense[label];
   auto it = m_hash.find(label);
   return it == m_hash.end() ? 0 : it->second;
 }

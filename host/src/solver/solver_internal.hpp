@@ -35,16 +35,23 @@ class RunLog {
   std::vector<std::string>& m_lines;
 };
 
-/// Label -> index into the ascending list of all labels. Dense lookup table for labels below
-/// kDenseLimit (the common case), hash map above.
+/// Tables indexed by label value stay within this many entries per label present (plus
+/// kDenseBase): a detector's labels are dense enough for them; a few huge labels go to a hash map.
+inline constexpr std::int64_t kDensePerLabel = 64;
+inline constexpr std::int64_t kDenseBase = std::int64_t{1} << 20;
+
+/// Label -> index into the ascending list of all labels. A dense lookup table where the largest
+/// label is below kDensePerLabel x (labels) + kDenseBase (the common case: 10 MB for belle2's
+/// 61,520 labels up to 2,553,834), a hash map otherwise.
 class LabelMap {
  public:
-  static constexpr std::int64_t kDenseLimit = 1 << 26;
   void build(std::vector<std::int32_t> labels);
   std::int32_t index(std::int32_t label) const;
   void map_batch(RecordBatch& batch) const;
   const std::vector<std::int32_t>& labels() const { return m_labels; }
   std::int64_t size() const { return static_cast<std::int64_t>(m_labels.size()); }
+  /// Bytes of the lookup table (dense table or hash entries, roughly).
+  std::size_t table_bytes() const;
 
  private:
   std::vector<std::int32_t> m_labels;
@@ -54,17 +61,21 @@ class LabelMap {
 };
 
 /// Entries per label in the binary files: global-derivative entries (pede's default) or records
-/// that name the label (`countrecords`).
+/// that name the label (`countrecords`). Counted in a table indexed by label while it stays within
+/// kDensePerLabel entries per distinct label seen (plus kDenseBase), in a hash map beyond.
 class EntryCounter {
  public:
   explicit EntryCounter(bool per_record) : m_per_record(per_record) {}
   void add(const RecordBatch& batch);
   std::vector<std::int32_t> labels() const;
   std::int64_t count(std::int32_t label) const;
+  /// Bytes of the counting tables (dense table or hash entries, roughly).
+  std::size_t table_bytes() const;
 
  private:
   void bump(std::int32_t label);
   bool m_per_record;
+  std::int64_t m_distinct = 0;
   std::vector<std::int64_t> m_dense;
   std::unordered_map<std::int32_t, std::int64_t> m_hash;
   std::vector<std::int32_t> m_seen;  // labels of the current record (per-record counting)
