@@ -2,9 +2,11 @@
 // on synthetic records shaped like the bp reference problem (pede -t=BP): 10 layers with one
 // measurement each plus 4 stereo measurements, 30 local parameters (2 offsets, 2 slopes, 13
 // scatterers with 2 kinks each, a pseudo-measurement per kink), 40 measurements, 18 global
-// derivatives (14 distinct labels) per record, 700 labels.
+// derivatives (14 distinct labels) per record, 700 labels; and broken-lines records with a band of
+// local parameters (50 to 400) beside a border of 4.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -98,6 +100,72 @@ void accumulate_bp_like(benchmark::State& state) {
 }
 
 BENCHMARK(accumulate_bp_like)->ArgsProduct({{1, 2}, {1, 0}})->ArgNames({"threads", "matrix"})->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+// Broken-lines records with many local parameters: 4 track parameters on every measurement (the
+// border) and a band of 3 consecutive scatterer offsets, `locals` local parameters in all,
+// 2 (locals - 4) + 10 measurements, one global derivative on every third, 700 labels.
+gpede::RecordBatch make_band_batch(int n_records, int locals, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> unit(-1.0, 1.0);
+  std::uniform_int_distribution<int> label(0, n_labels - 1);
+  gpede::RecordBatch b;
+  for (int r = 0; r < n_records; ++r) {
+    for (int i = 0; i < 2 * (locals - 4) + 10; ++i) {
+      b.meas_value.push_back(0.01 * unit(rng));
+      b.meas_sigma.push_back(0.01);
+      for (int k = 0; k < 4; ++k) {
+        b.local_index.push_back(k);
+        b.local_deriv.push_back(unit(rng));
+      }
+      for (int k = 0; k < 3; ++k) {
+        const int index = 4 + std::min(locals - 5, i / 2) + k - 1;
+        if (index >= 4 && index < locals) {
+          b.local_index.push_back(index);
+          b.local_deriv.push_back(unit(rng));
+        }
+      }
+      if (i % 3 == 0) {
+        const int l = label(rng);
+        b.global_index.push_back(l);
+        b.global_label.push_back(l + 1);
+        b.global_deriv.push_back(unit(rng));
+      }
+      b.local_begin.push_back(static_cast<std::int64_t>(b.local_index.size()));
+      b.global_begin.push_back(static_cast<std::int64_t>(b.global_index.size()));
+    }
+    b.record_begin.push_back(static_cast<std::int64_t>(b.meas_value.size()));
+    b.record_weight.push_back(1.0);
+    b.record_file.push_back(0);
+    b.record_number.push_back(r + 1);
+  }
+  return b;
+}
+
+void accumulate_broken_lines(benchmark::State& state) {
+  const int locals = static_cast<int>(state.range(0));
+  const gpede::RecordBatch batch = make_band_batch(400, locals, 2);
+  gpede::detail::PassSetup setup;
+  setup.build_matrix = true;
+  setup.n_all = n_labels;
+  setup.n_variable = n_labels;
+  setup.parameter_value.assign(n_labels, 0.0);
+  for (int i = 0; i < n_labels; ++i) setup.variable_index.push_back(i);
+  setup.fit.hugecut = 1e30;
+  gpede::detail::CpuAccumulator accumulator(1);
+  std::int64_t accepted = 0;
+  for (auto _ : state) {
+    accumulator.begin_pass(setup);
+    accumulator.accumulate(batch);
+    accepted = accumulator.end_pass().accepted;
+    benchmark::DoNotOptimize(accepted);
+  }
+  if (accepted != static_cast<std::int64_t>(batch.n_records())) state.SkipWithError("records rejected");
+  state.counters["records/s"] = benchmark::Counter(static_cast<double>(batch.n_records()) * state.iterations(),
+                                                   benchmark::Counter::kIsRate);
+}
+
+BENCHMARK(accumulate_broken_lines)->ArgName("locals")->Arg(50)->Arg(100)->Arg(200)->Arg(400)->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -91,7 +91,7 @@ if [ $quick -eq 0 ]; then
   # ---- benchmarks ---------------------------------------------------------------------------------
   "$build/bench/bench_cuda_solve" \
     --benchmark_filter='^(cholesky|cholesky_covariance_diagonal)/60000|^eigen_decomposition/20000' \
-    --benchmark_min_time=0.1s --benchmark_out="$out/solve.json" --benchmark_out_format=json >"$out/solve.txt" 2>&1
+    --benchmark_min_time=0.1 --benchmark_out="$out/solve.json" --benchmark_out_format=json >"$out/solve.txt" 2>&1
   status=$?
   record solve "$([ $status -eq 0 ] && echo PASS || echo FAIL)" \
     "$(grep -E '^(cholesky|eigen)' "$out/solve.txt" | awk '{print $1, $2, $3}' | paste -sd ';' -)"

@@ -893,6 +893,71 @@ TEST(LocalFit, DownweightingHuberAndCauchy) {
 // ---------------------------------------------------------------------------------------------
 // CPU accumulator
 
+// Records whose local system is a band (no border) or two bordered bands (a pair of broken-lines
+// tracks, each with 3 track parameters in every one of its measurements): the fit takes its band
+// order and envelope (border moved last) and still matches the long-double reference.
+TEST(LocalFit, BandEnvelopesMatchLongDoubleReference) {
+  std::mt19937_64 rng(57);
+  std::uniform_real_distribution<double> uni(-1.0, 1.0);
+  std::uniform_int_distribution<int> label(0, 29);
+  const Problem p = random_problem(rng, 30, 4);
+  LocalFitOptions options;
+  options.hugecut = 1e30;
+  struct Case {
+    int tracks;
+    int border;  // track parameters per track
+    int band;    // band parameters per track
+    int expected_border_start;
+  };
+  for (const Case c : {Case{1, 0, 120, 120}, Case{2, 3, 90, 180}, Case{1, 2, 300, 300}}) {
+    Record rec;
+    const int per_track = c.border + c.band;
+    for (int t = 0; t < c.tracks; ++t) {
+      for (int i = 0; i < 2 * c.band + 6; ++i) {
+        Measurement m;
+        m.value = 0.1 * uni(rng);
+        m.sigma = 0.05 + 0.01 * (i % 5);
+        for (int k = 0; k < c.border; ++k) m.locals.emplace_back(t * per_track + k, uni(rng));
+        for (int k = -1; k <= 1; ++k) {
+          const int index = std::min(c.band - 1, std::max(0, i / 2 + k));
+          m.locals.emplace_back(t * per_track + c.border + index, uni(rng));
+        }
+        if (i % 2 == 0) m.globals.emplace_back(label(rng), uni(rng));
+        rec.meas.push_back(m);
+      }
+    }
+    const int n_local = c.tracks * per_track;
+    const KernelRun run = run_kernels(make_batch({rec}), 0, p, options);
+    const ReferenceFit ref = reference_fit(rec, p, options);
+    ASSERT_EQ(run.fit.status, LocalFitStatus::accepted) << n_local;
+    EXPECT_EQ(run.fit.local_parameters, n_local);
+    EXPECT_EQ(run.fit.banded, 1) << n_local << " local parameters";
+    EXPECT_EQ(run.fit.border_start, c.expected_border_start) << n_local << " local parameters";
+    EXPECT_NEAR(run.fit.chi2, static_cast<double>(ref.chi2), 1e-11 * static_cast<double>(ref.chi2));
+    const double q_scale = static_cast<double>(max_abs(ref.q));
+    for (int k = 0; k < n_local; ++k) EXPECT_NEAR(run.q[k], static_cast<double>(ref.q[k]), 1e-10 * q_scale) << k;
+    const double c_scale = static_cast<double>(max_abs(ref.c));
+    const double b_scale = static_cast<double>(max_abs(ref.b));
+    for (int a = 0; a < p.n_variable; ++a) {
+      EXPECT_NEAR(run.vector[a], static_cast<double>(ref.b[a]), 1e-11 * b_scale);
+      for (int b = 0; b < p.n_variable; ++b) {
+        EXPECT_NEAR(run.matrix[static_cast<std::size_t>(b) * p.n_variable + a], static_cast<double>(ref.c[a][b]),
+                    1e-11 * c_scale)
+            << n_local << " local parameters, C " << a << "," << b;
+      }
+    }
+    // down-weighting iterates the banded fit with new weights
+    LocalFitOptions weighted = options;
+    weighted.downweight_iterations = 3;
+    const KernelRun down = run_kernels(make_batch({rec}), 0, p, weighted);
+    const DownweightReference dref = downweight_reference(rec, p, 3);
+    ASSERT_EQ(down.fit.status, LocalFitStatus::accepted);
+    EXPECT_EQ(down.fit.banded, 1);
+    EXPECT_NEAR(down.fit.chi2, static_cast<double>(dref.chi2), 1e-10 * static_cast<double>(dref.chi2)) << n_local;
+    EXPECT_NEAR(down.fit.downweight_fraction, static_cast<double>(dref.fraction), 1e-10) << n_local;
+  }
+}
+
 gpede::detail::PassSetup setup_of(const Problem& p, const LocalFitOptions& options, bool build) {
   gpede::detail::PassSetup setup;
   setup.build_matrix = build;

@@ -73,8 +73,8 @@ GPEDE_HOST_DEVICE GPEDE_INLINE Counts counts(const RecordShape& c) {
   const std::size_t k = c.unique_globals > 0 ? static_cast<std::size_t>(c.unique_globals) : 0;
   const std::size_t k8 = detail::padded_columns(k);
   const std::size_t panels = k8 / static_cast<std::size_t>(detail::panel_width);
-  return {4 * m + detail::packed_size(static_cast<std::int64_t>(nl)) + 2 * nl + (m + nl) * k8,
-          e + 3 * k + panels * (m + 1)};
+  return {4 * m + detail::packed_size(static_cast<std::int64_t>(nl)) + 3 * nl + (m + nl) * k8,
+          e + 3 * k + 3 * nl + panels * (m + 1)};
 }
 }  // namespace detail_coop
 
@@ -108,6 +108,8 @@ GPEDE_HOST_DEVICE GPEDE_INLINE Scratch make_scratch(void* buffer, const RecordSh
   d += nl;
   s.fit.solution = d;
   d += nl;
+  s.fit.work = d;
+  d += nl;
   s.g = d;
   d += m * k8;
   s.y = d;
@@ -121,6 +123,12 @@ GPEDE_HOST_DEVICE GPEDE_INLINE Scratch make_scratch(void* buffer, const RecordSh
   i += k;
   s.fit.entry_slot = i;
   i += capacity.global_entries > 0 ? capacity.global_entries : 0;
+  s.fit.position = i;
+  i += nl;
+  s.fit.first = i;
+  i += nl;
+  s.fit.band_end = i;
+  i += nl;
   s.panel_rows = i;
   i += (k8 / static_cast<std::size_t>(detail::panel_width)) * m;
   s.panel_row_count = i;
@@ -208,11 +216,11 @@ GPEDE_HOST_DEVICE GPEDE_INLINE void phase_panels(int rank, int size, const Recor
       const double wi = s.fit.weight[i];
       for (std::int64_t j = batch.local_begin[m]; j < batch.local_begin[m + 1]; ++j) {
         const double wd = wi * batch.local_deriv[j];
-        double* yj = y + static_cast<std::int64_t>(batch.local_index[j]) * w;
+        double* yj = y + static_cast<std::int64_t>(s.fit.position[batch.local_index[j]]) * w;
         for (std::int32_t c = 0; c < w; ++c) yj[c] += wd * gi[c];
       }
     }
-    detail::forward_packed_panel(s.fit.gamma, s.fit.pivot_inverse, nl, y);
+    detail::forward_packed_panel(s.fit.gamma, s.fit.pivot_inverse, nl, detail::fit_envelope(s.fit, state.fit), y);
   }
 }
 

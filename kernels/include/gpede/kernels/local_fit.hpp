@@ -80,6 +80,11 @@ struct LocalFitResult {
   double downweight_fraction = 0.0;  ///< of the last local iteration
   double function_value = 0.0;       ///< contribution to F, record weight applied
   double record_weight = 1.0;
+  /// Rows of the local factor from here on are the border (local parameters that couple to most
+  /// others, moved last); rows before it form a band. local_parameters where there is no border.
+  std::int32_t border_start = 0;
+  /// 1 where the factor has a band envelope (scratch first/band_end), 0 where it is dense.
+  std::int32_t banded = 0;
 
   /// pede sums ndf over the fits that reach the chi2 cuts: accepted or rejected by a cut.
   GPEDE_HOST_DEVICE bool counts_ndf() const {
@@ -97,7 +102,14 @@ struct LocalFitScratch {
   double* weight = nullptr;      ///< [measurements] weights of the global contribution
   double* gamma = nullptr;       ///< [nl(nl+1)/2] Gamma, then its Cholesky factor (lower, packed by columns)
   double* pivot_inverse = nullptr;  ///< [nl] 1 / diagonal of the Cholesky factor
-  double* solution = nullptr;    ///< [nl] beta, then q
+  double* solution = nullptr;    ///< [nl] beta, then q (after the fit: by local index)
+  double* work = nullptr;        ///< [nl] q reordered from factor order to local-index order
+  /// The local fit's order and envelope (see detail::Envelope): position[k] is the row of local
+  /// parameter k in Gamma and its factor; first[p] the first non-zero column of row p;
+  /// band_end[p] the last band row that column p reaches.
+  std::int32_t* position = nullptr;  ///< [nl]
+  std::int32_t* first = nullptr;     ///< [nl]
+  std::int32_t* band_end = nullptr;  ///< [nl]
   /// [nl x K8] D^T W G, then L^-1 D^T W G, in panels of 8 columns (K8: K rounded up to a
   /// multiple of 8): column a of row i at (a / 8) nl 8 + 8 i + a % 8; see detail::panel_offset.
   double* cross = nullptr;
@@ -163,7 +175,8 @@ GPEDE_HOST_DEVICE GPEDE_INLINE ScratchCounts scratch_counts(const RecordShape& c
   const std::size_t nl = c.local_parameters > 0 ? static_cast<std::size_t>(c.local_parameters) : 0;
   const std::size_t e = c.global_entries > 0 ? static_cast<std::size_t>(c.global_entries) : 0;
   const std::size_t k = c.unique_globals > 0 ? static_cast<std::size_t>(c.unique_globals) : 0;
-  return {4 * m + packed_size(static_cast<std::int64_t>(nl)) + 2 * nl + nl * padded_columns(k) + k * k + k, e + 3 * k};
+  return {4 * m + packed_size(static_cast<std::int64_t>(nl)) + 3 * nl + nl * padded_columns(k) + k * k + k,
+          e + 3 * k + 3 * nl};
 }
 
 /// Weight factor omega and chi2 term of a normalised residual zeta in down-weighting iteration
@@ -211,19 +224,68 @@ GPEDE_HOST_DEVICE GPEDE_INLINE void add_packed(double* m, std::int32_t n, std::i
   }
 }
 
+/// The non-zero pattern of a local factor (the envelope, which Cholesky preserves): rows
+/// [0, border) form a band, row p starting at column first[p]; the rows [border, n) (the border)
+/// are dense. Column k < border of the factor is non-zero only in rows [k, band_end[k]] and in the
+/// border; a border column in all rows below its diagonal. A null `first` means a dense matrix.
+struct Envelope {
+  const std::int32_t* first = nullptr;
+  const std::int32_t* band_end = nullptr;
+  std::int32_t border = 0;
+
+  GPEDE_HOST_DEVICE std::int32_t first_column(std::int32_t row) const {
+    return first != nullptr && row < border ? first[row] : 0;
+  }
+  /// Rows below the diagonal of column k that may be non-zero: (k, end1] and [begin2, n).
+  GPEDE_HOST_DEVICE std::int32_t band_last(std::int32_t k, std::int32_t n) const {
+    return first != nullptr && k < border ? band_end[k] : n - 1;
+  }
+  GPEDE_HOST_DEVICE std::int32_t border_first(std::int32_t k, std::int32_t n) const {
+    if (first == nullptr || k >= border) return n;
+    const std::int32_t after = band_end[k] + 1;
+    return after > border ? after : border;
+  }
+};
+
 /// Cholesky factorisation L L^T in place of a symmetric matrix stored as its packed lower triangle
-/// by columns (left-looking, column updates), with the inverse pivots in `inverse`. False if a
-/// pivot drops to 1e-10 of its diagonal element or below, or is NaN.
-GPEDE_HOST_DEVICE GPEDE_INLINE bool cholesky_packed(double* a, double* inverse, std::int32_t n) {
+/// by columns (left-looking, column updates), with the inverse pivots in `inverse`, visiting only
+/// the envelope: the zeros outside it stay exact zeros, so the result is the dense algorithm's
+/// bit for bit, in time linear in n for a bordered band. False if a pivot drops to 1e-10 of its
+/// diagonal element or below, or is NaN.
+GPEDE_HOST_DEVICE GPEDE_INLINE bool cholesky_packed(double* a, double* inverse, std::int32_t n, const Envelope& env) {
+  if (env.first == nullptr) {  // dense
+    for (std::int32_t j = 0; j < n; ++j) {
+      double* cj = a + packed_column(j, n);
+      const std::int32_t len = n - j;
+      const double diagonal = cj[0];
+      for (std::int32_t k = 0; k < j; ++k) {
+        const double* ck = a + packed_column(k, n) + (j - k);  // L[j.., k]
+        const double f = ck[0];
+        if (f == 0.0) continue;
+        for (std::int32_t t = 0; t < len; ++t) cj[t] -= f * ck[t];
+      }
+      const double d = cj[0];
+      if (!(d > 1e-10 * diagonal)) return false;
+      const double root = ::sqrt(d);
+      const double inv = 1.0 / root;
+      cj[0] = root;
+      inverse[j] = inv;
+      for (std::int32_t t = 1; t < len; ++t) cj[t] *= inv;
+    }
+    return true;
+  }
   for (std::int32_t j = 0; j < n; ++j) {
     double* cj = a + packed_column(j, n);
-    const std::int32_t len = n - j;
     const double diagonal = cj[0];
-    for (std::int32_t k = 0; k < j; ++k) {
+    for (std::int32_t k = env.first_column(j); k < j; ++k) {
       const double* ck = a + packed_column(k, n) + (j - k);  // L[j.., k]
       const double f = ck[0];
       if (f == 0.0) continue;
-      for (std::int32_t t = 0; t < len; ++t) cj[t] -= f * ck[t];
+      // rows j..end1 and begin2..n-1 of column k (begin2 > end1)
+      const std::int32_t end1 = env.band_last(k, n);
+      for (std::int32_t t = 0; t <= end1 - j; ++t) cj[t] -= f * ck[t];
+      const std::int32_t begin2 = env.border_first(k, n);
+      for (std::int32_t t = (begin2 > j ? begin2 : j) - j; t < n - j; ++t) cj[t] -= f * ck[t];
     }
     const double d = cj[0];
     if (!(d > 1e-10 * diagonal)) return false;
@@ -231,34 +293,62 @@ GPEDE_HOST_DEVICE GPEDE_INLINE bool cholesky_packed(double* a, double* inverse, 
     const double inv = 1.0 / root;
     cj[0] = root;
     inverse[j] = inv;
-    for (std::int32_t t = 1; t < len; ++t) cj[t] *= inv;
+    const std::int32_t end1 = env.band_last(j, n);
+    for (std::int32_t t = 1; t <= end1 - j; ++t) cj[t] *= inv;
+    for (std::int32_t t = env.border_first(j, n) - j; t < n - j; ++t) cj[t] *= inv;
   }
   return true;
 }
 
 /// Solves L y = x in place.
-GPEDE_HOST_DEVICE GPEDE_INLINE void forward_packed(const double* l, const double* inverse, std::int32_t n, double* x) {
+GPEDE_HOST_DEVICE GPEDE_INLINE void forward_packed(const double* l, const double* inverse, std::int32_t n,
+                                                   const Envelope& env, double* x) {
   for (std::int32_t j = 0; j < n; ++j) {
     const double xj = x[j] * inverse[j];
     x[j] = xj;
     if (xj == 0.0) continue;
     const double* cj = l + packed_column(j, n);
-    for (std::int32_t i = j + 1; i < n; ++i) x[i] -= cj[i - j] * xj;
+    const std::int32_t end1 = env.band_last(j, n);
+    for (std::int32_t i = j + 1; i <= end1; ++i) x[i] -= cj[i - j] * xj;
+    for (std::int32_t i = env.border_first(j, n); i < n; ++i) x[i] -= cj[i - j] * xj;
   }
 }
 
 /// Solves L^T y = x in place.
-GPEDE_HOST_DEVICE GPEDE_INLINE void backward_packed(const double* l, const double* inverse, std::int32_t n, double* x) {
+GPEDE_HOST_DEVICE GPEDE_INLINE void backward_packed(const double* l, const double* inverse, std::int32_t n,
+                                                    const Envelope& env, double* x) {
   for (std::int32_t i = n - 1; i >= 0; --i) {
     const double* ci = l + packed_column(i, n);
-    x[i] = (x[i] - dot(ci + 1, x + i + 1, n - 1 - i)) * inverse[i];
+    double s = dot(ci + 1, x + i + 1, env.band_last(i, n) - i);
+    const std::int32_t begin2 = env.border_first(i, n);
+    if (begin2 < n) s += dot(ci + (begin2 - i), x + begin2, n - begin2);
+    x[i] = (x[i] - s) * inverse[i];
   }
 }
 
 /// Solves L Y = X in place for one panel of panel_width columns of X (n x panel_width, row-major).
 GPEDE_HOST_DEVICE GPEDE_INLINE void forward_packed_panel(const double* l, const double* inverse, std::int32_t n,
-                                                         double* x) {
+                                                         const Envelope& env, double* x) {
   constexpr std::int32_t w = panel_width;
+  if (env.first == nullptr) {  // dense
+    for (std::int32_t j = 0; j < n; ++j) {
+      double* xj = x + static_cast<std::int64_t>(j) * w;
+      const double inv = inverse[j];
+      bool zero = true;
+      for (std::int32_t c = 0; c < w; ++c) {
+        xj[c] *= inv;
+        zero = zero && xj[c] == 0.0;
+      }
+      if (zero) continue;
+      const double* cj = l + packed_column(j, n);
+      for (std::int32_t i = j + 1; i < n; ++i) {
+        const double f = cj[i - j];
+        double* xi = x + static_cast<std::int64_t>(i) * w;
+        for (std::int32_t c = 0; c < w; ++c) xi[c] -= f * xj[c];
+      }
+    }
+    return;
+  }
   for (std::int32_t j = 0; j < n; ++j) {
     double* xj = x + static_cast<std::int64_t>(j) * w;
     const double inv = inverse[j];
@@ -269,12 +359,89 @@ GPEDE_HOST_DEVICE GPEDE_INLINE void forward_packed_panel(const double* l, const 
     }
     if (zero) continue;
     const double* cj = l + packed_column(j, n);
-    for (std::int32_t i = j + 1; i < n; ++i) {
+    const std::int32_t end1 = env.band_last(j, n);
+    for (std::int32_t i = j + 1; i <= end1; ++i) {
+      const double f = cj[i - j];
+      double* xi = x + static_cast<std::int64_t>(i) * w;
+      for (std::int32_t c = 0; c < w; ++c) xi[c] -= f * xj[c];
+    }
+    for (std::int32_t i = env.border_first(j, n); i < n; ++i) {
       const double f = cj[i - j];
       double* xi = x + static_cast<std::int64_t>(i) * w;
       for (std::int32_t c = 0; c < w; ++c) xi[c] -= f * xj[c];
     }
   }
+}
+
+/// Local parameters with at most this many get the dense order (no border moved last).
+inline constexpr std::int32_t band_minimum = 16;
+
+/// The order and envelope of a record's local fit: local parameters that appear in more than a
+/// quarter of the measurements (a track's offset, slope and curvature in a broken-lines fit) are
+/// moved last, in their order, as the border, if they are at most a quarter of the parameters; the
+/// others keep their order. Then the first column of every band row and how far down each band
+/// column reaches (a band without border keeps its order and gets its envelope). Records with few
+/// local parameters, or with a border of more than a quarter of them, keep the dense order and
+/// envelope; the envelope of any order is exact, so the order only decides the speed. Returns the
+/// envelope over s.position/first/band_end; *border receives the border's first row.
+GPEDE_HOST_DEVICE GPEDE_INLINE Envelope local_order(const RecordBatchView& batch, std::int64_t m0, std::int64_t m1,
+                                                    std::int32_t nl, std::int32_t* position, std::int32_t* first,
+                                                    std::int32_t* band_end, std::int32_t* border) {
+  for (std::int32_t k = 0; k < nl; ++k) position[k] = k;
+  *border = nl;
+  Envelope dense;
+  dense.border = nl;
+  if (nl <= band_minimum) return dense;
+  // measurements per local parameter (in band_end); the border: those in more than a quarter of them
+  for (std::int32_t k = 0; k < nl; ++k) band_end[k] = 0;
+  for (std::int64_t m = m0; m < m1; ++m) {
+    for (std::int64_t j = batch.local_begin[m]; j < batch.local_begin[m + 1]; ++j) ++band_end[batch.local_index[j]];
+  }
+  const std::int64_t wide = (m1 - m0) / 4;
+  std::int32_t n_border = 0;
+  for (std::int32_t k = 0; k < nl; ++k) n_border += band_end[k] > wide ? 1 : 0;
+  if (n_border > nl / 4) return dense;
+  std::int32_t band_row = 0, border_row = nl - n_border;
+  for (std::int32_t k = 0; k < nl; ++k) position[k] = band_end[k] > wide ? border_row++ : band_row++;
+  // first column of each row in the new order (band rows only matter)
+  for (std::int32_t p = 0; p < nl; ++p) first[p] = p;
+  for (std::int64_t m = m0; m < m1; ++m) {
+    std::int32_t lo = nl;
+    for (std::int64_t j = batch.local_begin[m]; j < batch.local_begin[m + 1]; ++j) {
+      const std::int32_t p = position[batch.local_index[j]];
+      lo = p < lo ? p : lo;
+    }
+    for (std::int64_t j = batch.local_begin[m]; j < batch.local_begin[m + 1]; ++j) {
+      const std::int32_t p = position[batch.local_index[j]];
+      first[p] = lo < first[p] ? lo : first[p];
+    }
+  }
+  // band_end[k] = the last band row whose first column is at most k (at least k)
+  const std::int32_t b = nl - n_border;
+  for (std::int32_t k = 0; k < nl; ++k) band_end[k] = k;
+  for (std::int32_t p = 0; p < b; ++p) {
+    const std::int32_t f = first[p];
+    band_end[f] = p > band_end[f] ? p : band_end[f];
+  }
+  for (std::int32_t k = 1; k < b; ++k) band_end[k] = band_end[k - 1] > band_end[k] ? band_end[k - 1] : band_end[k];
+  for (std::int32_t k = 0; k < b; ++k) band_end[k] = band_end[k] < b ? band_end[k] : b - 1;
+  *border = b;
+  Envelope env;
+  env.first = first;
+  env.band_end = band_end;
+  env.border = b;
+  return env;
+}
+
+/// The envelope of the fit whose factor the scratch holds (local_order's, kept in the scratch).
+GPEDE_HOST_DEVICE GPEDE_INLINE Envelope fit_envelope(const LocalFitScratch& s, const LocalFitResult& fit) {
+  Envelope env;
+  env.border = fit.border_start;
+  if (fit.banded != 0) {
+    env.first = s.first;
+    env.band_end = s.band_end;
+  }
+  return env;
 }
 
 }  // namespace detail
@@ -336,6 +503,8 @@ GPEDE_HOST_DEVICE GPEDE_INLINE LocalFitScratch make_local_fit_scratch(void* buff
   d += nl;
   s.solution = d;
   d += nl;
+  s.work = d;
+  d += nl;
   s.cross = d;
   d += nl * detail::padded_columns(k);
   s.global_matrix = d;
@@ -350,6 +519,12 @@ GPEDE_HOST_DEVICE GPEDE_INLINE LocalFitScratch make_local_fit_scratch(void* buff
   s.slot_entries = i;
   i += k;
   s.entry_slot = i;
+  i += capacity.global_entries > 0 ? capacity.global_entries : 0;
+  s.position = i;
+  i += nl;
+  s.first = i;
+  i += nl;
+  s.band_end = i;
   return s;
 }
 
@@ -399,6 +574,13 @@ GPEDE_HOST_DEVICE GPEDE_INLINE LocalFitResult fit_record(const RecordBatchView& 
     s.correction[i] = 0.0;
   }
 
+  // The order of the local parameters in Gamma (a border moved last) and its envelope.
+  std::int32_t border = nl;
+  const detail::Envelope env = detail::local_order(batch, m0, m1, nl, s.position, s.first, s.band_end, &border);
+  result.border_start = border;
+  result.banded = env.first != nullptr ? 1 : 0;
+  const std::int32_t* order = border < nl ? s.position : nullptr;  // null: the identity
+
   const bool downweighting = options.downweight_iterations > 0;
   const int iterations = downweighting ? options.downweight_iterations : 1;
   const std::size_t n_gamma = detail::packed_size(nl);
@@ -417,13 +599,13 @@ GPEDE_HOST_DEVICE GPEDE_INLINE LocalFitResult fit_record(const RecordBatchView& 
       const std::int64_t l0 = batch.local_begin[m];
       const std::int64_t l1 = batch.local_begin[m + 1];
       for (std::int64_t k = l0; k < l1; ++k) {
-        const std::int32_t b = batch.local_index[k];
+        const std::int32_t b = order != nullptr ? order[batch.local_index[k]] : batch.local_index[k];
         const double wd = w * batch.local_deriv[k];
         s.solution[b] += wz * batch.local_deriv[k];
         double* column = s.gamma + detail::packed_column(b, nl) - b;  // column[a] = (a, b) for a >= b
         column[b] += wd * batch.local_deriv[k];
         for (std::int64_t j = k + 1; j < l1; ++j) {
-          const std::int32_t a = batch.local_index[j];
+          const std::int32_t a = order != nullptr ? order[batch.local_index[j]] : batch.local_index[j];
           const double v = wd * batch.local_deriv[j];
           if (a > b) {
             column[a] += v;
@@ -435,12 +617,12 @@ GPEDE_HOST_DEVICE GPEDE_INLINE LocalFitResult fit_record(const RecordBatchView& 
         }
       }
     }
-    if (!detail::cholesky_packed(s.gamma, s.pivot_inverse, nl)) {
+    if (!detail::cholesky_packed(s.gamma, s.pivot_inverse, nl, env)) {
       result.status = LocalFitStatus::rank_deficient;
       return result;
     }
-    detail::forward_packed(s.gamma, s.pivot_inverse, nl, s.solution);
-    detail::backward_packed(s.gamma, s.pivot_inverse, nl, s.solution);
+    detail::forward_packed(s.gamma, s.pivot_inverse, nl, env, s.solution);
+    detail::backward_packed(s.gamma, s.pivot_inverse, nl, env, s.solution);
 
     chi2 = 0.0;
     sum_root_omega = 0.0;
@@ -448,7 +630,8 @@ GPEDE_HOST_DEVICE GPEDE_INLINE LocalFitResult fit_record(const RecordBatchView& 
       const std::int64_t m = m0 + i;
       double dq = 0.0;
       for (std::int64_t j = batch.local_begin[m]; j < batch.local_begin[m + 1]; ++j) {
-        dq += batch.local_deriv[j] * s.solution[batch.local_index[j]];
+        dq += batch.local_deriv[j] *
+              s.solution[order != nullptr ? order[batch.local_index[j]] : batch.local_index[j]];
       }
       s.correction[i] = dq;
       const double zeta = (s.corrected[i] - dq) / s.sigma[i];
@@ -470,6 +653,10 @@ GPEDE_HOST_DEVICE GPEDE_INLINE LocalFitResult fit_record(const RecordBatchView& 
       result.status = LocalFitStatus::no_degrees_of_freedom;
       return result;
     }
+  }
+  if (border < nl) {  // q by local index
+    for (std::int32_t k = 0; k < nl; ++k) s.work[k] = s.solution[s.position[k]];
+    for (std::int32_t k = 0; k < nl; ++k) s.solution[k] = s.work[k];
   }
   result.chi2 = chi2;
   result.downweight_fraction = (static_cast<double>(n_meas) - sum_root_omega) / static_cast<double>(n_meas);
@@ -684,7 +871,8 @@ GPEDE_HOST_DEVICE GPEDE_INLINE GlobalContribution global_contribution(const Reco
       }
       s.global_matrix[static_cast<std::int64_t>(a) * kk + a] += wg * g;
       for (std::int64_t j = batch.local_begin[m]; j < batch.local_begin[m + 1]; ++j) {
-        s.cross[detail::panel_offset(batch.local_index[j], a, nl)] += wg * batch.local_deriv[j];
+        const std::int32_t row = fit.border_start < nl ? s.position[batch.local_index[j]] : batch.local_index[j];
+        s.cross[detail::panel_offset(row, a, nl)] += wg * batch.local_deriv[j];
       }
     }
   }
@@ -694,7 +882,7 @@ GPEDE_HOST_DEVICE GPEDE_INLINE GlobalContribution global_contribution(const Reco
     // Y = L^-1 D^T W G; C = G^T W G - Y^T Y
     const auto panels = static_cast<std::int32_t>(detail::padded_columns(static_cast<std::size_t>(kk))) / detail::panel_width;
     for (std::int32_t p = 0; p < panels; ++p) {
-      detail::forward_packed_panel(s.gamma, s.pivot_inverse, nl,
+      detail::forward_packed_panel(s.gamma, s.pivot_inverse, nl, detail::fit_envelope(s, fit),
                                    s.cross + static_cast<std::int64_t>(p) * nl * detail::panel_width);
     }
     detail::subtract_gram_lower(s.cross, nl, kk, s.global_matrix);
