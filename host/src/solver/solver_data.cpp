@@ -116,21 +116,22 @@ void DataSet::first_read(const std::function<void(const RecordBatch&)>& per_batc
     RecordBatch batch;
     if (m_source.next(batch, m_batch_records) == 0) break;
     per_batch(batch);
-    if (m_cache) m_batches.push_back(std::move(batch));
+    if (m_cache) m_batches.emplace_back(std::move(batch));
   }
 }
 
 void DataSet::check_stop() const { detail::check_stop(m_stop); }
 
 void DataSet::map_cached(const LabelMap& map) {
-  for (auto& b : m_batches) map.map_batch(b);
+  for (auto& b : m_batches) b.map_labels(map);
 }
 
 void DataSet::pass(const LabelMap& map, const std::function<void(const RecordBatch&)>& per_batch) {
   if (m_cache) {
-    for (auto& b : m_batches) {
+    for (const auto& b : m_batches) {
       check_stop();
-      per_batch(b);
+      b.expand(map.labels(), m_expanded);
+      per_batch(m_expanded);
     }
     return;
   }

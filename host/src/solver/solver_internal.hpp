@@ -3,6 +3,8 @@
 // measurements, and the iterations that minimise pede's objective over them.
 #pragma once
 
+#include "compact_batch.hpp"
+
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -100,7 +102,8 @@ class DataSet {
   bool m_cache;
   std::size_t m_batch_records;
   const std::atomic<bool>* m_stop;
-  std::vector<RecordBatch> m_batches;
+  std::vector<CompactBatch> m_batches;
+  RecordBatch m_expanded;  // the batch of a pass over the cached records
 };
 
 /// Throws Interrupted if `stop` is set (SolverOptions::stop).
