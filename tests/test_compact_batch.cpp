@@ -75,8 +75,7 @@ TEST(CompactBatch, ExpandsToTheBatchReadAndHalvesSinglePrecisionData) {
     std::mt19937_64 rng(single ? 1 : 2);
     RecordBatch original = random_batch(rng, single);
     if (!single) original.meas_value[7] = std::numeric_limits<double>::quiet_NaN();
-    RecordBatch copy = original;
-    gpede::detail::CompactBatch compact(std::move(copy));
+    gpede::detail::CompactBatch compact(original, 0, original.n_records());
     RecordBatch out;
     compact.expand({}, out);
     expect_same(out, original);
@@ -89,6 +88,27 @@ TEST(CompactBatch, ExpandsToTheBatchReadAndHalvesSinglePrecisionData) {
     map.map_batch(mapped);
     compact.expand(map.labels(), out);
     expect_same(out, mapped);
+    // a piece of the batch: records 100 to 199, offsets rebased
+    gpede::detail::CompactBatch piece(original, 100, 200);
+    piece.map_labels(map);
+    RecordBatch part;
+    piece.expand(map.labels(), part);
+    ASSERT_EQ(part.n_records(), 100u);
+    const std::int64_t m0 = mapped.record_begin[100], m1 = mapped.record_begin[200];
+    EXPECT_EQ(part.n_measurements(), static_cast<std::size_t>(m1 - m0));
+    EXPECT_EQ(part.record_number.front(), mapped.record_number[100]);
+    for (std::int64_t m = m0; m < m1; ++m) {
+      const auto i = static_cast<std::size_t>(m - m0);
+      ASSERT_EQ(part.meas_value[i], mapped.meas_value[m]);
+      const std::int64_t e = mapped.global_begin[m] - mapped.global_begin[m0];
+      ASSERT_EQ(part.global_begin[i], e);
+      for (std::int64_t k = mapped.global_begin[m]; k < mapped.global_begin[m + 1]; ++k) {
+        ASSERT_EQ(part.global_index[static_cast<std::size_t>(k - mapped.global_begin[m0])], mapped.global_index[k]);
+        ASSERT_EQ(part.global_label[static_cast<std::size_t>(k - mapped.global_begin[m0])], mapped.global_label[k]);
+      }
+      const std::int64_t l = mapped.local_begin[m] - mapped.local_begin[m0];
+      ASSERT_EQ(part.local_begin[i], l);
+    }
     // against the batch as it was kept before, labels mapped
     if (single) {
       EXPECT_LT(compact.bytes(), mapped.bytes() * 6 / 10) << compact.bytes() << " of " << mapped.bytes();

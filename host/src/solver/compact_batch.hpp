@@ -26,9 +26,9 @@ class CompactValues {
 
 class CompactBatch {
  public:
-  /// From a batch as read (labels, no label indices). Offsets beyond 2^32 - 1 within the batch
-  /// (not met in practice) keep the batch as it is.
-  explicit CompactBatch(RecordBatch&& batch);
+  /// Records [first, last) of a batch as read (labels, no label indices). Offsets beyond
+  /// 2^32 - 1 within the piece (not met in practice) keep it as a plain batch.
+  CompactBatch(const RecordBatch& batch, std::size_t first, std::size_t last);
   /// Replaces the labels by their indices in `labels_to_index` (LabelMap::index).
   template <class Map>
   void map_labels(const Map& map) {

@@ -116,7 +116,11 @@ void DataSet::first_read(const std::function<void(const RecordBatch&)>& per_batc
     RecordBatch batch;
     if (m_source.next(batch, m_batch_records) == 0) break;
     per_batch(batch);
-    if (m_cache) m_batches.emplace_back(std::move(batch));
+    if (!m_cache) continue;
+    // kept in pieces of kCachePiece records: a pass expands one piece at a time
+    for (std::size_t first = 0; first < batch.n_records(); first += kCachePiece) {
+      m_batches.emplace_back(batch, first, std::min(batch.n_records(), first + kCachePiece));
+    }
   }
 }
 

@@ -83,9 +83,11 @@ class EntryCounter {
   std::vector<std::int32_t> m_seen;  // labels of the current record (per-record counting)
 };
 
-/// The records of the run: kept in memory after the first read, or read again per pass.
+/// The records of the run: kept in memory after the first read (compact, in pieces of
+/// kCachePiece records, each expanded in turn for a pass), or read again per pass.
 class DataSet {
  public:
+  static constexpr std::size_t kCachePiece = 4096;
   DataSet(RecordSource& source, bool cache, std::size_t batch_records, const std::atomic<bool>* stop = nullptr)
       : m_source(source), m_cache(cache), m_batch_records(batch_records), m_stop(stop) {}
 
