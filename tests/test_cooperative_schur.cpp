@@ -5,6 +5,8 @@
 // distinct globals, duplicate and fixed labels, rejections and down-weighting.
 #include <gtest/gtest.h>
 
+#include "gpede/detail/batch_layout.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -17,25 +19,19 @@
 #include "gpede/kernels/cooperative_schur.hpp"
 #include "gpede/kernels/local_fit.hpp"
 #include "gpede/record_batch.hpp"
+#include "test_records.hpp"
 
 namespace {
+
+using gpede::test::make_batch;
+using gpede::test::Measurement;
+using gpede::test::Record;
 
 namespace coop = gpede::kernels::coop;
 using gpede::RecordBatch;
 using gpede::kernels::LocalFitOptions;
 using gpede::kernels::LocalFitStatus;
 
-struct Measurement {
-  double value = 0.0;
-  double sigma = 1.0;
-  std::vector<std::pair<int, double>> locals;
-  std::vector<std::pair<int, double>> globals;  // (label index, derivative)
-};
-
-struct Record {
-  double weight = 1.0;
-  std::vector<Measurement> meas;
-};
 
 struct Problem {
   int n_all = 0;
@@ -60,32 +56,6 @@ Problem make_problem(std::mt19937_64& rng, int n_all, int n_fixed) {
   return p;
 }
 
-RecordBatch make_batch(const std::vector<Record>& records) {
-  RecordBatch b;
-  std::int64_t number = 0;
-  for (const Record& rec : records) {
-    for (const Measurement& m : rec.meas) {
-      b.meas_value.push_back(m.value);
-      b.meas_sigma.push_back(m.sigma);
-      for (const auto& [index, d] : m.locals) {
-        b.local_index.push_back(index);
-        b.local_deriv.push_back(d);
-      }
-      for (const auto& [label, d] : m.globals) {
-        b.global_label.push_back(label + 1);
-        b.global_index.push_back(label);
-        b.global_deriv.push_back(d);
-      }
-      b.local_begin.push_back(static_cast<std::int64_t>(b.local_index.size()));
-      b.global_begin.push_back(static_cast<std::int64_t>(b.global_index.size()));
-    }
-    b.record_begin.push_back(static_cast<std::int64_t>(b.meas_value.size()));
-    b.record_weight.push_back(rec.weight);
-    b.record_file.push_back(0);
-    b.record_number.push_back(++number);
-  }
-  return b;
-}
 
 /// A track-like record: n_local local parameters, n_local + extra measurements, each with up to
 /// `labels_per_meas` global labels out of [first_label, first_label + label_span) (duplicates and
@@ -115,21 +85,7 @@ Record random_record(std::mt19937_64& rng, int n_local, int extra, int first_lab
   return rec;
 }
 
-gpede::kernels::RecordBatchView view_of(const RecordBatch& b) {
-  gpede::kernels::RecordBatchView v;
-  v.n_records = static_cast<std::int64_t>(b.n_records());
-  v.record_begin = b.record_begin.data();
-  v.record_weight = b.record_weight.data();
-  v.meas_value = b.meas_value.data();
-  v.meas_sigma = b.meas_sigma.data();
-  v.local_begin = b.local_begin.data();
-  v.global_begin = b.global_begin.data();
-  v.local_index = b.local_index.data();
-  v.local_deriv = b.local_deriv.data();
-  v.global_index = b.global_index.data();
-  v.global_deriv = b.global_deriv.data();
-  return v;
-}
+gpede::kernels::RecordBatchView view_of(const RecordBatch& b) { return gpede::detail::host_view(b); }
 
 gpede::detail::PassSetup setup_of(const Problem& p, const LocalFitOptions& options, bool build) {
   gpede::detail::PassSetup setup;

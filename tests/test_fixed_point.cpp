@@ -13,13 +13,19 @@
 #include <utility>
 #include <vector>
 
+#include "gpede/detail/batch_layout.hpp"
 #include "gpede/detail/column_bounds.hpp"
 #include "gpede/detail/cpu_accumulator.hpp"
 #include "gpede/kernels/cooperative_schur.hpp"
 #include "gpede/kernels/fixed_point.hpp"
 #include "gpede/record_batch.hpp"
+#include "test_records.hpp"
 
 namespace {
+
+using gpede::test::make_batch;
+using gpede::test::Measurement;
+using gpede::test::Record;
 
 namespace fixed = gpede::kernels::fixed;
 namespace coop = gpede::kernels::coop;
@@ -49,44 +55,7 @@ TEST(FixedPoint, ConversionsAreExactWhereTheyCanBe) {
   EXPECT_EQ(fixed::shift_of(3, 7), fixed::kFixedBits - 7);
 }
 
-struct Measurement {
-  double value = 0.0;
-  double sigma = 1.0;
-  std::vector<std::pair<int, double>> locals;
-  std::vector<std::pair<int, double>> globals;
-};
 
-struct Record {
-  double weight = 1.0;
-  std::vector<Measurement> meas;
-};
-
-RecordBatch make_batch(const std::vector<Record>& records) {
-  RecordBatch b;
-  std::int64_t number = 0;
-  for (const Record& rec : records) {
-    for (const Measurement& m : rec.meas) {
-      b.meas_value.push_back(m.value);
-      b.meas_sigma.push_back(m.sigma);
-      for (const auto& [index, d] : m.locals) {
-        b.local_index.push_back(index);
-        b.local_deriv.push_back(d);
-      }
-      for (const auto& [label, d] : m.globals) {
-        b.global_label.push_back(label + 1);
-        b.global_index.push_back(label);
-        b.global_deriv.push_back(d);
-      }
-      b.local_begin.push_back(static_cast<std::int64_t>(b.local_index.size()));
-      b.global_begin.push_back(static_cast<std::int64_t>(b.global_index.size()));
-    }
-    b.record_begin.push_back(static_cast<std::int64_t>(b.meas_value.size()));
-    b.record_weight.push_back(rec.weight);
-    b.record_file.push_back(0);
-    b.record_number.push_back(++number);
-  }
-  return b;
-}
 
 // Tracks with derivatives and errors over many orders of magnitude (errors from 1e-4 to 1e2,
 // global derivatives from 1e-3 to 1e3), repeated labels, record weights of 0.5 and 2.
@@ -135,18 +104,7 @@ std::vector<__int128> run_fixed(const RecordBatch& batch, const std::vector<std:
                                 const gpede::kernels::LocalFitOptions& options,
                                 const std::vector<std::int32_t>& exponent, int group,
                                 std::vector<double>* plain = nullptr) {
-  gpede::kernels::RecordBatchView view;
-  view.n_records = static_cast<std::int64_t>(batch.n_records());
-  view.record_begin = batch.record_begin.data();
-  view.record_weight = batch.record_weight.data();
-  view.meas_value = batch.meas_value.data();
-  view.meas_sigma = batch.meas_sigma.data();
-  view.local_begin = batch.local_begin.data();
-  view.global_begin = batch.global_begin.data();
-  view.local_index = batch.local_index.data();
-  view.local_deriv = batch.local_deriv.data();
-  view.global_index = batch.global_index.data();
-  view.global_deriv = batch.global_deriv.data();
+  const gpede::kernels::RecordBatchView view = gpede::detail::host_view(batch);
   gpede::kernels::GlobalStateView state;
   state.n_all = static_cast<std::int64_t>(variable_index.size());
   state.n_variable = n_variable;

@@ -52,13 +52,7 @@ RecordClasses classify_batch(const RecordBatch& batch, std::int64_t n_all, std::
   const std::int64_t n_records = static_cast<std::int64_t>(batch.n_records());
   const int threads = pool != nullptr && n_records >= 2 * kMinimumChunk ? pool->size() : 1;
   std::vector<Chunk> chunks(static_cast<std::size_t>(threads));
-  kernels::RecordBatchView view;
-  view.n_records = n_records;
-  view.record_begin = batch.record_begin.data();
-  view.local_begin = batch.local_begin.data();
-  view.global_begin = batch.global_begin.data();
-  view.local_index = batch.local_index.data();
-  view.global_index = batch.global_index.data();
+  const kernels::RecordBatchView view = host_view(batch);
   auto work = [&](int t) {
     Chunk& chunk = chunks[static_cast<std::size_t>(t)];
     const std::int64_t begin = n_records * t / threads;
