@@ -98,6 +98,63 @@ TEST(Threads, RequestsBeyondTheCpusAreCappedWithAWarning) {
   EXPECT_EQ(gpede::detail::capped_threads(-5, note), cpus);
 }
 
+// Records handed to the solver from memory (a framework's RecordSource) are checked as the Mille
+// reader checks its files: a non-positive label ends the run with code 20 naming the record, not
+// with a crash or a silent label; record numbers a source leaves out are filled in.
+class LineSource final : public gpede::RecordSource {
+ public:
+  explicit LineSource(std::int32_t bad_label) : m_bad_label(bad_label) {}
+  std::size_t next(gpede::RecordBatch& b, std::size_t max_records) override {
+    std::size_t added = 0;
+    for (; m_next < 200 && added < max_records; ++m_next, ++added) {
+      for (int i = 0; i < 6; ++i) {
+        b.meas_value.push_back(0.01 * ((m_next * 7 + i * 3) % 11 - 5));
+        b.meas_sigma.push_back(0.1);
+        b.local_index.insert(b.local_index.end(), {0, 1});
+        b.local_deriv.insert(b.local_deriv.end(), {1.0, static_cast<double>(i)});
+        const std::int32_t label = m_next == 77 && i == 2 ? m_bad_label : 1 + i % 3;
+        b.global_label.push_back(label);
+        b.global_deriv.push_back(1.0);
+        b.local_begin.push_back(static_cast<std::int64_t>(b.local_index.size()));
+        b.global_begin.push_back(static_cast<std::int64_t>(b.global_label.size()));
+      }
+      b.record_begin.push_back(static_cast<std::int64_t>(b.meas_value.size()));
+      b.record_weight.push_back(1.0);
+    }
+    return added;
+  }
+  void rewind() override { m_next = 0; }
+
+ private:
+  std::int32_t m_bad_label;
+  int m_next = 0;
+};
+
+TEST(RecordSource, RecordsFromMemoryAreCheckedLikeFiles) {
+  TempDir dir("source-check");
+  write_text(dir.path() / "steer.txt", std::string("method inversion 1 0.1\n"));
+  const gpede::Steering steering = gpede::parse_steering(dir.path() / "steer.txt");
+  gpede::SolverOptions options;
+  options.record_printout.clear();
+  options.batch_records = 50;
+  for (const std::int32_t bad : {0, -4}) {
+    LineSource source(bad);
+    try {
+      gpede::solve(steering, options, &source);
+      FAIL() << "label " << bad << " accepted";
+    } catch (const gpede::InputError& e) {
+      EXPECT_EQ(e.exit_code(), gpede::exit_code::bad_binary);
+      const std::string what = e.what();
+      EXPECT_NE(what.find("record 78"), std::string::npos) << what;
+      EXPECT_NE(what.find("global label " + std::to_string(bad)), std::string::npos) << what;
+    }
+  }
+  LineSource good(2);
+  const gpede::SolveResult result = gpede::solve(steering, options, &good);
+  EXPECT_LT(result.exit_code, 10) << result.message;
+  EXPECT_EQ(result.parameters.size(), 3u);
+}
+
 TEST(Threads, ARunAskingForAHundredThousandThreadsRunsOnTheCpus) {
   TempDir dir("threads-run");
   write_tracks(dir.path() / "data.bin", 300, 1);

@@ -106,6 +106,7 @@ class DataSet {
   const std::atomic<bool>* m_stop;
   std::vector<CompactBatch> m_batches;
   RecordBatch m_expanded;  // the batch of a pass over the cached records
+  std::int64_t m_records_read = 0;  // by first_read, for record numbers a source leaves out
 };
 
 /// Throws Interrupted if `stop` is set (SolverOptions::stop).
