@@ -15,29 +15,6 @@ namespace {
 // Records per chunk below which one thread does the whole batch.
 constexpr std::int64_t kMinimumChunk = 2048;
 
-// The first problem of record r, or an empty text.
-std::string record_problem(const RecordBatch& batch, std::int64_t r, std::int64_t n_all) {
-  const std::int64_t m0 = batch.record_begin[r];
-  const std::int64_t m1 = batch.record_begin[r + 1];
-  if (m1 < m0) return "has decreasing offsets";
-  for (std::int64_t m = m0; m < m1; ++m) {
-    if (batch.local_begin[m + 1] < batch.local_begin[m] || batch.global_begin[m + 1] < batch.global_begin[m]) {
-      return "has decreasing offsets";
-    }
-  }
-  for (std::int64_t j = batch.local_begin[m0]; j < batch.local_begin[m1]; ++j) {
-    if (batch.local_index[j] < 0) return "has local index " + std::to_string(batch.local_index[j] + 1) + " below 1";
-  }
-  for (std::int64_t e = batch.global_begin[m0]; e < batch.global_begin[m1]; ++e) {
-    const std::int32_t v = batch.global_index[e];
-    if (v < 0 || v >= n_all) {
-      return "has a global derivative with label index " + std::to_string(v) + " outside the label map (label " +
-             std::to_string(e < static_cast<std::int64_t>(batch.global_label.size()) ? batch.global_label[e] : 0) + ")";
-    }
-  }
-  return {};
-}
-
 struct Chunk {
   RecordClasses classes;
   std::int64_t bad_record = -1;

@@ -32,7 +32,7 @@ std::string record_name(const RecordBatch& batch, std::int64_t r) {
   return name;
 }
 
-void check_batch_layout(const RecordBatch& batch, const std::string& who) {
+void check_batch_layout(const RecordBatch& batch, const std::string& who, GlobalArray globals) {
   const std::size_t n_records = batch.n_records();
   const std::size_t n_meas = batch.n_measurements();
   auto fail = [&](const std::string& what) { throw RuntimeError(who + ": inconsistent record batch: " + what); };
@@ -47,11 +47,43 @@ void check_batch_layout(const RecordBatch& batch, const std::string& who) {
       batch.local_deriv.size() != batch.local_index.size()) {
     fail("local derivative arrays do not match local_begin");
   }
-  if (batch.global_begin.front() != 0 ||
-      static_cast<std::size_t>(batch.global_begin.back()) != batch.global_index.size() ||
-      batch.global_deriv.size() != batch.global_index.size()) {
-    fail("global derivative arrays do not match global_begin (is global_index filled?)");
+  const std::size_t n_globals =
+      globals == GlobalArray::index ? batch.global_index.size() : batch.global_label.size();
+  if (batch.global_begin.front() != 0 || static_cast<std::size_t>(batch.global_begin.back()) != n_globals ||
+      batch.global_deriv.size() != n_globals) {
+    fail(globals == GlobalArray::index ? "global derivative arrays do not match global_begin (is global_index filled?)"
+                                       : "global derivative arrays do not match global_begin");
   }
+}
+
+std::string record_offsets_problem(const RecordBatch& batch, std::int64_t r) {
+  const std::int64_t m0 = batch.record_begin[r];
+  const std::int64_t m1 = batch.record_begin[r + 1];
+  if (m1 < m0) return "has decreasing offsets";
+  for (std::int64_t m = m0; m < m1; ++m) {
+    if (batch.local_begin[m + 1] < batch.local_begin[m] || batch.global_begin[m + 1] < batch.global_begin[m]) {
+      return "has decreasing offsets";
+    }
+  }
+  for (std::int64_t j = batch.local_begin[m0]; j < batch.local_begin[m1]; ++j) {
+    if (batch.local_index[j] < 0) return "has local index " + std::to_string(batch.local_index[j] + 1) + " below 1";
+  }
+  return {};
+}
+
+std::string record_problem(const RecordBatch& batch, std::int64_t r, std::int64_t n_all) {
+  std::string problem = record_offsets_problem(batch, r);
+  if (!problem.empty()) return problem;
+  const std::int64_t m0 = batch.record_begin[r];
+  const std::int64_t m1 = batch.record_begin[r + 1];
+  for (std::int64_t e = batch.global_begin[m0]; e < batch.global_begin[m1]; ++e) {
+    const std::int32_t v = batch.global_index[e];
+    if (v < 0 || v >= n_all) {
+      return "has a global derivative with label index " + std::to_string(v) + " outside the label map (label " +
+             std::to_string(e < static_cast<std::int64_t>(batch.global_label.size()) ? batch.global_label[e] : 0) + ")";
+    }
+  }
+  return {};
 }
 
 }  // namespace gpede::detail

@@ -15,10 +15,8 @@ namespace {
 /// indices at least 1 (the Mille reader checks its files the same way). InputError (code 20)
 /// naming the record.
 void check_source_batch(RecordBatch& batch, std::int64_t records_before) {
-  auto fail = [](const std::string& what) {
-    throw InputError("records handed to the solver: " + what, exit_code::bad_binary);
-  };
-  if (batch.record_begin.empty() || batch.record_begin.front() != 0) fail("record_begin must start with 0");
+  const std::string who = "records handed to the solver";
+  if (batch.record_begin.empty()) throw InputError(who + ": record_begin must start with 0", exit_code::bad_binary);
   const std::size_t n_records = batch.n_records();
   if (batch.record_file.empty()) batch.record_file.assign(n_records, 0);
   if (batch.record_number.empty()) {
@@ -26,42 +24,24 @@ void check_source_batch(RecordBatch& batch, std::int64_t records_before) {
       batch.record_number.push_back(records_before + static_cast<std::int64_t>(r) + 1);
     }
   }
-  const std::size_t n_meas = batch.meas_value.size();
-  if (batch.record_weight.size() != n_records || batch.record_file.size() != n_records ||
-      batch.record_number.size() != n_records) {
-    fail("the per-record arrays (weight, file, number) do not have one entry per record");
+  try {
+    check_batch_layout(batch, who, GlobalArray::label);
+  } catch (const RuntimeError& e) {
+    throw InputError(e.what(), exit_code::bad_binary);
   }
-  if (batch.meas_sigma.size() != n_meas || batch.local_begin.size() != n_meas + 1 ||
-      batch.global_begin.size() != n_meas + 1 || batch.local_begin.front() != 0 || batch.global_begin.front() != 0) {
-    fail("the per-measurement arrays do not have one entry per measurement");
-  }
-  if (static_cast<std::size_t>(batch.record_begin.back()) != n_meas ||
-      static_cast<std::size_t>(batch.local_begin.back()) != batch.local_index.size() ||
-      batch.local_deriv.size() != batch.local_index.size() ||
-      static_cast<std::size_t>(batch.global_begin.back()) != batch.global_label.size() ||
-      batch.global_deriv.size() != batch.global_label.size()) {
-    fail("the offsets do not end at the sizes of the arrays they index");
+  if (batch.record_file.size() != n_records || batch.record_number.size() != n_records) {
+    throw InputError(who + ": record_file and record_number do not have one entry per record", exit_code::bad_binary);
   }
   for (std::size_t r = 0; r < n_records; ++r) {
+    const auto record = static_cast<std::int64_t>(r);
+    std::string problem = record_offsets_problem(batch, record);
     const std::int64_t m0 = batch.record_begin[r], m1 = batch.record_begin[r + 1];
-    if (m1 < m0) fail(record_name(batch, static_cast<std::int64_t>(r)) + " has decreasing offsets");
-    for (std::int64_t m = m0; m < m1; ++m) {
-      if (batch.local_begin[m + 1] < batch.local_begin[m] || batch.global_begin[m + 1] < batch.global_begin[m]) {
-        fail(record_name(batch, static_cast<std::int64_t>(r)) + " has decreasing offsets");
-      }
-    }
-    for (std::int64_t e = batch.global_begin[m0]; e < batch.global_begin[m1]; ++e) {
+    for (std::int64_t e = batch.global_begin[m0]; e < batch.global_begin[m1] && problem.empty(); ++e) {
       if (batch.global_label[e] <= 0) {
-        fail(record_name(batch, static_cast<std::int64_t>(r)) + " has global label " +
-             std::to_string(batch.global_label[e]) + "; labels are positive (1 to 2147483647)");
+        problem = "has global label " + std::to_string(batch.global_label[e]) + "; labels are positive (1 to 2147483647)";
       }
     }
-    for (std::int64_t j = batch.local_begin[m0]; j < batch.local_begin[m1]; ++j) {
-      if (batch.local_index[j] < 0) {
-        fail(record_name(batch, static_cast<std::int64_t>(r)) + " has local index " +
-             std::to_string(batch.local_index[j] + 1) + " below 1");
-      }
-    }
+    if (!problem.empty()) throw InputError(who + ": " + record_name(batch, record) + " " + problem, exit_code::bad_binary);
   }
 }
 

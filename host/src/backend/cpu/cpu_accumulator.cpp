@@ -126,24 +126,9 @@ struct CpuAccumulator::Impl {
 
   void process_record(ThreadState& ts, const RecordBatch& batch, const kernels::RecordBatchView& view,
                       std::int64_t r, bool atomic) {
-    const std::int64_t m0 = batch.record_begin[r];
-    const std::int64_t m1 = batch.record_begin[r + 1];
-    if (m1 < m0 || batch.local_begin[m1] < batch.local_begin[m0] || batch.global_begin[m1] < batch.global_begin[m0]) {
-      throw RuntimeError("CPU accumulator: " + record_name(batch, r) + " has decreasing offsets");
-    }
-    for (std::int64_t j = batch.local_begin[m0]; j < batch.local_begin[m1]; ++j) {
-      if (batch.local_index[j] < 0) {
-        throw RuntimeError("CPU accumulator: " + record_name(batch, r) + " has local index " +
-                           std::to_string(batch.local_index[j] + 1) + " below 1");
-      }
-    }
-    for (std::int64_t e = batch.global_begin[m0]; e < batch.global_begin[m1]; ++e) {
-      if (batch.global_index[e] < 0 || batch.global_index[e] >= state.n_all) {
-        throw RuntimeError("CPU accumulator: " + record_name(batch, r) + " has a global derivative with label index " +
-                           std::to_string(batch.global_index[e]) + " outside the label map (label " +
-                           std::to_string(e < static_cast<std::int64_t>(batch.global_label.size()) ? batch.global_label[e] : 0) +
-                           ")");
-      }
+    // the per-record functions take their input as valid: every record is checked here first
+    if (const std::string problem = record_problem(batch, r, state.n_all); !problem.empty()) {
+      throw RuntimeError("CPU accumulator: " + record_name(batch, r) + " " + problem);
     }
     ts.ensure_capacity(kernels::record_shape(view, r), batch, r, scratch_limit);
 
