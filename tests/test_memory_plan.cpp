@@ -98,7 +98,6 @@ TEST(MemoryPlan, SaysWhatFitsWhenTheMethodDoesNot) {
 TEST(MemoryPlan, DeterministicModeCountsAVectorPerResidentWarp) {
   CudaDeviceInfo device = device_with(80.0);
   device.multiprocessors = 132;
-  device.threads_per_multiprocessor = 2048;
   const MemoryPlan plain = plan_cuda_memory(60000, 0, Method::inversion, ConstraintMode::elimination, kBatch, device);
   const MemoryPlan exact =
       plan_cuda_memory(60000, 0, Method::inversion, ConstraintMode::elimination, kBatch, device, {}, true);

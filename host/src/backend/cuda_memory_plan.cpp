@@ -93,13 +93,15 @@ MemoryPlan plan_cuda_memory(std::int64_t n_variable, std::int64_t n_constraints,
                             const SolverWorkspace& workspace, bool deterministic) {
   MemoryPlan plan;
   const double queried = workspace.queried ? static_cast<double>(workspace.device_bytes) : -1.0;
+  // Deterministic mode: one b per resident warp (the most groups of a launch: the accumulation
+  // kernel's 128 registers per thread leave 16 warps a multiprocessor) and 16 bytes per diagonal
+  // element, whatever the method.
+  const double deterministic_bytes =
+      deterministic ? (std::max(1.0, 16.0 * static_cast<double>(device.multiprocessors)) + 2.0) *
+                          static_cast<double>(std::max<std::int64_t>(n_variable, 0)) * kDouble
+                    : 0.0;
   Need need = need_for(n_variable, n_constraints, method, mode, max_batch_bytes, queried);
-  if (deterministic) {
-    // One b per resident warp (the most groups of a launch: the accumulation kernel's 128
-    // registers per thread leave 16 warps a multiprocessor) and 16 bytes per diagonal element.
-    const double groups = std::max(1.0, 16.0 * static_cast<double>(device.multiprocessors));
-    need.accumulate += (groups + 2.0) * static_cast<double>(std::max<std::int64_t>(n_variable, 0)) * kDouble;
-  }
+  need.accumulate += deterministic_bytes;
   const double n = static_cast<double>(std::max<std::int64_t>(n_variable, 0));
   plan.matrix_bytes = static_cast<std::size_t>(n * n * kDouble);
   plan.accumulate_bytes = static_cast<std::size_t>(need.accumulate);
@@ -129,7 +131,7 @@ MemoryPlan plan_cuda_memory(std::int64_t n_variable, std::int64_t n_constraints,
       fitting_alternatives(method, mode, n_constraints, static_cast<double>(plan.available_bytes),
                            [&](Method m, ConstraintMode c) {
                              const Need other = need_for(n_variable, n_constraints, m, c, max_batch_bytes);
-                             return std::max(other.accumulate, other.factorize);
+                             return std::max(other.accumulate + deterministic_bytes, other.factorize);
                            });
   plan.message = what + " needs about " + gigabytes(static_cast<double>(plan.needed_bytes)) + " of device memory" +
                  on_device + ", but only " + gigabytes(static_cast<double>(plan.available_bytes)) + " are available. " +

@@ -24,7 +24,6 @@ struct CudaDeviceInfo {
   int compute_major = 0;       ///< compute capability
   int compute_minor = 0;
   int multiprocessors = 0;     ///< streaming multiprocessors
-  int threads_per_multiprocessor = 0;
   std::size_t free_bytes = 0;  ///< device memory free now
   std::size_t total_bytes = 0;
   std::string reason;          ///< why present is false ("built without CUDA", "no CUDA device", ...)

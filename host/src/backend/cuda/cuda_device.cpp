@@ -45,7 +45,6 @@ CudaDeviceInfo query_cuda_device() noexcept {
     info.name = properties.name;
     info.compute_major = properties.major;
     info.multiprocessors = properties.multiProcessorCount;
-    info.threads_per_multiprocessor = properties.maxThreadsPerMultiProcessor;
     info.compute_minor = properties.minor;
     if (properties.major < 6) {
       info.reason = "device " + info.name + " has compute capability " + std::to_string(properties.major) + "." +
