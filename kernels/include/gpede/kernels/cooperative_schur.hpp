@@ -67,14 +67,10 @@ struct Counts {
   std::size_t ints;
 };
 GPEDE_HOST_DEVICE GPEDE_INLINE Counts counts(const RecordShape& c) {
-  const std::size_t m = c.measurements > 0 ? static_cast<std::size_t>(c.measurements) : 0;
-  const std::size_t nl = c.local_parameters > 0 ? static_cast<std::size_t>(c.local_parameters) : 0;
-  const std::size_t e = c.global_entries > 0 ? static_cast<std::size_t>(c.global_entries) : 0;
-  const std::size_t k = c.unique_globals > 0 ? static_cast<std::size_t>(c.unique_globals) : 0;
-  const std::size_t k8 = detail::padded_columns(k);
+  const detail::Extents x = detail::extents(c);
+  const std::size_t k8 = detail::padded_columns(x.k);
   const std::size_t panels = k8 / static_cast<std::size_t>(detail::panel_width);
-  return {4 * m + detail::packed_size(static_cast<std::int64_t>(nl)) + 3 * nl + (m + nl) * k8,
-          e + 3 * k + 3 * nl + panels * (m + 1)};
+  return {detail::fit_doubles(x) + (x.m + x.nl) * k8, detail::fit_ints(x) + panels * (x.m + 1)};
 }
 }  // namespace detail_coop
 
@@ -89,48 +85,16 @@ GPEDE_HOST_DEVICE GPEDE_INLINE Scratch make_scratch(void* buffer, const RecordSh
   Scratch s;
   s.capacity = capacity;
   s.fit.capacity = capacity;
-  const std::size_t m = capacity.measurements > 0 ? static_cast<std::size_t>(capacity.measurements) : 0;
-  const std::size_t nl = capacity.local_parameters > 0 ? static_cast<std::size_t>(capacity.local_parameters) : 0;
-  const std::size_t k = capacity.unique_globals > 0 ? static_cast<std::size_t>(capacity.unique_globals) : 0;
-  const std::size_t k8 = detail::padded_columns(k);
-  double* d = static_cast<double*>(buffer);
-  s.fit.corrected = d;
-  d += m;
-  s.fit.sigma = d;
-  d += m;
-  s.fit.correction = d;
-  d += m;
-  s.fit.weight = d;
-  d += m;
-  s.fit.gamma = d;
-  d += detail::packed_size(static_cast<std::int64_t>(nl));
-  s.fit.pivot_inverse = d;
-  d += nl;
-  s.fit.solution = d;
-  d += nl;
-  s.fit.work = d;
-  d += nl;
+  const detail::Extents x = detail::extents(capacity);
+  const std::size_t k8 = detail::padded_columns(x.k);
+  double* d = detail::carve_fit_doubles(static_cast<double*>(buffer), x, s.fit);
   s.g = d;
-  d += m * k8;
+  d += x.m * k8;
   s.y = d;
-  d += nl * k8;
-  auto* i = reinterpret_cast<std::int32_t*>(d);
-  s.fit.slot_index = i;
-  i += k;
-  s.fit.slot_label = i;
-  i += k;
-  s.fit.slot_entries = i;
-  i += k;
-  s.fit.entry_slot = i;
-  i += capacity.global_entries > 0 ? capacity.global_entries : 0;
-  s.fit.position = i;
-  i += nl;
-  s.fit.first = i;
-  i += nl;
-  s.fit.band_end = i;
-  i += nl;
+  d += x.nl * k8;
+  std::int32_t* i = detail::carve_fit_ints(reinterpret_cast<std::int32_t*>(d), x, s.fit);
   s.panel_rows = i;
-  i += (k8 / static_cast<std::size_t>(detail::panel_width)) * m;
+  i += (k8 / static_cast<std::size_t>(detail::panel_width)) * x.m;
   s.panel_row_count = i;
   return s;
 }

@@ -165,18 +165,30 @@ GPEDE_HOST_DEVICE GPEDE_INLINE std::int64_t panel_offset(std::int32_t i, std::in
          a % panel_width;
 }
 
+/// The extents of a scratch capacity (negative ones as 0).
+struct Extents {
+  std::size_t m, nl, e, k;
+};
+GPEDE_HOST_DEVICE GPEDE_INLINE Extents extents(const RecordShape& c) {
+  auto size = [](std::int32_t v) { return v > 0 ? static_cast<std::size_t>(v) : std::size_t{0}; };
+  return {size(c.measurements), size(c.local_parameters), size(c.global_entries), size(c.unique_globals)};
+}
+
+/// The arrays of the local fit and the slot map that every scratch layout has, in doubles and in
+/// 32-bit integers; carve_fit_doubles and carve_fit_ints lay them out in this order.
+GPEDE_HOST_DEVICE GPEDE_INLINE std::size_t fit_doubles(const Extents& x) {
+  return 4 * x.m + packed_size(static_cast<std::int64_t>(x.nl)) + 3 * x.nl;
+}
+GPEDE_HOST_DEVICE GPEDE_INLINE std::size_t fit_ints(const Extents& x) { return x.e + 3 * x.k + 3 * x.nl; }
+
 struct ScratchCounts {
   std::size_t doubles;
   std::size_t ints;
 };
 
 GPEDE_HOST_DEVICE GPEDE_INLINE ScratchCounts scratch_counts(const RecordShape& c) {
-  const std::size_t m = c.measurements > 0 ? static_cast<std::size_t>(c.measurements) : 0;
-  const std::size_t nl = c.local_parameters > 0 ? static_cast<std::size_t>(c.local_parameters) : 0;
-  const std::size_t e = c.global_entries > 0 ? static_cast<std::size_t>(c.global_entries) : 0;
-  const std::size_t k = c.unique_globals > 0 ? static_cast<std::size_t>(c.unique_globals) : 0;
-  return {4 * m + packed_size(static_cast<std::int64_t>(nl)) + 3 * nl + nl * padded_columns(k) + k * k + k,
-          e + 3 * k + 3 * nl};
+  const Extents x = extents(c);
+  return {fit_doubles(x) + x.nl * padded_columns(x.k) + x.k * x.k + x.k, fit_ints(x)};
 }
 
 /// Weight factor omega and chi2 term of a normalised residual zeta in down-weighting iteration
@@ -433,6 +445,44 @@ GPEDE_HOST_DEVICE GPEDE_INLINE Envelope local_order(const RecordBatchView& batch
   return env;
 }
 
+/// Points the local fit's doubles (fit_doubles) of s at d onwards; returns the end.
+GPEDE_HOST_DEVICE GPEDE_INLINE double* carve_fit_doubles(double* d, const Extents& x, LocalFitScratch& s) {
+  s.corrected = d;
+  d += x.m;
+  s.sigma = d;
+  d += x.m;
+  s.correction = d;
+  d += x.m;
+  s.weight = d;
+  d += x.m;
+  s.gamma = d;
+  d += packed_size(static_cast<std::int64_t>(x.nl));
+  s.pivot_inverse = d;
+  d += x.nl;
+  s.solution = d;
+  d += x.nl;
+  s.work = d;
+  return d + x.nl;
+}
+
+/// Points the local fit's and the slot map's integers (fit_ints) of s at i onwards; returns the end.
+GPEDE_HOST_DEVICE GPEDE_INLINE std::int32_t* carve_fit_ints(std::int32_t* i, const Extents& x, LocalFitScratch& s) {
+  s.slot_index = i;
+  i += x.k;
+  s.slot_label = i;
+  i += x.k;
+  s.slot_entries = i;
+  i += x.k;
+  s.entry_slot = i;
+  i += x.e;
+  s.position = i;
+  i += x.nl;
+  s.first = i;
+  i += x.nl;
+  s.band_end = i;
+  return i + x.nl;
+}
+
 /// The envelope of the fit whose factor the scratch holds (local_order's, kept in the scratch).
 GPEDE_HOST_DEVICE GPEDE_INLINE Envelope fit_envelope(const LocalFitScratch& s, const LocalFitResult& fit) {
   Envelope env;
@@ -485,46 +535,15 @@ GPEDE_HOST_DEVICE GPEDE_INLINE std::size_t local_fit_scratch_bytes(const RecordS
 GPEDE_HOST_DEVICE GPEDE_INLINE LocalFitScratch make_local_fit_scratch(void* buffer, const RecordShape& capacity) {
   LocalFitScratch s;
   s.capacity = capacity;
-  const std::size_t m = capacity.measurements > 0 ? static_cast<std::size_t>(capacity.measurements) : 0;
-  const std::size_t nl = capacity.local_parameters > 0 ? static_cast<std::size_t>(capacity.local_parameters) : 0;
-  const std::size_t k = capacity.unique_globals > 0 ? static_cast<std::size_t>(capacity.unique_globals) : 0;
-  double* d = static_cast<double*>(buffer);
-  s.corrected = d;
-  d += m;
-  s.sigma = d;
-  d += m;
-  s.correction = d;
-  d += m;
-  s.weight = d;
-  d += m;
-  s.gamma = d;
-  d += detail::packed_size(static_cast<std::int64_t>(nl));
-  s.pivot_inverse = d;
-  d += nl;
-  s.solution = d;
-  d += nl;
-  s.work = d;
-  d += nl;
+  const detail::Extents x = detail::extents(capacity);
+  double* d = detail::carve_fit_doubles(static_cast<double*>(buffer), x, s);
   s.cross = d;
-  d += nl * detail::padded_columns(k);
+  d += x.nl * detail::padded_columns(x.k);
   s.global_matrix = d;
-  d += k * k;
+  d += x.k * x.k;
   s.global_vector = d;
-  d += k;
-  auto* i = reinterpret_cast<std::int32_t*>(d);
-  s.slot_index = i;
-  i += k;
-  s.slot_label = i;
-  i += k;
-  s.slot_entries = i;
-  i += k;
-  s.entry_slot = i;
-  i += capacity.global_entries > 0 ? capacity.global_entries : 0;
-  s.position = i;
-  i += nl;
-  s.first = i;
-  i += nl;
-  s.band_end = i;
+  d += x.k;
+  detail::carve_fit_ints(reinterpret_cast<std::int32_t*>(d), x, s);
   return s;
 }
 
