@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "accumulate_launch.hpp"
 #include "cuda_check.hpp"
@@ -100,24 +101,36 @@ __device__ void add_tally(const Tally& t, DeviceTotals* totals) {
   atomicAdd(&totals->rejected_downweight, static_cast<unsigned long long>(t.rejected_downweight));
 }
 
-/// The sink of the cooperative phases: atomic adds into the device-resident global system; in
-/// deterministic mode exact 128-bit adds into the matrix and plain adds into the group's own b
-/// (a group's threads own distinct slots of a record, and its records follow one another).
+/// The sink of the cooperative phases: atomic adds into the device-resident global system.
 struct AtomicSink {
   double* matrix;
   std::int64_t n;
   double* rhs;
   unsigned long long* entries;
-  const std::int32_t* exponent;  // deterministic mode only
-  unsigned long long* diagonal_low;
-  unsigned long long* diagonal_high;
-  double* group_rhs;  // this group's b in deterministic mode
 
   __device__ void add_matrix(std::int32_t row, std::int32_t col, double value) const {
-    if (exponent == nullptr) {
-      atomicAdd(&matrix[static_cast<std::int64_t>(col) * n + row], value);
-      return;
-    }
+    atomicAdd(&matrix[static_cast<std::int64_t>(col) * n + row], value);
+  }
+  __device__ void add_vector(std::int32_t index, double value) const { atomicAdd(&rhs[index], value); }
+  __device__ void add_entries(std::int32_t label, std::int32_t count) const {
+    atomicAdd(&entries[label], static_cast<unsigned long long>(count));
+  }
+};
+
+/// Deterministic mode's sink: exact 128-bit adds into the matrix (low words in the lower triangle,
+/// high words in the upper one, the diagonal's in their own arrays) and plain adds into the
+/// group's own b (a group's threads own distinct slots of a record, and its records follow one
+/// another). A separate kernel instance, so that the atomic one keeps its registers.
+struct ExactSink {
+  double* matrix;
+  std::int64_t n;
+  unsigned long long* entries;
+  const std::int32_t* exponent;  // null in a pass without the matrix
+  unsigned long long* diagonal_low;
+  unsigned long long* diagonal_high;
+  double* group_rhs;  // this group's b
+
+  __device__ void add_matrix(std::int32_t row, std::int32_t col, double value) const {
     const __int128 x = kernels::fixed::to_fixed(value, kernels::fixed::shift_of(exponent[row], exponent[col]));
     if (x == 0) return;
     unsigned long long* low = row == col ? &diagonal_low[row]
@@ -130,13 +143,7 @@ struct AtomicSink {
     const unsigned long long add_high = kernels::fixed::high_word(x) + carry;
     if (add_high != 0) atomicAdd(high, add_high);
   }
-  __device__ void add_vector(std::int32_t index, double value) const {
-    if (group_rhs != nullptr) {
-      group_rhs[index] += value;
-    } else {
-      atomicAdd(&rhs[index], value);
-    }
-  }
+  __device__ void add_vector(std::int32_t index, double value) const { group_rhs[index] += value; }
   __device__ void add_entries(std::int32_t label, std::int32_t count) const {
     atomicAdd(&entries[label], static_cast<unsigned long long>(count));
   }
@@ -158,8 +165,10 @@ __device__ void add_group_tally(const Tally& t, DeviceTotals* totals) {
 }
 
 // At most 128 registers a thread (4 blocks of 128 threads, or 16 warps, per processor); ptxas for
-// sm_90 fits the kernel in them without spills.
+// sm_90 (CUDA 13.0) fits both instances without spills, with stack frames of 120 bytes (atomic)
+// and 384 bytes (deterministic: the 128-bit arithmetic).
 constexpr int kMaxGroupThreads = 128;
+template <bool Deterministic>
 __global__ void __launch_bounds__(kMaxGroupThreads, 4) accumulate_cooperative(AccumulateLaunch a) {
   // RecordState has default member initialisers, which __shared__ variables may not run.
   __shared__ alignas(coop::RecordState) unsigned char state_bytes[sizeof(coop::RecordState)];
@@ -168,14 +177,14 @@ __global__ void __launch_bounds__(kMaxGroupThreads, 4) accumulate_cooperative(Ac
   const int size = static_cast<int>(blockDim.x);
   const coop::Scratch s =
       coop::make_scratch(static_cast<char*>(a.pool) + static_cast<std::size_t>(blockIdx.x) * a.slot_bytes, a.capacity);
-  AtomicSink sink{a.matrix,
-                  a.n,
-                  a.rhs,
-                  a.entries,
-                  a.exponent,
-                  a.diagonal_low,
-                  a.diagonal_high,
-                  a.group_rhs != nullptr ? a.group_rhs + static_cast<std::int64_t>(blockIdx.x) * a.n : nullptr};
+  using Sink = std::conditional_t<Deterministic, ExactSink, AtomicSink>;
+  Sink sink;
+  if constexpr (Deterministic) {
+    sink = ExactSink{a.matrix, a.n, a.entries, a.exponent, a.diagonal_low, a.diagonal_high,
+                     a.group_rhs + static_cast<std::int64_t>(blockIdx.x) * a.n};
+  } else {
+    sink = AtomicSink{a.matrix, a.n, a.rhs, a.entries};
+  }
   Tally t;
   for (std::int64_t i = blockIdx.x; i < a.n_records; i += gridDim.x) {
     const std::int64_t r = a.records[i];
@@ -190,7 +199,7 @@ __global__ void __launch_bounds__(kMaxGroupThreads, 4) accumulate_cooperative(Ac
     __syncthreads();  // the scratch and the state are reused by the next record
   }
   if (rank == 0) {
-    if (a.group_totals != nullptr) {
+    if constexpr (Deterministic) {
       add_group_tally(t, &a.group_totals[blockIdx.x]);
     } else {
       add_tally(t, a.totals);
@@ -279,7 +288,11 @@ void launch_accumulate_cooperative(const AccumulateLaunch& launch, int group_thr
     throw RuntimeError("CUDA accumulator: a group of " + std::to_string(group_threads) + " threads (32 to " +
                        std::to_string(kMaxGroupThreads) + ", a multiple of 32)");
   }
-  accumulate_cooperative<<<static_cast<unsigned>(active), group_threads, 0, stream>>>(launch);
+  if (launch.group_rhs != nullptr) {
+    accumulate_cooperative<true><<<static_cast<unsigned>(active), group_threads, 0, stream>>>(launch);
+  } else {
+    accumulate_cooperative<false><<<static_cast<unsigned>(active), group_threads, 0, stream>>>(launch);
+  }
   GPEDE_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -315,13 +328,13 @@ void launch_add_to_matrix(double* matrix, std::int64_t n, const std::int64_t* ro
 
 int accumulate_groups_per_multiprocessor(int group_threads) {
   int blocks = 0;
-  GPEDE_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, accumulate_cooperative, group_threads, 0));
+  GPEDE_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, accumulate_cooperative<false>, group_threads, 0));
   return std::max(blocks, 1);
 }
 
 bool accumulate_kernels_loadable(std::string& why) {
   cudaFuncAttributes attributes{};
-  const cudaError_t status = cudaFuncGetAttributes(&attributes, accumulate_cooperative);
+  const cudaError_t status = cudaFuncGetAttributes(&attributes, accumulate_cooperative<false>);
   if (status == cudaSuccess) return true;
   (void)cudaGetLastError();
   why = std::string("the kernels of this build cannot run on this device: ") + cudaGetErrorName(status) + " (" +
