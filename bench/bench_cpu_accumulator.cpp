@@ -75,10 +75,9 @@ gpede::RecordBatch make_bp_like_batch(int n_records, std::uint64_t seed) {
   return b;
 }
 
-void accumulate_bp_like(benchmark::State& state) {
-  const int threads = static_cast<int>(state.range(0));
-  const bool build = state.range(1) != 0;
-  const gpede::RecordBatch batch = make_bp_like_batch(20000, 1);
+// Passes of the CPU accumulator over `batch` with every one of the n_labels labels variable;
+// records/s, and an error if a record was rejected.
+void run_passes(benchmark::State& state, const gpede::RecordBatch& batch, int threads, bool build) {
   gpede::detail::PassSetup setup;
   setup.build_matrix = build;
   setup.n_all = n_labels;
@@ -97,6 +96,10 @@ void accumulate_bp_like(benchmark::State& state) {
   if (accepted != static_cast<std::int64_t>(batch.n_records())) state.SkipWithError("records rejected");
   state.counters["records/s"] = benchmark::Counter(static_cast<double>(batch.n_records()) * state.iterations(),
                                                    benchmark::Counter::kIsRate);
+}
+
+void accumulate_bp_like(benchmark::State& state) {
+  run_passes(state, make_bp_like_batch(20000, 1), static_cast<int>(state.range(0)), state.range(1) != 0);
 }
 
 BENCHMARK(accumulate_bp_like)->ArgsProduct({{1, 2}, {1, 0}})->ArgNames({"threads", "matrix"})->UseRealTime()
@@ -143,26 +146,7 @@ gpede::RecordBatch make_band_batch(int n_records, int locals, std::uint64_t seed
 }
 
 void accumulate_broken_lines(benchmark::State& state) {
-  const int locals = static_cast<int>(state.range(0));
-  const gpede::RecordBatch batch = make_band_batch(400, locals, 2);
-  gpede::detail::PassSetup setup;
-  setup.build_matrix = true;
-  setup.n_all = n_labels;
-  setup.n_variable = n_labels;
-  setup.parameter_value.assign(n_labels, 0.0);
-  for (int i = 0; i < n_labels; ++i) setup.variable_index.push_back(i);
-  setup.fit.hugecut = 1e30;
-  gpede::detail::CpuAccumulator accumulator(1);
-  std::int64_t accepted = 0;
-  for (auto _ : state) {
-    accumulator.begin_pass(setup);
-    accumulator.accumulate(batch);
-    accepted = accumulator.end_pass().accepted;
-    benchmark::DoNotOptimize(accepted);
-  }
-  if (accepted != static_cast<std::int64_t>(batch.n_records())) state.SkipWithError("records rejected");
-  state.counters["records/s"] = benchmark::Counter(static_cast<double>(batch.n_records()) * state.iterations(),
-                                                   benchmark::Counter::kIsRate);
+  run_passes(state, make_band_batch(400, static_cast<int>(state.range(0)), 2), 1, true);
 }
 
 BENCHMARK(accumulate_broken_lines)->ArgName("locals")->Arg(50)->Arg(100)->Arg(200)->Arg(400)->UseRealTime()
