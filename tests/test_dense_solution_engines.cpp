@@ -255,7 +255,10 @@ TEST_P(EngineSolution, NotPositiveDefiniteGivesTheReportOfTheCpu) {
 
 std::string case_name(const testing::TestParamInfo<EngineSolution::ParamType>& info) {
   const Method m = std::get<1>(info.param);
-  const char* method = m == Method::decomposition ? "Decomposition" : m == Method::inversion ? "Inversion" : "Diagonalization";
+  const char* method = m == Method::decomposition   ? "Decomposition"
+                       : m == Method::inversion     ? "Inversion"
+                       : m == Method::minres        ? "Minres"
+                                                    : "Diagonalization";
   const char* mode = std::get<2>(info.param) == ConstraintMode::elimination ? "Elimination" : "Multipliers";
   return engine_name(std::get<0>(info.param)) + method + mode + std::to_string(std::get<3>(info.param));
 }
@@ -264,6 +267,39 @@ INSTANTIATE_TEST_SUITE_P(Engines, EngineSolution,
                          testing::Combine(testing::Values(EngineKind::cpu, EngineKind::counting, EngineKind::cuda),
                                           testing::Values(Method::decomposition, Method::inversion,
                                                           Method::diagonalization),
+                                          testing::Values(ConstraintMode::elimination, ConstraintMode::multipliers),
+                                          testing::Values(0, 3)),
+                         case_name);
+
+// MINRES over each engine's matrix-vector products: the same iterates as over the CPU engine (the
+// same preconditioner, the same Krylov space), to the rounding of the products.
+class EngineMinres : public EngineSolution {};
+
+TEST_P(EngineMinres, EqualsTheCpuReference) {
+  const Problem p = make_problem(50, constraints(), 33);
+  FactorOptions options = options_of(Method::minres, mode());
+  options.want_covariance = false;
+  options.minres_tolerance = 1e-12;
+  DenseSolver reference;
+  ASSERT_TRUE(reference.factorize(p.c, p.n, p.cons, options).ok);
+  DenseSolution solution(*engine);
+  ASSERT_TRUE(solution.factorize(linalg::upload_matrix(*engine, p.c, p.n, p.n), p.n, p.cons, options).ok);
+  expect_close(solution.solve(p.b), reference.solve(p.b), 1e-9, "step");
+  EXPECT_EQ(solution.last_solve_info().iterations, reference.last_solve_info().iterations);
+  if (constraints() > 0) {
+    expect_close(solution.solve(p.b, p.residual), reference.solve(p.b, p.residual), 1e-9, "step with a residual");
+  }
+  EXPECT_TRUE(solution.covariance_diagonal().empty());
+  if (auto* counting = dynamic_cast<CountingEngine*>(engine.get())) {
+    // No factorisation of the matrix: products with it, and the constraints' reflectors.
+    EXPECT_EQ(counting->calls["cholesky"] + counting->calls["ldlt"] + counting->calls["eigen"], 0);
+    EXPECT_GT(counting->calls["gemv"], 0);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, EngineMinres,
+                         testing::Combine(testing::Values(EngineKind::cpu, EngineKind::counting, EngineKind::cuda),
+                                          testing::Values(Method::minres),
                                           testing::Values(ConstraintMode::elimination, ConstraintMode::multipliers),
                                           testing::Values(0, 3)),
                          case_name);

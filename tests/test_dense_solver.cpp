@@ -378,6 +378,7 @@ std::string name_of(Method method) {
     case Method::inversion: return "inversion";
     case Method::diagonalization: return "diagonalization";
     case Method::decomposition: return "decomposition";
+    case Method::minres: return "minres";
   }
   return "?";
 }

@@ -313,6 +313,7 @@ TEST(ReferenceSteering, EveryFileParsesLikePede) {
       Method expected_method = Method::decomposition;
       if (m.name == "inversion") expected_method = Method::inversion;
       if (m.name == "diagonalization") expected_method = Method::diagonalization;
+      if (m.name == "sparseMINRES") expected_method = Method::minres;
       EXPECT_EQ(folder.rfind(m.name, 0), 0u) << "folder name starts with the method";
       EXPECT_EQ(s.method, expected_method);
       EXPECT_EQ(s.method_name, m.name);
@@ -322,12 +323,7 @@ TEST(ReferenceSteering, EveryFileParsesLikePede) {
       EXPECT_EQ(multipliers, folder.find("withmultipliers") != std::string::npos);
       EXPECT_EQ(s.constraint_mode,
                 multipliers ? ConstraintMode::multipliers : ConstraintMode::elimination);
-      if (m.name == "sparseMINRES") {
-        EXPECT_EQ(s.warnings.size(), 1u) << describe(s);
-        EXPECT_TRUE(has_warning(s, {"steer.txt:5", "Cholesky", "without errors"})) << describe(s);
-      } else {
-        EXPECT_TRUE(s.warnings.empty()) << describe(s);
-      }
+      EXPECT_TRUE(s.warnings.empty()) << describe(s);
 
       ASSERT_EQ(s.binary_files.size(), 1u);
       EXPECT_TRUE(fs::equivalent(s.binary_files[0].path, problem_dir / "mp2tst.bin.gz"));
@@ -581,16 +577,41 @@ TEST(SteeringFiles, AFolderIsAFileAsForPede) {
 TEST(SteeringOptions, DefaultsFollowPede) {
   TempDir dir("steer-defaults");
   const Steering s = parse_text(dir, "* nothing but a comment\n");
-  EXPECT_EQ(s.method, Method::decomposition);
+  EXPECT_EQ(s.method, Method::minres);
   EXPECT_EQ(s.method_name, "sparseMINRES");
   EXPECT_EQ(s.iterations, 1);
   EXPECT_EQ(s.constraint_mode, ConstraintMode::elimination);
   EXPECT_EQ(s.entries_files, 25);
   EXPECT_EQ(s.hugecut, 50.0);
   EXPECT_EQ(s.maxrecord, -1);
-  ASSERT_EQ(s.warnings.size(), 1u);
-  EXPECT_TRUE(has_warning(s, {(dir.path() / "steer.txt").string(), "sparseMINRES", "Cholesky"}))
-      << describe(s);
+  EXPECT_EQ(s.minres_tolerance, static_cast<double>(1.0e-6f));  // pede's single-precision default
+  EXPECT_EQ(s.minres_bandwidth, 0);
+  EXPECT_TRUE(s.warnings.empty()) << describe(s);
+}
+
+TEST(SteeringOptions, MinresControls) {
+  TempDir dir("steer-minres");
+  {
+    const Steering s = parse_text(dir, "method fullMINRES 2\nmrestol 1e-8\nbandwidth -3\nmrestranscond 1e5\nmresmode 1\n");
+    EXPECT_EQ(s.method, Method::minres);
+    EXPECT_EQ(s.minres_tolerance, 1e-8);
+    EXPECT_EQ(s.minres_bandwidth, -1);  // any negative width: no preconditioner, as pede stores it
+    EXPECT_EQ(s.minres_transition_condition, 1e5);
+    EXPECT_EQ(s.minres_mode, 1);
+    EXPECT_TRUE(s.warnings.empty()) << describe(s);
+  }
+  {
+    // out of pede's range: ignored with a warning naming the line, as pede does
+    const Steering s = parse_text(dir, "method sparseMINRES 2\nmrestol 1e-3\n");
+    EXPECT_EQ(s.minres_tolerance, static_cast<double>(1.0e-6f));
+    EXPECT_TRUE(has_warning(s, {"steer.txt:2", "1e-10", "1e-4"})) << describe(s);
+  }
+  {
+    // a band preconditioner: the diagonal one instead, said
+    const Steering s = parse_text(dir, "bandwidth 5\n");
+    EXPECT_EQ(s.minres_bandwidth, 0);
+    EXPECT_TRUE(has_warning(s, {"steer.txt:1", "band preconditioner", "diagonal"})) << describe(s);
+  }
 }
 
 TEST(SteeringOptions, Methods) {
@@ -618,17 +639,16 @@ TEST(SteeringOptions, Methods) {
     EXPECT_EQ(s.method, Method::inversion);
   }
   {
-    // the last method line wins; only its MINRES warning is given
+    // the last method line wins; only its QLP warning is given
     const Steering s = parse_text(dir,
-                                  "method sparseMINRES 3 0.01\n"
+                                  "method sparseMINRES-QLP 3 0.01\n"
                                   "method inversion 3 0.001\n"
                                   "method fullMINRES-QLP 4 0.01\n");
-    EXPECT_EQ(s.method, Method::decomposition);
+    EXPECT_EQ(s.method, Method::minres);
     EXPECT_EQ(s.method_name, "fullMINRES-QLP");
     EXPECT_EQ(s.iterations, 4);
     ASSERT_EQ(s.warnings.size(), 1u) << describe(s);
-    EXPECT_TRUE(has_warning(s, {"steer.txt:3", "fullMINRES-QLP", "Cholesky", "without errors"}))
-        << describe(s);
+    EXPECT_TRUE(has_warning(s, {"steer.txt:3", "fullMINRES-QLP", "QLP phase"})) << describe(s);
   }
   {
     const Steering s = parse_text(dir, "method diagonalization 3\nmethod inversion 0\n");
@@ -737,18 +757,18 @@ TEST(SteeringOptions, KnownButNotImplementedKeywordsWarn) {
   const Steering s = parse_text(dir,
                                 "cache 1000000\n"           // 1
                                 "print 2\n"                 // 2
-                                "bandwidth 5\n"             // 3
+                                "matmoni 5\n"               // 3
                                 "closeandreopen\n"          // 4
                                 "compress\n"                // 5
                                 "memorydebg 2\n"            // 6: approximate match
-                                "mrestol 1e-8\n"            // 7
+                                "monitorpulls\n"            // 7
                                 "pullrange 5\n"             // 8
                                 "method inversion 3 0.1\n"  // 9
                                 "histprint\n");             // 10
   const fs::path file = dir.path() / "steer.txt";
   const std::vector<std::pair<int, std::string>> expected = {
-      {1, "cache"},          {2, "print"},     {3, "bandwidth"}, {4, "closeandreopen"}, {5, "compress"},
-      {6, "memorydebug"},    {7, "mrestol"},   {8, "pullrange"}, {10, "histprint"}};
+      {1, "cache"},          {2, "print"},     {3, "matmoni"}, {4, "closeandreopen"}, {5, "compress"},
+      {6, "memorydebug"},    {7, "monitorpulls"},   {8, "pullrange"}, {10, "histprint"}};
   for (const auto& [line, keyword] : expected) {
     EXPECT_TRUE(has_warning(s, {file.string() + ":" + std::to_string(line) + ":", keyword,
                                 "not implemented", "ignored"}))
@@ -913,9 +933,8 @@ TEST(SteeringErrors, ParseTextFileOnItsOwn) {
   gpede::parse_text_file(dir.path() / "p.txt", s);
   ASSERT_EQ(s.parameters.size(), 1u);
   EXPECT_EQ(s.parameters[0].where.line, 2);
-  EXPECT_EQ(s.method, Method::decomposition);
+  EXPECT_EQ(s.method, Method::minres);
   EXPECT_EQ(s.iterations, 2);
-  EXPECT_TRUE(has_warning(s, {"p.txt:3", "Cholesky"})) << describe(s);
   ASSERT_EQ(s.text_files.size(), 1u);
   try {
     gpede::parse_text_file(dir.path() / "absent.txt", s);

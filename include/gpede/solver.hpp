@@ -103,6 +103,10 @@ struct IterationRecord {
   bool matrix = false;             ///< the pass built the global matrix
   double step = 0.0;               ///< step factor along the Newton step at this pass (1: full step)
   int line_search = -1;            ///< pede's line-search code after this pass (-1: still searching or none)
+  /// MINRES: on the first pass after a solution, its internal iterations and stop code (pede's
+  /// `iit` and `st`); -1 elsewhere.
+  std::int64_t minres_iterations = -1;
+  int minres_stop = 0;
   double seconds = 0.0;
 };
 
@@ -153,6 +157,7 @@ struct SolveResult {
   std::int64_t rejected_rank = 0, rejected_ndf = 0, rejected_huge = 0, rejected_large = 0;
   std::int64_t n_constraints = 0;
   std::int64_t passes = 0;  ///< passes over the data in the iterations (pede's "2 + N loops")
+  std::int64_t minres_iterations = 0;  ///< MINRES: internal iterations of all solutions
   /// `checkinput`: no solution; parameters hold the input statistics (millepede.res then lists
   /// entries, constraints and status per label).
   bool input_check = false;

@@ -18,6 +18,7 @@ enum class Method {
   inversion,        ///< Cholesky plus full covariance (errors, global correlations)
   diagonalization,  ///< eigen-decomposition; errors; millepede.eve
   decomposition,    ///< Cholesky solution only, no errors
+  minres,           ///< MINRES (sparseMINRES, fullMINRES and their -QLP names): iterative, no errors
 };
 
 /// How linear equality constraints are applied.
@@ -57,7 +58,7 @@ struct Steering {
   std::vector<LinearSpec> constraints;
   std::vector<LinearSpec> measurements;
 
-  Method method = Method::decomposition;
+  Method method = Method::minres;
   std::string method_name = "sparseMINRES";  ///< as written in the steering file (pede's default)
   int iterations = 1;                          ///< `method NAME n`
   double dflim = 0.1;                          ///< `method NAME n dflim`: convergence limit on dF
@@ -99,6 +100,16 @@ struct Steering {
   bool lapack_method = false;
   std::int64_t printrecord1 = 0, printrecord2 = 0;
   std::int64_t maxrecord = -1;  ///< `maxrecord n` (-1: all)
+  /// MINRES controls. `mrestol t`: relative tolerance (pede accepts 1e-10 to 1e-4; its default is
+  /// the single-precision 1e-6 that it stores).
+  double minres_tolerance = static_cast<double>(1.0e-6f);
+  /// `bandwidth n`: MINRES preconditioner: 0 the diagonal (with multipliers, the diagonal bordered
+  /// by the constraints), below 0 none, above 0 a band of width n (not implemented: the diagonal).
+  int minres_bandwidth = 0;
+  /// `mrestranscond c` and `mresmode m`: MINRES-QLP's transition condition and mode (0 QR then
+  /// QLP, 1 QR only, 2 QLP only); read and reported, the -QLP methods run MINRES's QR iteration.
+  double minres_transition_condition = 1.0e7;
+  int minres_mode = 0;
 
   /// Messages for keywords pede knows that gpede does not implement, MINRES run as an exact
   /// method, and similar: each names the file and line.

@@ -55,6 +55,13 @@ Need need_for(std::int64_t n_variable, std::int64_t n_constraints, Method method
   auto panel_workspace = [&](double size) { return queried >= 0.0 ? queried : estimated_panel_workspace(size); };
   auto syevd_workspace = [&](double size) { return queried >= 0.0 ? queried : estimated_syevd_workspace(size); };
   double peak = 0.0;
+  if (method == Method::minres) {
+    // C stays as accumulated; two vectors of n for the products; with elimination the reflectors,
+    // their compact-WY products and, once, V and C V for the preconditioner's diagonal.
+    const double reduced = mode == ConstraintMode::elimination ? q + wy + 2.0 * n * m * kDouble : 0.0;
+    need.factorize = matrix + reduced + 2.0 * n * kDouble + vectors;
+    return need;
+  }
   if (!bordered) {
     switch (method) {
       case Method::decomposition:
@@ -65,6 +72,8 @@ Need need_for(std::int64_t n_variable, std::int64_t n_constraints, Method method
         break;
       case Method::diagonalization:  // eigenvectors in place + workspace + eigenvalues
         peak = matrix + std::max(syevd_workspace(n) + n * kDouble, wy);
+        break;
+      case Method::minres:  // planned above
         break;
     }
     peak += q;
@@ -79,6 +88,8 @@ Need need_for(std::int64_t n_variable, std::int64_t n_constraints, Method method
         break;
       case Method::diagonalization:
         peak = std::max(building, factor + syevd_workspace(nb) + nb * kDouble);
+        break;
+      case Method::minres:  // planned above
         break;
     }
   }

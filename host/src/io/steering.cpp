@@ -118,6 +118,10 @@ enum class Key {
   nofeasiblestart,
   fortranfiles,
   cfiles,
+  bandwidth,
+  mrestol,
+  mrestranscond,
+  mresmode,
   not_implemented,
 };
 
@@ -150,7 +154,7 @@ constexpr KeywordEntry keyword_table[] = {
     {"presigma", Key::presigma},
     {"matiter", Key::matiter},
     {"matmoni", Key::not_implemented},
-    {"bandwidth", Key::not_implemented},
+    {"bandwidth", Key::bandwidth},
     {"outlierdownweighting", Key::outlierdownweighting},
     {"outlierfracwarnthreshold", Key::not_implemented},
     {"dwfractioncut", Key::dwfractioncut},
@@ -181,9 +185,9 @@ constexpr KeywordEntry keyword_table[] = {
     {"errlabels", Key::not_implemented},
     {"pairentries", Key::not_implemented},
     {"wolfe", Key::wolfe},
-    {"mrestol", Key::not_implemented},
-    {"mrestranscond", Key::not_implemented},
-    {"mresmode", Key::not_implemented},
+    {"mrestol", Key::mrestol},
+    {"mrestranscond", Key::mrestranscond},
+    {"mresmode", Key::mresmode},
     {"nofeasiblestart", Key::nofeasiblestart},
     {"histprint", Key::not_implemented},
     {"readerroraseof", Key::not_implemented},
@@ -766,6 +770,36 @@ class Parser {
         // pede reads c2 for the line search of its LAPACK methods (the exact methods set their own)
         s.wolfe_c2 = n > 1 ? d[1] : 0.0;
         return;
+      case Key::bandwidth:
+        at_most(2);  // pede's second number (lprecm, an option of the band preconditioner) is read only
+        if (n > 0) {
+          s.minres_bandwidth = std::max(-1, to_int(d[0], line));
+          if (s.minres_bandwidth > 0) {
+            warn(line, as_written + ": a band preconditioner is not implemented by gpede; MINRES uses the diagonal "
+                                    "preconditioner (bandwidth 0) instead: the same solution to the tolerance, other "
+                                    "iteration counts");
+            s.minres_bandwidth = 0;
+          }
+        }
+        return;
+      case Key::mrestol:
+        at_most(1);
+        if (n > 0) {
+          if (d[0] < 1.0e-10 || d[0] > 1.0e-4) {
+            warn(line, as_written + ": the MINRES tolerance must lie between 1e-10 and 1e-4; ignored, as pede does");
+          } else {
+            s.minres_tolerance = d[0];
+          }
+        }
+        return;
+      case Key::mrestranscond:
+        at_most(1);
+        if (n > 0) s.minres_transition_condition = d[0];
+        return;
+      case Key::mresmode:
+        at_most(1);
+        if (n > 0) s.minres_mode = to_int(d[0], line);
+        return;
       case Key::matiter:
         require(1);
         at_most(1);
@@ -884,13 +918,7 @@ void parse_text_file_with(const fs::path& text_file, Steering& steering, ParseCo
 void finish_method(Steering& steering, const ParseContext& context, bool default_applies) {
   if (!context.method) {
     if (default_applies) {
-      steering.method = Method::decomposition;
-      steering.warnings.push_back(
-          steering.steering_file.string() +
-          ": no method line: pede's default is sparseMINRES with " +
-          std::to_string(steering.iterations) +
-          " iteration(s); gpede computes the exact solution by Cholesky decomposition instead "
-          "(method decomposition), without errors, as MINRES gives none");
+      steering.method = Method::minres;  // pede's default: sparseMINRES
     } else if (context.lapack_with_errors &&
                (keyword_matches("fullLAPACK", steering.method_name) ||
                 keyword_matches("unpackedLAPACK", steering.method_name))) {
@@ -908,15 +936,17 @@ void finish_method(Steering& steering, const ParseContext& context, bool default
     // fullLAPACK / unpackedLAPACK factorise; with LAPACKwitherrors pede also inverts for errors.
     steering.method = context.lapack_with_errors ? Method::inversion : Method::decomposition;
     steering.lapack_method = true;
+  } else if (is_minres(choice)) {
+    steering.method = Method::minres;
   } else {
-    steering.method = Method::decomposition;  // decomposition, and MINRES run as an exact method
+    steering.method = Method::decomposition;
   }
-  if (is_minres(choice)) {
+  if (choice == MethodChoice::full_minres_qlp || choice == MethodChoice::sparse_minres_qlp) {
     steering.warnings.push_back(
         location(context.method_where.file, context.method_where.line) + ": method " +
         printable(steering.method_name, 80) +
-        ": gpede computes the exact solution by Cholesky decomposition instead (method "
-        "decomposition), without errors, as MINRES gives none");
+        ": gpede runs MINRES (the QR phase of MINRES-QLP, which gives the same iterates while the "
+        "matrix is well conditioned); the QLP phase is not implemented");
   }
 }
 
@@ -943,6 +973,8 @@ const char* method_name(Method method) {
       return "diagonalization";
     case Method::decomposition:
       return "decomposition";
+    case Method::minres:
+      return "MINRES";
   }
   return "unknown";
 }

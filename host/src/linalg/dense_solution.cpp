@@ -25,6 +25,7 @@
 #include <utility>
 
 #include "gpede/detail/factor_report_text.hpp"
+#include "gpede/detail/minres.hpp"
 #include "gpede/detail/pivoted_sweep.hpp"
 #include "gpede/error.hpp"
 
@@ -71,6 +72,15 @@ void DenseSolution::reset() {
   m_scale.clear();
   m_swept.reset();
   m_cov_diag.clear();
+  m_inverse_diagonal.clear();
+  m_constraints.clear();
+  m_scaled_constraints.clear();
+  m_constraint_product.clear();
+  m_constraint_order.clear();
+  m_precondition = true;
+  m_vector_in.reset();
+  m_vector_out.reset();
+  m_last_solve = IterativeSolveInfo{};
 }
 
 Matrix DenseSolution::to_engine(const std::vector<double>& v, std::int64_t rows, std::int64_t cols) const {
@@ -178,6 +188,10 @@ FactorReport DenseSolution::factorize(Matrix matrix, std::int64_t n, const Const
     }
   }
 
+  if (options.method == Method::minres) {
+    m_eliminated = options.mode == ConstraintMode::elimination ? m : 0;
+    return factorize_minres(std::move(matrix), constraints, diagonal, std::move(report));
+  }
   if (options.mode == ConstraintMode::multipliers && m > 0) {
     return factorize_bordered(std::move(matrix), constraints, diagonal, std::move(report));
   }
@@ -696,6 +710,8 @@ std::vector<double> DenseSolution::solve(const std::vector<double>& b, const std
   switch (m_kind) {
     case Kind::none:
       throw RuntimeError("dense solution: no valid factorisation to solve with");
+    case Kind::minres:
+      return solve_minres(b, residual);
     case Kind::trivial: {
       std::vector<double> x(nn, 0.0);
       if (any_residual && mr > 0) {
@@ -801,6 +817,332 @@ std::vector<double> DenseSolution::solve(const std::vector<double>& b, const std
     }
   }
   return {};
+}
+
+// ---- MINRES ----------------------------------------------------------------------------------------
+// The matrix stays as accumulated; each solve runs MINRES from zero on the system of the constraint
+// mode, with pede's preconditioners. Elimination: the operator z -> Q2^T C Q2 z applies Q to vectors
+// only, and the preconditioner is the diagonal of Q^T C Q, from C V, V^T C V and the compact-WY form
+// Q = I - V T V^T of the reflectors (O(n^2 m) work, as pede's transformation of its diagonal).
+// Multipliers: the bordered operator [[C, A^T], [A, 0]] with the diagonal of C bordered by A, solved
+// exactly through the Schur complement of the diagonal (pede's constrained preconditioner).
+FactorReport DenseSolution::factorize_minres(Matrix matrix, const ConstraintSystem& constraints,
+                                             const std::vector<double>& diagonal, FactorReport report) {
+  const std::int64_t n = m_n, m = m_m, mr = m_eliminated;
+  const std::size_t nn = static_cast<std::size_t>(n);
+  m_kind = Kind::minres;
+  m_factor = std::move(matrix);
+  m_precondition = m_options.minres_bandwidth >= 0;
+  if (n > 0) {
+    m_vector_in = m_engine.allocate(n, 1);
+    m_vector_out = m_engine.allocate(n, 1);
+  }
+  const bool bordered = m_options.mode == ConstraintMode::multipliers && m > 0;
+  if (bordered) {
+    m_q.reset();
+    m_tau.reset();
+    m_r.clear();
+  }
+  if (bordered) {
+    m_constraints = constraints.a;
+    std::vector<double> root(nn, 0.0);  // 1/sqrt(C_ii), 0 where C_ii <= 0
+    for (std::int64_t i = 0; i < n; ++i) root[i] = diagonal[i] > 0.0 ? 1.0 / std::sqrt(diagonal[i]) : 0.0;
+    m_inverse_diagonal = root;
+    m_scaled_constraints.assign(m_constraints.size(), 0.0);
+    for (std::int64_t k = 0; k < m; ++k) {
+      for (std::int64_t i = 0; i < n; ++i) m_scaled_constraints[k * n + i] = m_constraints[k * n + i] * root[i];
+    }
+    // S = K K^T, then S = L D L^T in place (no pivoting; a zero pivot gives 1/D = 0, as pede does).
+    const std::size_t mm = static_cast<std::size_t>(m);
+    std::vector<double>& f = m_constraint_product;
+    f.assign(mm * mm, 0.0);
+    for (std::int64_t a = 0; a < m; ++a) {
+      for (std::int64_t c = 0; c <= a; ++c) {
+        double sum = 0.0;
+        for (std::int64_t i = 0; i < n; ++i) sum += m_scaled_constraints[a * n + i] * m_scaled_constraints[c * n + i];
+        f[a * mm + c] = sum;
+      }
+    }
+    for (std::int64_t j = 0; j < m; ++j) {
+      double& pivot = f[j * mm + j];
+      const double inv = pivot != 0.0 ? 1.0 / pivot : 0.0;
+      for (std::int64_t i = j + 1; i < m; ++i) {
+        const double ratio = f[i * mm + j] * inv;
+        for (std::int64_t k = j + 1; k <= i; ++k) f[i * mm + k] -= ratio * f[k * mm + j];
+      }
+      for (std::int64_t i = j + 1; i < m; ++i) f[i * mm + j] *= inv;
+      pivot = inv;
+    }
+    return report;
+  }
+  // pede's basis of the null space: its QL decomposition of A^T, which is the QR decomposition of
+  // A^T with the parameters and the constraints in reverse order (read back-to-front). MINRES's
+  // iterates depend on the basis through the diagonal preconditioner; in this one they are pede's.
+  // Below, primed quantities live in the reversed parameter order: C' = P C P, x' = P x.
+  std::vector<double> d(nn);
+  for (std::int64_t i = 0; i < n; ++i) d[i] = diagonal[n - 1 - i];
+  m_q.reset();
+  m_tau.reset();
+  m_r.clear();
+  if (mr > 0) {
+    // pede orders the constraints by their first, then their last parameter (ties keep the order
+    // given) before the decomposition.
+    std::vector<std::int64_t> first(static_cast<std::size_t>(m), n), last(static_cast<std::size_t>(m), -1);
+    for (std::int64_t k = 0; k < m; ++k) {
+      for (std::int64_t j = 0; j < n; ++j) {
+        if (constraints.a[k * n + j] != 0.0) {
+          first[k] = std::min(first[k], j);
+          last[k] = j;
+        }
+      }
+    }
+    m_constraint_order.resize(static_cast<std::size_t>(m));
+    for (std::int64_t k = 0; k < m; ++k) m_constraint_order[k] = k;
+    std::stable_sort(m_constraint_order.begin(), m_constraint_order.end(), [&](std::int64_t a, std::int64_t b) {
+      return first[a] != first[b] ? first[a] < first[b] : last[a] < last[b];
+    });
+    const std::size_t mrs = static_cast<std::size_t>(mr);
+    std::vector<double> at(nn * mrs, 0.0);
+    for (std::int64_t k = 0; k < mr; ++k) {
+      const std::int64_t row = m_constraint_order[m - 1 - k];
+      const double inv = m_row_norm[row] > 0.0 ? 1.0 / m_row_norm[row] : 0.0;
+      for (std::int64_t i = 0; i < n; ++i) at[i + k * nn] = constraints.a[row * n + (n - 1 - i)] * inv;
+    }
+    m_q = to_engine(at, n, mr);
+    m_tau = m_engine.allocate(mr, 1);
+    m_engine.householder_qr(m_q.view(), m_tau.view());
+    m_r = from_engine(m_q.view().block(0, 0, mr, mr));
+  }
+  if (mr > 0 && m_precondition) {
+    // Reflectors with their unit diagonal, on the host.
+    const std::size_t mrs = static_cast<std::size_t>(mr);
+    std::vector<double> v = from_engine(m_q.view().block(0, 0, n, mr));
+    for (std::int64_t j = 0; j < mr; ++j) {
+      for (std::int64_t i = 0; i < j; ++i) v[i + j * nn] = 0.0;
+      v[j + j * nn] = 1.0;
+    }
+    const std::vector<double> tau = from_engine(m_tau.view().block(0, 0, mr, 1));
+    // T (upper, column-major mr x mr): T(0:i, i) = -tau_i T(0:i, 0:i) V(:, 0:i)^T v_i.
+    std::vector<double> t(mrs * mrs, 0.0), inner(mrs, 0.0);
+    for (std::int64_t i = 0; i < mr; ++i) {
+      for (std::int64_t l = 0; l < i; ++l) {
+        double sum = 0.0;
+        for (std::int64_t r = i; r < n; ++r) sum += v[r + l * nn] * v[r + i * nn];
+        inner[l] = sum;
+      }
+      for (std::int64_t j = 0; j < i; ++j) {
+        double sum = 0.0;
+        for (std::int64_t l = j; l < i; ++l) sum += t[j + l * mrs] * inner[l];
+        t[j + i * mrs] = -tau[i] * sum;
+      }
+      t[i + i * mrs] = tau[i];
+    }
+    // C' V = P C (P V) through the engine, G = V^T C' V, W = V T^T (row i of W is w_i, with
+    // Q e_i = e_i - V w_i).
+    std::vector<double> pv(nn * mrs);
+    for (std::int64_t j = 0; j < mr; ++j) {
+      for (std::int64_t i = 0; i < n; ++i) pv[i + j * nn] = v[(n - 1 - i) + j * nn];
+    }
+    Matrix vm = to_engine(pv, n, mr);
+    Matrix cvm = m_engine.allocate(n, mr);
+    for (std::int64_t j = 0; j < mr; ++j) {
+      m_engine.gemv(false, 1.0, m_factor.view(), vm.view().column(j), 0.0, cvm.view().column(j));
+    }
+    const std::vector<double> pcv = from_engine(cvm.view());
+    vm.reset();
+    cvm.reset();
+    std::vector<double> cv(nn * mrs);
+    for (std::int64_t j = 0; j < mr; ++j) {
+      for (std::int64_t i = 0; i < n; ++i) cv[i + j * nn] = pcv[(n - 1 - i) + j * nn];
+    }
+    std::vector<double> g(mrs * mrs, 0.0), w(nn * mrs, 0.0);
+    for (std::int64_t a = 0; a < mr; ++a) {
+      for (std::int64_t c = 0; c < mr; ++c) {
+        double sum = 0.0;
+        for (std::int64_t r = 0; r < n; ++r) sum += v[r + a * nn] * cv[r + c * nn];
+        g[a + c * mrs] = sum;
+      }
+    }
+    for (std::int64_t k = 0; k < mr; ++k) {
+      for (std::int64_t j = k; j < mr; ++j) {
+        const double tkj = t[k + j * mrs];
+        for (std::int64_t r = 0; r < n; ++r) w[r + k * nn] += v[r + j * nn] * tkj;
+      }
+    }
+    std::vector<double> gw(mrs);
+    for (std::int64_t i = 0; i < n; ++i) {
+      double cross = 0.0, quad = 0.0;
+      for (std::int64_t a = 0; a < mr; ++a) {
+        cross += cv[i + a * nn] * w[i + a * nn];
+        double sum = 0.0;
+        for (std::int64_t c = 0; c < mr; ++c) sum += g[a + c * mrs] * w[i + c * nn];
+        gw[a] = sum;
+      }
+      for (std::int64_t a = 0; a < mr; ++a) quad += w[i + a * nn] * gw[a];
+      d[i] += quad - 2.0 * cross;
+    }
+  }
+  m_inverse_diagonal.assign(nn - static_cast<std::size_t>(mr), 0.0);
+  for (std::int64_t i = mr; i < n; ++i) m_inverse_diagonal[i - mr] = d[i] > 0.0 ? 1.0 / d[i] : 0.0;
+  return report;
+}
+
+void DenseSolution::multiply_matrix(const std::vector<double>& x, std::vector<double>& y) const {
+  m_engine.upload(x, m_vector_in.view());
+  m_engine.gemv(false, 1.0, m_factor.view(), m_vector_in.view(), 0.0, m_vector_out.view());
+  y = m_engine.download(m_vector_out.view());
+}
+
+std::vector<double> DenseSolution::solve_minres(const std::vector<double>& b, const std::vector<double>& residual) const {
+  const std::int64_t n = m_n, m = m_m, mr = m_eliminated, nr = n - mr;
+  const std::size_t nn = static_cast<std::size_t>(n);
+  MinresSettings settings;
+  settings.rtol = m_options.minres_tolerance;
+  settings.iteration_limit = m_options.minres_iteration_limit;
+  const bool bordered = !m_constraints.empty();
+  MinresOutcome out;
+  std::vector<double> dp(nn, 0.0);
+  m_last_solve = IterativeSolveInfo{};
+  if (bordered) {
+    const std::size_t nb = nn + static_cast<std::size_t>(m);
+    std::vector<double> rhs(nb, 0.0), xs(nn), ys(nn);
+    std::copy(b.begin(), b.end(), rhs.begin());
+    for (std::int64_t k = 0; k < m && !residual.empty(); ++k) rhs[nn + k] = residual[k];
+    const VectorMap multiply = [&](const std::vector<double>& x, std::vector<double>& y) {
+      std::copy(x.begin(), x.begin() + n, xs.begin());
+      multiply_matrix(xs, ys);
+      for (std::int64_t k = 0; k < m; ++k) {
+        const double* a = m_constraints.data() + k * n;
+        const double lambda = x[nn + k];
+        double sum = 0.0;
+        for (std::int64_t i = 0; i < n; ++i) {
+          ys[i] += a[i] * lambda;
+          sum += a[i] * x[i];
+        }
+        y[nn + k] = sum;
+      }
+      std::copy(ys.begin(), ys.end(), y.begin());
+    };
+    const std::size_t mm = static_cast<std::size_t>(m);
+    const VectorMap precondition = [&](const std::vector<double>& x, std::vector<double>& y) {
+      // u = C^-1/2 x1; lambda = S^-1 (K u - x2); y1 = C^-1/2 (u - K^T lambda); y2 = lambda.
+      const std::vector<double>& root = m_inverse_diagonal;
+      for (std::int64_t i = 0; i < n; ++i) y[i] = x[i] * root[i];
+      std::vector<double> t(mm);
+      for (std::int64_t k = 0; k < m; ++k) {
+        const double* kk = m_scaled_constraints.data() + k * n;
+        double sum = 0.0;
+        for (std::int64_t i = 0; i < n; ++i) sum += kk[i] * y[i];
+        t[k] = sum - x[nn + k];
+      }
+      const std::vector<double>& f = m_constraint_product;
+      for (std::int64_t i = 0; i < m; ++i) {  // L z = t
+        for (std::int64_t k = 0; k < i; ++k) t[i] -= f[i * mm + k] * t[k];
+      }
+      for (std::int64_t i = 0; i < m; ++i) t[i] *= f[i * mm + i];  // D^-1
+      for (std::int64_t i = m - 1; i >= 0; --i) {  // L^T lambda = z
+        for (std::int64_t k = i + 1; k < m; ++k) t[i] -= f[k * mm + i] * t[k];
+      }
+      for (std::int64_t k = 0; k < m; ++k) {
+        const double* kk = m_scaled_constraints.data() + k * n;
+        for (std::int64_t i = 0; i < n; ++i) y[i] -= kk[i] * t[k];
+        y[nn + k] = t[k];
+      }
+      for (std::int64_t i = 0; i < n; ++i) y[i] *= root[i];
+    };
+    out = minres(multiply, m_precondition ? precondition : VectorMap{}, rhs, settings);
+    if (m_precondition && (out.stop == MinresStop::preconditioner_indefinite ||
+                           out.stop == MinresStop::matrix_not_symmetric)) {
+      // pede's constrained preconditioner is indefinite, and MINRES needs a definite one: pede
+      // stops here with a zero or partial step. Solve again with the definite block-diagonal
+      // preconditioner diag(C) (+) A diag(C)^-1 A^T from the same factors.
+      const std::int64_t first_iterations = out.iterations;
+      const MinresStop first_stop = out.stop;
+      const VectorMap block_diagonal = [&](const std::vector<double>& x, std::vector<double>& y) {
+        const std::vector<double>& root = m_inverse_diagonal;
+        for (std::int64_t i = 0; i < n; ++i) y[i] = x[i] * root[i] * root[i];
+        const std::vector<double>& f = m_constraint_product;
+        std::vector<double> t(x.begin() + n, x.end());
+        for (std::int64_t i = 0; i < m; ++i) {
+          for (std::int64_t k = 0; k < i; ++k) t[i] -= f[i * mm + k] * t[k];
+        }
+        for (std::int64_t i = 0; i < m; ++i) t[i] *= f[i * mm + i];
+        for (std::int64_t i = m - 1; i >= 0; --i) {
+          for (std::int64_t k = i + 1; k < m; ++k) t[i] -= f[k * mm + i] * t[k];
+        }
+        std::copy(t.begin(), t.end(), y.begin() + n);
+      };
+      out = minres(multiply, block_diagonal, rhs, settings);
+      m_last_solve.note = "pede's constrained preconditioner is indefinite for this right-hand side (stop code " +
+                          std::to_string(static_cast<int>(first_stop)) + " after " +
+                          std::to_string(first_iterations) +
+                          " iterations); solved again with the block-diagonal preconditioner";
+      out.iterations += first_iterations;
+    }
+    std::copy(out.x.begin(), out.x.begin() + n, dp.begin());
+  } else {
+    // Elimination (mr > 0) or no constraints, in the reversed order of factorize_minres:
+    // x' = Q [y1; z] with R^T y1 = the residual (reversed, rows normalised) and
+    // (Q2^T C' Q2) z = Q2^T (b' - C' Q1 y1).
+    const std::size_t mrs = static_cast<std::size_t>(mr);
+    std::vector<double> y1(mrs, 0.0);
+    bool any_residual = false;
+    for (double r : residual) any_residual = any_residual || r != 0.0;
+    std::vector<double> full(nn, 0.0), product(nn), g(nn);
+    auto reverse = [](std::vector<double>& v) { std::reverse(v.begin(), v.end()); };
+    auto q_times = [&](std::vector<double>& v, bool transpose) {
+      if (mr == 0) return;
+      m_engine.upload(v, m_vector_in.view());
+      m_engine.apply_householder(Side::left, transpose, m_q.view(), m_tau.view(), mr, m_vector_in.view());
+      v = m_engine.download(m_vector_in.view());
+    };
+    auto c_prime_times = [&](std::vector<double>& v, std::vector<double>& out_v) {  // out = P C P v
+      reverse(v);
+      multiply_matrix(v, out_v);
+      reverse(out_v);
+    };
+    for (std::int64_t i = 0; i < n; ++i) g[i] = b[n - 1 - i];
+    if (any_residual && mr > 0) {
+      for (std::int64_t k = 0; k < mr; ++k) {
+        const std::int64_t row = m_constraint_order[m - 1 - k];
+        double value = m_row_norm[row] > 0.0 ? residual[row] / m_row_norm[row] : 0.0;
+        for (std::int64_t j = 0; j < k; ++j) value -= m_r[j + k * mrs] * y1[j];
+        y1[k] = value / m_r[k + k * mrs];
+      }
+      std::copy(y1.begin(), y1.end(), full.begin());
+      q_times(full, false);
+      c_prime_times(full, product);
+      for (std::size_t i = 0; i < nn; ++i) g[i] -= product[i];
+    }
+    q_times(g, true);
+    const std::vector<double> rhs(g.begin() + mr, g.end());
+    const VectorMap multiply = [&](const std::vector<double>& z, std::vector<double>& y) {
+      std::fill(full.begin(), full.begin() + mr, 0.0);
+      std::copy(z.begin(), z.end(), full.begin() + mr);
+      q_times(full, false);
+      c_prime_times(full, product);
+      q_times(product, true);
+      std::copy(product.begin() + mr, product.end(), y.begin());
+    };
+    const VectorMap precondition = [&](const std::vector<double>& x, std::vector<double>& y) {
+      for (std::int64_t i = 0; i < nr; ++i) y[i] = x[i] * m_inverse_diagonal[i];
+    };
+    out = minres(multiply, m_precondition ? precondition : VectorMap{}, rhs, settings);
+    std::copy(y1.begin(), y1.end(), dp.begin());
+    std::copy(out.x.begin(), out.x.end(), dp.begin() + mr);
+    q_times(dp, false);
+    reverse(dp);
+  }
+  m_last_solve.iterative = true;
+  m_last_solve.iterations = out.iterations;
+  m_last_solve.stop = static_cast<int>(out.stop);
+  m_last_solve.stop_text = minres_stop_text(out.stop);
+  m_last_solve.a_norm = out.a_norm;
+  m_last_solve.a_cond = out.a_cond;
+  m_last_solve.r_norm = out.r_norm;
+  m_last_solve.ar_norm = out.ar_norm;
+  m_last_solve.y_norm = out.y_norm;
+  return dp;
 }
 
 }  // namespace gpede::detail

@@ -642,6 +642,9 @@ std::string log_text(const SolveResult& result, const Steering& steering) {
       case Method::decomposition:
         out += ListLine().text("     METSOL = 3:  decomposition").str();
         break;
+      case Method::minres:
+        out += ListLine().text("     METSOL = 4:  MINRES (rtol").text(fortran_e(steering.minres_tolerance, 10, 2)).text(")").str();
+        break;
     }
     out += ListLine().text("                  with").integer(steering.iterations).text(" iterations").str();
     if (steering.method_name != method_name(result.method)) {
@@ -680,7 +683,13 @@ std::string log_text(const SolveResult& result, const Steering& steering) {
       if (it.function_calls == 1) {
         out += std::string(38, ' ');
       } else {
-        out += " " + fortran_e(it.expected_decrease, 8, 2) + std::string(29, ' ');
+        out += " " + fortran_e(it.expected_decrease, 8, 2);
+        if (it.minres_iterations >= 0) {
+          out += std::string(12, ' ') + fortran_i(std::min<std::int64_t>(it.minres_iterations, 99999), 5) +
+                 fortran_i(it.minres_stop, 3) + std::string(9, ' ');
+        } else {
+          out += std::string(29, ' ');
+        }
       }
       out += fortran_f(it.cut_factor, 5, 1) + " " + fortran_i(std::min<std::int64_t>(it.rejects, 9999999), 7) +
              hhmmss(it.seconds) + (it.matrix ? " FM" : " F ") + "\n";
@@ -708,6 +717,9 @@ std::string log_text(const SolveResult& result, const Steering& steering) {
     }
     out += blank;
     out += ListLine().text("In total 2 +").integer(result.passes).text(" loops through the data files").str();
+    if (result.method == Method::minres) {
+      out += ListLine().text("In total").integer(result.minres_iterations).text(" internal MINRES iterations").str();
+    }
   }
   if (!steering.warnings.empty() || !result.warnings.empty()) {
     out += blank;

@@ -143,6 +143,7 @@ class Iterations {
   LineSearch::Settings m_first_settings, m_later_settings;
   int m_search_code = -1;
   double m_step_factor = 0.0;
+  IterativeSolveInfo m_inner;  // the last solution's MINRES account, until its first pass is recorded
 };
 
 void Iterations::set_search_settings() {
@@ -151,6 +152,11 @@ void Iterations::set_search_settings() {
   // ratio (0 means 0.9) and 1.
   double ratio_first = 0.5, ratio_later = 0.5;
   int min_first = m_steering.method == Method::inversion ? 1 : 2, min_later = 3;
+  if (m_steering.method == Method::minres) {  // "accurate": 0.1, at least 3 and then 4 evaluations
+    ratio_first = ratio_later = 0.1;
+    min_first = 3;
+    min_later = 4;
+  }
   if (m_steering.lapack_method) {
     ratio_first = ratio_later = m_steering.wolfe_c2;
     min_first = min_later = 0;
@@ -308,6 +314,11 @@ void Iterations::record_pass(bool build_matrix, Clock::time_point t0) {
   rec.matrix = build_matrix;
   rec.step = m_iteration >= 0 ? m_step_factor : 0.0;
   rec.seconds = seconds_since(t0);
+  if (m_inner.iterative) {
+    rec.minres_iterations = m_inner.iterations;
+    rec.minres_stop = m_inner.stop;
+    m_inner = IterativeSolveInfo{};
+  }
   m_result.iterations.push_back(rec);
   std::ostringstream line;
   line.precision(10);
@@ -328,6 +339,8 @@ Iterations::Flow Iterations::solve() {
     options.want_covariance = m_steering.method == Method::inversion || m_steering.method == Method::diagonalization;
     options.eve_count = m_steering.method == Method::diagonalization ? 16 : 0;
     options.solve_singular = true;
+    options.minres_tolerance = m_steering.minres_tolerance;
+    options.minres_bandwidth = m_steering.minres_bandwidth;
     m_problem.data.check_stop();
     const auto t0 = Clock::now();
     m_out.factorization = m_backend.factorize(m_problem.constraints.system, options);
@@ -378,6 +391,25 @@ Iterations::Flow Iterations::solve() {
   const std::vector<double> residual = m_problem.constraints.applied_residuals(m_value);
   m_step = m_backend.solve(m_pass.rhs, residual);
   m_result.figures.solving_s += seconds_since(t0);
+  m_inner = m_backend.last_solve_info();
+  if (m_inner.iterative) {
+    m_result.minres_iterations += m_inner.iterations;
+    std::ostringstream line;
+    line.precision(4);
+    line << " MINRES: " << m_inner.iterations << " iterations, stop code " << m_inner.stop << " ("
+         << m_inner.stop_text << "); Anorm = " << m_inner.a_norm << ", Acond = " << m_inner.a_cond
+         << ", rnorm = " << m_inner.r_norm << ", ynorm = " << m_inner.y_norm;
+    m_log(line.str());
+    if (!m_inner.note.empty()) {
+      m_log(" MINRES: " + m_inner.note);
+      m_result.warnings.push_back("MINRES in iteration " + std::to_string(m_iteration) + ": " + m_inner.note);
+    }
+    if (m_inner.stop >= 3) {
+      m_result.warnings.push_back("MINRES stopped with code " + std::to_string(m_inner.stop) + " (" +
+                                  m_inner.stop_text + ") after " + std::to_string(m_inner.iterations) +
+                                  " iterations in iteration " + std::to_string(m_iteration));
+    }
+  }
   m_out.solved = true;
   m_solution_pass = m_passes;
 

@@ -73,6 +73,21 @@ struct FactorOptions {
   /// Inversion also takes this route when a regular factorisation has a pivot that pede's
   /// elimination would reject.
   bool solve_singular = false;
+  /// Method::minres: the relative tolerance, the iteration limit (pede's 2000) and the
+  /// preconditioner (0: the diagonal, bordered by the constraints with multipliers; below 0: none).
+  double minres_tolerance = 1.0e-6;
+  std::int64_t minres_iteration_limit = 2000;
+  int minres_bandwidth = 0;
+};
+
+/// How the last solve went where it was iterative (Method::minres).
+struct IterativeSolveInfo {
+  bool iterative = false;
+  std::int64_t iterations = 0;
+  int stop = 0;  ///< MinresStop's code
+  std::string stop_text;
+  std::string note;  ///< how the solve departed from pede's, where it did
+  double a_norm = 0.0, a_cond = 0.0, r_norm = 0.0, ar_norm = 0.0, y_norm = 0.0;
 };
 
 /// Outcome of a factorisation. ok == false: the matrix is not positive definite (elimination) or
@@ -132,6 +147,8 @@ class Backend {
   /// Newton step dp (size n) for gradient b: minimises dp.C.dp/2 - b.dp subject to
   /// A dp = residual (size m, the constraints' c - A p; empty means zero).
   virtual std::vector<double> solve(const std::vector<double>& b, const std::vector<double>& residual) = 0;
+  /// How the last solve went, where it was iterative.
+  virtual IterativeSolveInfo last_solve_info() const = 0;
   /// Frees the factorisation (before the global matrix is built again).
   virtual void release_factorization() = 0;
   /// Diagonal of the covariance (size n); empty without covariance.

@@ -37,6 +37,8 @@ class DenseSolution {
   std::vector<double> covariance_diagonal() const { return m_cov_diag; }
   /// Frees the factorisation.
   void release() { reset(); }
+  /// How the last solve went, where it was iterative (Method::minres).
+  IterativeSolveInfo last_solve_info() const { return m_last_solve; }
 
  private:
   enum class Kind {
@@ -49,12 +51,21 @@ class DenseSolution {
     bordered_eigen,  // m_factor: (n+m)^2 eigenvectors of the bordered matrix (constraint rows scaled)
     swept,           // m_factor: n x n, Q^T C Q; m_swept: inverse of the reduced matrix's accepted block
     bordered_swept,  // m_swept: (n+m)^2 inverse of the (unscaled) bordered matrix's accepted block
+    minres,          // m_factor: n x n, C itself; MINRES per solve on Q2^T C Q2 (elimination), on the
+                     // bordered matrix (multipliers) or on C, with the preconditioner below
   };
 
   void reset();
   FactorReport factorize_bordered(linalg::Matrix matrix, const ConstraintSystem& constraints,
                                   const std::vector<double>& diagonal, FactorReport report);
   FactorReport factorize_reduced(linalg::Matrix matrix, FactorReport report);
+  // MINRES: keeps C and builds the preconditioner (diagonal of the reduced matrix with
+  // elimination; the diagonal bordered by the constraints with multipliers).
+  FactorReport factorize_minres(linalg::Matrix matrix, const ConstraintSystem& constraints,
+                                const std::vector<double>& diagonal, FactorReport report);
+  std::vector<double> solve_minres(const std::vector<double>& b, const std::vector<double>& residual) const;
+  // y := C x through the engine (x, y of size n on the host).
+  void multiply_matrix(const std::vector<double>& x, std::vector<double>& y) const;
   // v := Q v for an n x k block (left), with the reflectors of the constraints' QR.
   void apply_q(linalg::Side side, bool transpose, linalg::View c) const;
   // With elimination: the part of the step that meets the constraints, y1 = R^-T (residual / |a_k|),
@@ -84,6 +95,17 @@ class DenseSolution {
   std::vector<double> m_scale;                // bordered kinds: symmetric scaling (powers of two)
   linalg::Matrix m_swept;                     // swept kinds: the inverse (see Kind)
   std::vector<double> m_cov_diag;
+  // minres: 1 / the preconditioner's diagonal (0 where it is not positive); with multipliers
+  // 1/sqrt of C's diagonal, the constraints (row-major m x n, as given and scaled by it) and the
+  // factor of their product (pede's constrained preconditioner).
+  std::vector<double> m_inverse_diagonal;
+  std::vector<double> m_constraints;
+  std::vector<double> m_scaled_constraints;
+  std::vector<double> m_constraint_product;  // LDL^T of K K^T, m x m, 1/D on the diagonal
+  std::vector<std::int64_t> m_constraint_order;  // elimination: pede's order of the constraints
+  bool m_precondition = true;
+  mutable linalg::Matrix m_vector_in, m_vector_out;  // n x 1 engine vectors for C x
+  mutable IterativeSolveInfo m_last_solve;
 };
 
 }  // namespace gpede::detail

@@ -29,6 +29,7 @@ class DenseSolver {
     return m_solution.solve(b, residual);
   }
   std::vector<double> covariance_diagonal() const { return m_solution.covariance_diagonal(); }
+  IterativeSolveInfo last_solve_info() const { return m_solution.last_solve_info(); }
   void release() { m_solution.release(); }
 
  private:

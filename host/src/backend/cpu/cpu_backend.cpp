@@ -50,6 +50,7 @@ class CpuBackend final : public Backend {
   std::vector<double> solve(const std::vector<double>& b, const std::vector<double>& residual) override {
     return m_solver.solve(b, residual);
   }
+  IterativeSolveInfo last_solve_info() const override { return m_solver.last_solve_info(); }
   void release_factorization() override { m_solver.release(); }
   std::vector<double> covariance_diagonal() override { return m_solver.covariance_diagonal(); }
 

@@ -67,7 +67,11 @@ Floor floor_for(std::int64_t n_variable, std::int64_t n_constraints, Method meth
   const double vectors = 8.0 * n * d;
   Floor floor;
   floor.accumulate = matrix + vectors;
-  if (mode == ConstraintMode::multipliers && m > 0) {
+  if (method == Method::minres) {
+    // C stays; the constraints (reflectors, or A and A scaled for the preconditioner) and, with
+    // elimination, V and C V once for the preconditioner's diagonal.
+    floor.factorize = matrix + (m > 0 ? 3.0 * n * m * d : 0.0) + vectors;
+  } else if (mode == ConstraintMode::multipliers && m > 0) {
     const double bordered = (n + m) * (n + m) * d;
     // The bordered matrix is filled from the global one; diagonalization adds its eigenvectors.
     floor.factorize = std::max(matrix + bordered, method == Method::diagonalization ? 2.0 * bordered : bordered);

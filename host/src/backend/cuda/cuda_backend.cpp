@@ -334,6 +334,7 @@ class CudaBackend final : public Backend {
   std::vector<double> solve(const std::vector<double>& b, const std::vector<double>& residual) override {
     return m_solution.solve(b, residual);
   }
+  IterativeSolveInfo last_solve_info() const override { return m_solution.last_solve_info(); }
   void release_factorization() override { m_solution.release(); }
   std::vector<double> covariance_diagonal() override { return m_solution.covariance_diagonal(); }
 

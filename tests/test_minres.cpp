@@ -1,0 +1,376 @@
+// MINRES against references computed here in long double: the exact solution of the (bordered)
+// system by Gaussian elimination with partial pivoting, and, for the iterates, the minimiser of the
+// residual over the Krylov space (an orthonormal basis by Gram-Schmidt, then the normal equations
+// of the small least-squares problem). Then the dense solution's MINRES method (elimination,
+// multipliers, no constraints; with and without its preconditioner) against the exact solution of
+// the constrained problem.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "gpede/detail/dense_solver.hpp"
+#include "gpede/detail/minres.hpp"
+
+namespace {
+
+using gpede::ConstraintMode;
+using gpede::Method;
+using gpede::detail::ConstraintSystem;
+using gpede::detail::DenseSolver;
+using gpede::detail::FactorOptions;
+using gpede::detail::MinresOutcome;
+using gpede::detail::MinresSettings;
+using gpede::detail::MinresStop;
+using gpede::detail::VectorMap;
+using LD = long double;
+using MatrixLD = std::vector<std::vector<LD>>;
+
+// A symmetric matrix (row-major n x n) with the given eigenvalues in a random orthonormal basis.
+std::vector<double> matrix_with_spectrum(const std::vector<double>& eigenvalues, std::mt19937& rng) {
+  const std::size_t n = eigenvalues.size();
+  std::normal_distribution<double> g(0.0, 1.0);
+  MatrixLD q(n, std::vector<LD>(n));
+  for (std::size_t k = 0; k < n; ++k) {
+    std::vector<LD> v(n);
+    for (auto& x : v) x = g(rng);
+    for (int pass = 0; pass < 2; ++pass) {
+      for (std::size_t j = 0; j < k; ++j) {
+        LD d = 0;
+        for (std::size_t i = 0; i < n; ++i) d += q[j][i] * v[i];
+        for (std::size_t i = 0; i < n; ++i) v[i] -= d * q[j][i];
+      }
+    }
+    LD norm = 0;
+    for (LD x : v) norm += x * x;
+    norm = std::sqrt(norm);
+    for (std::size_t i = 0; i < n; ++i) q[k][i] = v[i] / norm;
+  }
+  std::vector<double> a(n * n);
+  for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t j = 0; j < n; ++j) {
+      LD s = 0;
+      for (std::size_t k = 0; k < n; ++k) s += q[k][i] * eigenvalues[k] * q[k][j];
+      a[i * n + j] = static_cast<double>(s);
+    }
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t j = 0; j < i; ++j) a[j * n + i] = a[i * n + j];  // exactly symmetric
+  }
+  return a;
+}
+
+// Solves the dense system (row-major) in long double by Gaussian elimination with partial pivoting.
+std::vector<LD> solve_ld(std::vector<LD> a, std::vector<LD> b) {
+  const std::size_t n = b.size();
+  for (std::size_t k = 0; k < n; ++k) {
+    std::size_t p = k;
+    for (std::size_t i = k + 1; i < n; ++i) {
+      if (std::fabs(a[i * n + k]) > std::fabs(a[p * n + k])) p = i;
+    }
+    if (p != k) {
+      for (std::size_t j = 0; j < n; ++j) std::swap(a[k * n + j], a[p * n + j]);
+      std::swap(b[k], b[p]);
+    }
+    for (std::size_t i = k + 1; i < n; ++i) {
+      const LD f = a[i * n + k] / a[k * n + k];
+      for (std::size_t j = k; j < n; ++j) a[i * n + j] -= f * a[k * n + j];
+      b[i] -= f * b[k];
+    }
+  }
+  std::vector<LD> x(n);
+  for (std::size_t i = n; i-- > 0;) {
+    LD s = b[i];
+    for (std::size_t j = i + 1; j < n; ++j) s -= a[i * n + j] * x[j];
+    x[i] = s / a[i * n + i];
+  }
+  return x;
+}
+
+VectorMap dense_map(const std::vector<double>& a, std::size_t n) {
+  return [&a, n](const std::vector<double>& x, std::vector<double>& y) {
+    for (std::size_t i = 0; i < n; ++i) {
+      double s = 0.0;
+      for (std::size_t j = 0; j < n; ++j) s += a[i * n + j] * x[j];
+      y[i] = s;
+    }
+  };
+}
+
+VectorMap diagonal_inverse_map(const std::vector<double>& d) {
+  return [&d](const std::vector<double>& x, std::vector<double>& y) {
+    for (std::size_t i = 0; i < d.size(); ++i) y[i] = x[i] / d[i];
+  };
+}
+
+// The minimiser of (b - A x)^T W (b - A x) over span{u, (P A) u, ..., (P A)^(k-1) u}, u = P b,
+// W = P = diag(p) (p = 1: the plain residual norm).
+std::vector<LD> krylov_minimiser(const std::vector<double>& a, const std::vector<double>& b,
+                                 const std::vector<double>& p, std::size_t k) {
+  const std::size_t n = b.size();
+  MatrixLD basis;
+  std::vector<LD> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<LD>(p[i]) * b[i];
+  for (std::size_t j = 0; j < k; ++j) {
+    std::vector<LD> w = v;
+    for (int pass = 0; pass < 2; ++pass) {
+      for (const auto& q : basis) {
+        LD d = 0;
+        for (std::size_t i = 0; i < n; ++i) d += q[i] * w[i];
+        for (std::size_t i = 0; i < n; ++i) w[i] -= d * q[i];
+      }
+    }
+    LD norm = 0;
+    for (LD x : w) norm += x * x;
+    norm = std::sqrt(norm);
+    for (LD& x : w) x /= norm;
+    basis.push_back(w);
+    std::vector<LD> next(n);  // P A w
+    for (std::size_t i = 0; i < n; ++i) {
+      LD s = 0;
+      for (std::size_t l = 0; l < n; ++l) s += static_cast<LD>(a[i * n + l]) * w[l];
+      next[i] = static_cast<LD>(p[i]) * s;
+    }
+    v = next;
+  }
+  // A K (n x k), then the normal equations (A K)^T W (A K) y = (A K)^T W b.
+  MatrixLD ak(k, std::vector<LD>(n));
+  for (std::size_t j = 0; j < k; ++j) {
+    for (std::size_t i = 0; i < n; ++i) {
+      LD s = 0;
+      for (std::size_t l = 0; l < n; ++l) s += static_cast<LD>(a[i * n + l]) * basis[j][l];
+      ak[j][i] = s;
+    }
+  }
+  std::vector<LD> normal(k * k), rhs(k);
+  for (std::size_t r = 0; r < k; ++r) {
+    for (std::size_t c = 0; c < k; ++c) {
+      LD s = 0;
+      for (std::size_t i = 0; i < n; ++i) s += ak[r][i] * p[i] * ak[c][i];
+      normal[r * k + c] = s;
+    }
+    LD s = 0;
+    for (std::size_t i = 0; i < n; ++i) s += ak[r][i] * p[i] * b[i];
+    rhs[r] = s;
+  }
+  const std::vector<LD> y = solve_ld(normal, rhs);
+  std::vector<LD> x(n, 0);
+  for (std::size_t j = 0; j < k; ++j) {
+    for (std::size_t i = 0; i < n; ++i) x[i] += y[j] * basis[j][i];
+  }
+  return x;
+}
+
+double relative_difference(const std::vector<double>& got, const std::vector<LD>& want) {
+  LD diff = 0, norm = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    diff = std::max(diff, std::fabs(static_cast<LD>(got[i]) - want[i]));
+    norm = std::max(norm, std::fabs(want[i]));
+  }
+  return static_cast<double>(diff / norm);
+}
+
+std::vector<double> random_vector(std::size_t n, std::mt19937& rng) {
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  std::vector<double> v(n);
+  for (auto& x : v) x = u(rng);
+  return v;
+}
+
+std::vector<LD> exact_solution(const std::vector<double>& a, const std::vector<double>& b) {
+  return solve_ld(std::vector<LD>(a.begin(), a.end()), std::vector<LD>(b.begin(), b.end()));
+}
+
+TEST(Minres, ConvergesToTheExactSolution) {
+  std::mt19937 rng(3);
+  const std::size_t n = 50;
+  std::vector<double> spectrum(n);
+  for (std::size_t k = 0; k < n; ++k) spectrum[k] = std::pow(10.0, 3.0 * k / (n - 1));  // cond 1e3
+  const std::vector<double> a = matrix_with_spectrum(spectrum, rng);
+  const std::vector<double> b = random_vector(n, rng);
+  const std::vector<LD> want = exact_solution(a, b);
+  MinresSettings settings;
+  settings.rtol = 1e-13;
+  std::vector<double> d(n);
+  for (std::size_t i = 0; i < n; ++i) d[i] = a[i * n + i];
+  for (bool precondition : {false, true}) {
+    const MinresOutcome out = minres(dense_map(a, n), precondition ? diagonal_inverse_map(d) : VectorMap{}, b, settings);
+    EXPECT_TRUE(out.stop == MinresStop::converged || out.stop == MinresStop::converged_eps) << static_cast<int>(out.stop);
+    EXPECT_LT(out.iterations, 200);
+    EXPECT_LT(relative_difference(out.x, want), 1e-9) << "preconditioned " << precondition;
+  }
+}
+
+TEST(Minres, SolvesAnIndefiniteSystem) {
+  std::mt19937 rng(4);
+  const std::size_t n = 40;
+  std::vector<double> spectrum(n);
+  for (std::size_t k = 0; k < n; ++k) spectrum[k] = (k % 3 == 0 ? -1.0 : 1.0) * (1.0 + k);
+  const std::vector<double> a = matrix_with_spectrum(spectrum, rng);
+  const std::vector<double> b = random_vector(n, rng);
+  MinresSettings settings;
+  settings.rtol = 1e-13;
+  const MinresOutcome out = minres(dense_map(a, n), {}, b, settings);
+  EXPECT_EQ(out.stop, MinresStop::converged);
+  EXPECT_LT(relative_difference(out.x, exact_solution(a, b)), 1e-9);
+  EXPECT_GT(out.a_cond, 1.0);
+}
+
+TEST(Minres, EveryIterateMinimisesTheResidualOverItsKrylovSpace) {
+  std::mt19937 rng(5);
+  const std::size_t n = 30;
+  std::vector<double> spectrum(n);
+  for (std::size_t k = 0; k < n; ++k) spectrum[k] = (k == 4 ? -2.0 : 0.5 + k);  // one negative eigenvalue
+  const std::vector<double> a = matrix_with_spectrum(spectrum, rng);
+  const std::vector<double> b = random_vector(n, rng);
+  std::vector<double> d(n), inverse_d(n), ones(n, 1.0);
+  for (std::size_t i = 0; i < n; ++i) {
+    d[i] = 1.0 + 0.1 * static_cast<double>(i);  // a positive definite preconditioner M = diag(d)
+    inverse_d[i] = 1.0 / d[i];
+  }
+  for (std::size_t k = 1; k <= 8; ++k) {
+    MinresSettings settings;
+    settings.rtol = 1e-15;
+    settings.iteration_limit = static_cast<std::int64_t>(k);
+    const MinresOutcome plain = minres(dense_map(a, n), {}, b, settings);
+    EXPECT_EQ(plain.stop, MinresStop::iteration_limit);
+    EXPECT_EQ(plain.iterations, static_cast<std::int64_t>(k));
+    EXPECT_LT(relative_difference(plain.x, krylov_minimiser(a, b, ones, k)), 1e-10) << "k = " << k;
+    const MinresOutcome pre = minres(dense_map(a, n), diagonal_inverse_map(d), b, settings);
+    EXPECT_LT(relative_difference(pre.x, krylov_minimiser(a, b, inverse_d, k)), 1e-10) << "preconditioned, k = " << k;
+  }
+}
+
+TEST(Minres, SpecialRightHandSides) {
+  const std::size_t n = 6;
+  std::vector<double> a(n * n, 0.0);
+  for (std::size_t i = 0; i < n; ++i) a[i * n + i] = 1.0 + static_cast<double>(i);
+  {
+    const MinresOutcome out = minres(dense_map(a, n), {}, std::vector<double>(n, 0.0), MinresSettings{});
+    EXPECT_EQ(out.stop, MinresStop::zero_rhs);
+    EXPECT_EQ(out.iterations, 0);
+    EXPECT_EQ(out.x, std::vector<double>(n, 0.0));
+  }
+  {
+    std::vector<double> b(n, 0.0);
+    b[2] = 6.0;  // an eigenvector: exact after one step
+    const MinresOutcome out = minres(dense_map(a, n), {}, b, MinresSettings{});
+    EXPECT_EQ(out.stop, MinresStop::special_rhs);
+    EXPECT_EQ(out.iterations, 1);
+    EXPECT_NEAR(out.x[2], 2.0, 1e-15);
+  }
+  {
+    const VectorMap negative = [](const std::vector<double>& x, std::vector<double>& y) {
+      for (std::size_t i = 0; i < x.size(); ++i) y[i] = -x[i];
+    };
+    const MinresOutcome out = minres(dense_map(a, n), negative, std::vector<double>(n, 1.0), MinresSettings{});
+    EXPECT_EQ(out.stop, MinresStop::preconditioner_indefinite);
+  }
+}
+
+// ---- the dense solution's MINRES method ------------------------------------------------------------
+
+struct Constrained {
+  std::size_t n = 0, m = 0;
+  std::vector<double> c;  // n x n (symmetric: row- and column-major alike)
+  ConstraintSystem cons;
+  std::vector<double> b, residual;
+};
+
+Constrained random_constrained(std::size_t n, std::size_t m, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::vector<double> spectrum(n);
+  for (std::size_t k = 0; k < n; ++k) spectrum[k] = std::pow(10.0, 2.0 * k / (n - 1)) * (1.0 + 0.01 * k);
+  Constrained p;
+  p.n = n;
+  p.m = m;
+  p.c = matrix_with_spectrum(spectrum, rng);
+  p.cons.m = static_cast<std::int64_t>(m);
+  p.cons.n = static_cast<std::int64_t>(n);
+  p.cons.a.assign(m * n, 0.0);
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  for (std::size_t k = 0; k < m; ++k) {  // sparse rows over overlapping ranges, in no particular order
+    const std::size_t first = (7 * (m - k)) % (n / 2), last = std::min(n - 1, first + n / 3);
+    for (std::size_t j = first; j <= last; j += 1 + k % 3) p.cons.a[k * n + j] = u(rng);
+  }
+  p.cons.value.assign(m, 0.0);
+  p.b = random_vector(n, rng);
+  p.residual = random_vector(m, rng);
+  return p;
+}
+
+// [[C, A^T], [A, 0]] [dp; mu] = [b; residual] in long double.
+std::vector<LD> constrained_solution(const Constrained& p) {
+  const std::size_t n = p.n, m = p.m, nb = n + m;
+  std::vector<LD> a(nb * nb, 0), rhs(nb, 0);
+  for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t j = 0; j < n; ++j) a[i * nb + j] = p.c[i * n + j];
+    rhs[i] = p.b[i];
+  }
+  for (std::size_t k = 0; k < m; ++k) {
+    for (std::size_t j = 0; j < n; ++j) {
+      a[(n + k) * nb + j] = p.cons.a[k * n + j];
+      a[j * nb + n + k] = p.cons.a[k * n + j];
+    }
+    rhs[n + k] = p.residual[k];
+  }
+  std::vector<LD> x = solve_ld(a, rhs);
+  x.resize(n);
+  return x;
+}
+
+TEST(DenseSolverMinres, MatchesTheExactConstrainedSolution) {
+  for (const auto& [n, m] : {std::pair<std::size_t, std::size_t>{60, 0}, {60, 4}, {45, 7}}) {
+    const Constrained p = random_constrained(n, m, static_cast<unsigned>(11 * n + m));
+    const std::vector<LD> want = constrained_solution(p);
+    for (ConstraintMode mode : {ConstraintMode::elimination, ConstraintMode::multipliers}) {
+      for (int bandwidth : {0, -1}) {
+        FactorOptions options;
+        options.method = Method::minres;
+        options.mode = mode;
+        options.want_covariance = false;
+        options.minres_tolerance = 1e-14;
+        options.minres_bandwidth = bandwidth;
+        DenseSolver solver;
+        const auto report = solver.factorize(p.c, static_cast<std::int64_t>(n), p.cons, options);
+        ASSERT_TRUE(report.ok && report.solvable) << report.message;
+        const std::vector<double> dp = solver.solve(p.b, p.residual);
+        const auto info = solver.last_solve_info();
+        EXPECT_TRUE(info.iterative);
+        EXPECT_GT(info.iterations, 0);
+        EXPECT_LE(info.stop, 2) << info.stop_text;
+        EXPECT_LT(relative_difference(dp, want), 1e-8)
+            << "n " << n << " m " << m << " multipliers " << (mode == ConstraintMode::multipliers)
+            << " bandwidth " << bandwidth << " iterations " << info.iterations;
+        EXPECT_TRUE(solver.covariance_diagonal().empty());
+      }
+    }
+  }
+}
+
+TEST(DenseSolverMinres, PreconditionerLowersTheIterationsOnABadlyScaledMatrix) {
+  // Rows and columns scaled over four orders of magnitude: the diagonal preconditioner undoes it.
+  Constrained p = random_constrained(80, 0, 77);
+  std::vector<double> s(p.n);
+  for (std::size_t i = 0; i < p.n; ++i) s[i] = std::pow(10.0, 2.0 * std::sin(static_cast<double>(i)));
+  for (std::size_t i = 0; i < p.n; ++i) {
+    for (std::size_t j = 0; j < p.n; ++j) p.c[i * p.n + j] *= s[i] * s[j];
+  }
+  std::int64_t iterations[2] = {0, 0};
+  for (int bandwidth : {0, -1}) {
+    FactorOptions options;
+    options.method = Method::minres;
+    options.minres_tolerance = 1e-10;
+    options.minres_bandwidth = bandwidth;
+    DenseSolver solver;
+    ASSERT_TRUE(solver.factorize(p.c, static_cast<std::int64_t>(p.n), p.cons, options).ok);
+    solver.solve(p.b, p.residual);
+    iterations[bandwidth == 0 ? 0 : 1] = solver.last_solve_info().iterations;
+  }
+  EXPECT_LT(2 * iterations[0], iterations[1]) << "with " << iterations[0] << ", without " << iterations[1];
+}
+
+}  // namespace
