@@ -50,7 +50,7 @@ struct SolverOptions {
   /// does (at a fixed thread count); the CUDA backend then sums the matrix in exact fixed point,
   /// after an extra look at the records before each pass that builds it.
   bool deterministic = false;
-  std::size_t batch_records = 16384;  ///< records per batch handed to the backend
+  std::size_t batch_records = 4096;  ///< records per batch handed to the backend (the cache's piece)
   /// Keep the records read in memory between passes (else re-read the files each pass).
   bool cache_records = true;
   /// Receives each log line (also written to millepede.log); may be empty.
@@ -169,6 +169,8 @@ struct SolveResult {
   EigenResult eigen;
   PhaseFigures figures;
   std::string backend;
+  /// How the global matrix was stored: empty for dense, else e.g. "sparse, 233509 elements ...".
+  std::string matrix_storage;
   int exit_code = 0;    ///< pede's millepede.end code
   std::string message;  ///< pede's millepede.end message
   std::vector<std::string> warnings;  ///< the solver's own (the steering's are in Steering::warnings)

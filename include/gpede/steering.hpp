@@ -110,6 +110,9 @@ struct Steering {
   /// QLP, 1 QR only, 2 QLP only); read and reported, the -QLP methods run MINRES's QR iteration.
   double minres_transition_condition = 1.0e7;
   int minres_mode = 0;
+  /// sparseMINRES (and pede's default): the global matrix in sparse storage, where the backend has
+  /// it; fullMINRES keeps it dense.
+  bool sparse_storage = true;
 
   /// Messages for keywords pede knows that gpede does not implement, MINRES run as an exact
   /// method, and similar: each names the file and line.

@@ -256,6 +256,9 @@ add(variant("inversion-withelimination", "withelimination", INV3, problems=("SL0
 # MINRES's iteration for them).
 add(variant("sparseMINRES", "method sparseMINRES 3 0.001", problems=ALL, quick=True))
 add(variant("sparseMINRES-mult", "withmultipliers", "method sparseMINRES 3 0.001", problems=ALL, quick=True))
+add(variant("fullMINRES", "method fullMINRES 3 0.001", problems=("SL0", "BP", "WC")))
+add(variant("sparseMINRES-no-cache", "method sparseMINRES 3 0.001", args=("--no-cache",), pede_args=(),
+            problems=("SL0", "BRLC")))
 add(variant("fullMINRES-noprecond", "bandwidth -1", "method fullMINRES 3 0.001", problems=("SL0", "BP", "WC")))
 # Without a preconditioner the bordered system of SL0 and BP is badly scaled (|A| ~ 1e9): both
 # solvers then stop each solution after about 200 iterations at different points, and three

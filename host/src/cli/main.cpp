@@ -41,6 +41,8 @@ void print_usage(std::ostream& out) {
          "  --threads N              CPU threads (default: steering `threads`, else all cores)\n"
          "  --deterministic          the same results bit for bit, run after run (the CPU backend\n"
          "                           always is; the CUDA backend then sums the matrix exactly)\n"
+         "  --no-cache               read the binary files again in every pass instead of keeping\n"
+         "                           the records in memory (less memory, as pede does)\n"
          "  -s                       subito: one solution step, no further iterations\n"
          "  -f                       force: iterate on despite rank defects (pede's -f)\n"
          "  -c, -C                   check the input only, no solution (pede's checkinput 1, 2)\n"
@@ -56,6 +58,7 @@ struct CommandLine {
   gpede::BackendKind backend = gpede::BackendKind::cpu;
   int threads = 0;
   bool deterministic = false;
+  bool no_cache = false;
   bool subito = false;
   bool force = false;
   int check_input = 0;
@@ -108,6 +111,8 @@ int parse_command_line(int argc, char** argv, CommandLine& cl) {
       cl.threads = parse_threads(value("--threads"));
     } else if (arg == "--deterministic") {
       cl.deterministic = true;
+    } else if (arg == "--no-cache") {
+      cl.no_cache = true;
     } else if (arg == "-q" || arg == "--quiet") {
       cl.quiet = true;
     } else if (arg.size() > 1 && arg[0] == '-' && arg.find_first_not_of("sfcC", 1) == std::string::npos) {
@@ -258,6 +263,7 @@ int main(int argc, char** argv) {
     options.backend = cl.backend;
     options.threads = cl.threads;
     options.deterministic = cl.deterministic;
+    options.cache_records = !cl.no_cache;
     options.record_printout = out / "mpdebug.txt";
     options.stop = &g_stop;
     options.log = [&](const std::string& line) {

@@ -938,6 +938,7 @@ void finish_method(Steering& steering, const ParseContext& context, bool default
     steering.lapack_method = true;
   } else if (is_minres(choice)) {
     steering.method = Method::minres;
+    steering.sparse_storage = choice == MethodChoice::sparse_minres || choice == MethodChoice::sparse_minres_qlp;
   } else {
     steering.method = Method::decomposition;
   }

@@ -80,6 +80,7 @@ void DenseSolution::reset() {
   m_precondition = true;
   m_vector_in.reset();
   m_vector_out.reset();
+  m_product = VectorMap{};
   m_last_solve = IterativeSolveInfo{};
 }
 
@@ -97,14 +98,52 @@ void DenseSolution::apply_q(Side side, bool transpose, View c) const {
 FactorReport DenseSolution::factorize(Matrix matrix, std::int64_t n, const ConstraintSystem& constraints,
                                       const FactorOptions& options) {
   reset();
+  check_sizes(matrix.rows(), matrix.cols(), n, constraints);
+  std::vector<std::int64_t> bad = n > 0 ? m_engine.nonfinite_rows(matrix.view()) : std::vector<std::int64_t>{};
+  std::vector<double> diagonal = n > 0 ? m_engine.diagonal(matrix.view()) : std::vector<double>{};
+  if (options.method == Method::minres) {
+    m_factor = std::move(matrix);
+    m_product = [this](const std::vector<double>& x, std::vector<double>& y) {
+      m_engine.upload(x, m_vector_in.view());
+      m_engine.gemv(false, 1.0, m_factor.view(), m_vector_in.view(), 0.0, m_vector_out.view());
+      y = m_engine.download(m_vector_out.view());
+    };
+    if (n > 0) {
+      m_vector_in = m_engine.allocate(n, 1);
+      m_vector_out = m_engine.allocate(n, 1);
+    }
+  }
+  return factorize_checked(std::move(matrix), std::move(bad), diagonal, n, constraints, options);
+}
+
+FactorReport DenseSolution::factorize_product(VectorMap product, std::vector<double> diagonal,
+                                              std::vector<std::int64_t> nonfinite, std::int64_t n,
+                                              const ConstraintSystem& constraints, const FactorOptions& options) {
+  reset();
+  check_sizes(n, n, n, constraints);
+  if (options.method != Method::minres || static_cast<std::int64_t>(diagonal.size()) != n) {
+    throw RuntimeError("dense solution: a matrix given by its products is solved by MINRES only, with its diagonal");
+  }
+  m_product = std::move(product);
+  return factorize_checked(Matrix(), std::move(nonfinite), diagonal, n, constraints, options);
+}
+
+void DenseSolution::check_sizes(std::int64_t rows, std::int64_t cols, std::int64_t n,
+                                const ConstraintSystem& constraints) const {
   const std::int64_t m = constraints.m;
-  if (n < 0 || m < 0 || matrix.rows() != n || matrix.cols() != n ||
+  if (n < 0 || m < 0 || rows != n || cols != n ||
       (m > 0 && (constraints.n != n || constraints.a.size() != static_cast<std::size_t>(m * n)))) {
-    throw RuntimeError("dense solution: inconsistent sizes (matrix " + std::to_string(matrix.rows()) + " x " +
-                       std::to_string(matrix.cols()) + " for n = " + std::to_string(n) + ", constraints " +
+    throw RuntimeError("dense solution: inconsistent sizes (matrix " + std::to_string(rows) + " x " +
+                       std::to_string(cols) + " for n = " + std::to_string(n) + ", constraints " +
                        std::to_string(m) + " x " + std::to_string(constraints.n) + " with " +
                        std::to_string(constraints.a.size()) + " values)");
   }
+}
+
+FactorReport DenseSolution::factorize_checked(Matrix matrix, std::vector<std::int64_t> bad,
+                                              const std::vector<double>& diagonal, std::int64_t n,
+                                              const ConstraintSystem& constraints, const FactorOptions& options) {
+  const std::int64_t m = constraints.m;
   m_n = n;
   m_m = m;
   m_options = options;
@@ -113,7 +152,6 @@ FactorReport DenseSolution::factorize(Matrix matrix, std::int64_t n, const Const
 
   // ---- cheap checks: non-finite elements; parameters without data outside all constraints -------
   {
-    std::vector<std::int64_t> bad = n > 0 ? m_engine.nonfinite_rows(matrix.view()) : std::vector<std::int64_t>{};
     std::int64_t bad_constraint_values = 0;
     for (double v : constraints.a) bad_constraint_values += std::isfinite(v) ? 0 : 1;
     if (!bad.empty() || bad_constraint_values > 0) {
@@ -127,8 +165,7 @@ FactorReport DenseSolution::factorize(Matrix matrix, std::int64_t n, const Const
       return report;
     }
   }
-  const std::vector<double> diagonal = m_engine.diagonal(matrix.view());
-  {
+  if (options.method != Method::minres) {
     std::vector<char> constrained(nn, 0);
     for (std::int64_t k = 0; k < m; ++k) {
       for (std::int64_t j = 0; j < n; ++j) {
@@ -190,7 +227,7 @@ FactorReport DenseSolution::factorize(Matrix matrix, std::int64_t n, const Const
 
   if (options.method == Method::minres) {
     m_eliminated = options.mode == ConstraintMode::elimination ? m : 0;
-    return factorize_minres(std::move(matrix), constraints, diagonal, std::move(report));
+    return factorize_minres(constraints, diagonal, std::move(report));
   }
   if (options.mode == ConstraintMode::multipliers && m > 0) {
     return factorize_bordered(std::move(matrix), constraints, diagonal, std::move(report));
@@ -826,17 +863,13 @@ std::vector<double> DenseSolution::solve(const std::vector<double>& b, const std
 // Q = I - V T V^T of the reflectors (O(n^2 m) work, as pede's transformation of its diagonal).
 // Multipliers: the bordered operator [[C, A^T], [A, 0]] with the diagonal of C bordered by A, solved
 // exactly through the Schur complement of the diagonal (pede's constrained preconditioner).
-FactorReport DenseSolution::factorize_minres(Matrix matrix, const ConstraintSystem& constraints,
-                                             const std::vector<double>& diagonal, FactorReport report) {
+FactorReport DenseSolution::factorize_minres(const ConstraintSystem& constraints, const std::vector<double>& diagonal,
+                                             FactorReport report) {
   const std::int64_t n = m_n, m = m_m, mr = m_eliminated;
   const std::size_t nn = static_cast<std::size_t>(n);
   m_kind = Kind::minres;
-  m_factor = std::move(matrix);
   m_precondition = m_options.minres_bandwidth >= 0;
-  if (n > 0) {
-    m_vector_in = m_engine.allocate(n, 1);
-    m_vector_out = m_engine.allocate(n, 1);
-  }
+  if (n > 0 && m_vector_in.empty()) m_vector_in = m_engine.allocate(n, 1);  // for the reflectors
   const bool bordered = m_options.mode == ConstraintMode::multipliers && m > 0;
   if (bordered) {
     m_q.reset();
@@ -937,23 +970,13 @@ FactorReport DenseSolution::factorize_minres(Matrix matrix, const ConstraintSyst
       }
       t[i + i * mrs] = tau[i];
     }
-    // C' V = P C (P V) through the engine, G = V^T C' V, W = V T^T (row i of W is w_i, with
-    // Q e_i = e_i - V w_i).
-    std::vector<double> pv(nn * mrs);
+    // C' V = P C (P V) through the matrix's products, G = V^T C' V, W = V T^T (row i of W is w_i,
+    // with Q e_i = e_i - V w_i).
+    std::vector<double> cv(nn * mrs), column(nn), product(nn);
     for (std::int64_t j = 0; j < mr; ++j) {
-      for (std::int64_t i = 0; i < n; ++i) pv[i + j * nn] = v[(n - 1 - i) + j * nn];
-    }
-    Matrix vm = to_engine(pv, n, mr);
-    Matrix cvm = m_engine.allocate(n, mr);
-    for (std::int64_t j = 0; j < mr; ++j) {
-      m_engine.gemv(false, 1.0, m_factor.view(), vm.view().column(j), 0.0, cvm.view().column(j));
-    }
-    const std::vector<double> pcv = from_engine(cvm.view());
-    vm.reset();
-    cvm.reset();
-    std::vector<double> cv(nn * mrs);
-    for (std::int64_t j = 0; j < mr; ++j) {
-      for (std::int64_t i = 0; i < n; ++i) cv[i + j * nn] = pcv[(n - 1 - i) + j * nn];
+      for (std::int64_t i = 0; i < n; ++i) column[i] = v[(n - 1 - i) + j * nn];
+      m_product(column, product);
+      for (std::int64_t i = 0; i < n; ++i) cv[i + j * nn] = product[n - 1 - i];
     }
     std::vector<double> g(mrs * mrs, 0.0), w(nn * mrs, 0.0);
     for (std::int64_t a = 0; a < mr; ++a) {
@@ -987,11 +1010,7 @@ FactorReport DenseSolution::factorize_minres(Matrix matrix, const ConstraintSyst
   return report;
 }
 
-void DenseSolution::multiply_matrix(const std::vector<double>& x, std::vector<double>& y) const {
-  m_engine.upload(x, m_vector_in.view());
-  m_engine.gemv(false, 1.0, m_factor.view(), m_vector_in.view(), 0.0, m_vector_out.view());
-  y = m_engine.download(m_vector_out.view());
-}
+void DenseSolution::multiply_matrix(const std::vector<double>& x, std::vector<double>& y) const { m_product(x, y); }
 
 std::vector<double> DenseSolution::solve_minres(const std::vector<double>& b, const std::vector<double>& residual) const {
   const std::int64_t n = m_n, m = m_m, mr = m_eliminated, nr = n - mr;

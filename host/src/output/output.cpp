@@ -657,6 +657,7 @@ std::string log_text(const SolveResult& result, const Steering& steering) {
                          : "Constraints handled by elimination")
                .str();
     out += ListLine().text("Backend: ").text(result.backend).str();
+    out += ListLine().text("Matrix storage: ").text(result.matrix_storage.empty() ? "full (dense)" : result.matrix_storage).str();
     if (steering.chisqcut1 != 0.0) {
       out += ListLine().text("Chi square cut equiv 3 st.dev applied ...").str();
       out += ListLine().text(" in  first iteration with factor").real4(static_cast<float>(steering.chisqcut1)).str();
@@ -797,6 +798,7 @@ std::string json_text(const SolveResult& result, const Steering& steering) {
   out << "  \"nfgb\": " << result.nfgb << ",\n";
   out << "  \"chi2_ndf\": " << json_number(result.chi2_ndf) << ",\n";
   out << "  \"has_errors\": " << json_bool(result.has_errors) << ",\n";
+  out << "  \"matrix_storage\": " << json_string(result.matrix_storage.empty() ? "dense" : result.matrix_storage) << ",\n";
   out << "  \"constraints\": " << result.n_constraints << ",\n";
   out << "  \"records\": {\"read\": " << result.records_read << ", \"used\": " << result.records_used
       << ", \"rejected\": " << result.records_rejected << "},\n";

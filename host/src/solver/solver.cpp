@@ -42,8 +42,9 @@ std::unique_ptr<detail::Backend> choose_backend(const Steering& steering, const 
     // The dense matrices of the run, checked against what the process may allocate before the
     // first pass: a problem that cannot fit is refused now, with what would fit, and not by a
     // failed allocation after the first pass.
-    const detail::HostMemoryPlan plan = detail::plan_host_memory(n_variable, n_constraints, steering.method,
-                                                                 steering.constraint_mode, detail::query_host_memory());
+    const detail::HostMemoryPlan plan =
+        detail::plan_host_memory(n_variable, n_constraints, steering.method, steering.constraint_mode,
+                                 detail::query_host_memory(), steering.method == Method::minres && steering.sparse_storage);
     if (!plan.fits) throw RuntimeError("Aborted, not enough memory: " + plan.message);
     log.progress("memory: " + plan.message);
     if (!note.empty()) {
@@ -219,6 +220,14 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
   std::unique_ptr<detail::Backend> backend =
       choose_backend(steering, options, n_var, constraints.system.m, read.max_batch_bytes, log, result.warnings);
   result.backend = backend->name();
+  if (steering.method == Method::minres && steering.sparse_storage) {
+    if (backend->supports_sparse_matrix()) {
+      backend->use_sparse_matrix(true);
+    } else {
+      log.progress("note: the " + backend->name() + " backend keeps the global matrix dense for " +
+                   steering.method_name);
+    }
+  }
 
   // ---- iterations --------------------------------------------------------------------------------
   const detail::Problem problem{steering, data, labels, parameters, constraints, measurements, read.records};
@@ -226,6 +235,7 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
   const detail::IterationOutcome outcome =
       detail::iterate(problem, *backend, result, log, printout.active() ? &printout : nullptr);
   printout.finish(log);
+  result.matrix_storage = backend->matrix_description();
   detail::set_end_code(problem, outcome, result, log);
 
   // ---- results -----------------------------------------------------------------------------------

@@ -120,6 +120,14 @@ class Backend {
   /// Host threads that run the local fits (0 where the device runs them).
   virtual int host_threads() const { return 0; }
 
+  /// Sparse storage of the global matrix (pede's sparseMINRES): a backend that has it builds the
+  /// pattern from a pass over the records (through begin_bounds and bound, below) before its first
+  /// building pass; it can then only be solved by MINRES. Call before the first pass.
+  virtual bool supports_sparse_matrix() const { return false; }
+  virtual void use_sparse_matrix(bool /*sparse*/) {}
+  /// How the global matrix is stored, for the log (empty: dense).
+  virtual std::string matrix_description() const { return {}; }
+
   /// A backend that accumulates the matrix exactly (deterministic mode) needs bounds of its columns
   /// before a building pass: then the driver shows it every batch of that pass first, through
   /// begin_bounds and bound, with the pass's setup.

@@ -10,6 +10,8 @@
 
 namespace gpede::detail {
 
+class SparseMatrix;
+
 class CpuAccumulator {
  public:
   /// `threads` (0: every usable CPU) threads, or fewer if the system refuses some (threads()).
@@ -18,7 +20,11 @@ class CpuAccumulator {
   CpuAccumulator(const CpuAccumulator&) = delete;
   CpuAccumulator& operator=(const CpuAccumulator&) = delete;
 
-  /// Starts a pass; with setup.build_matrix the matrix is (re)allocated as n_variable^2 zeros.
+  /// Where building passes add the matrix: into `target` (sparse storage, its pattern fixed; the
+  /// accumulator does not own it), or, with nullptr, into the dense matrix (the default).
+  void set_sparse_target(SparseMatrix* target);
+  /// Starts a pass; with setup.build_matrix the matrix is (re)allocated as n_variable^2 zeros (or
+  /// the sparse target's values zeroed).
   void begin_pass(const PassSetup& setup);
   /// Processes every record of the batch (global_index filled). Returns when done.
   void accumulate(const RecordBatch& batch);

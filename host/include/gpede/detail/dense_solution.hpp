@@ -10,6 +10,7 @@
 
 #include "gpede/detail/backend.hpp"
 #include "gpede/detail/linalg.hpp"
+#include "gpede/detail/minres.hpp"
 
 namespace gpede::detail {
 
@@ -26,6 +27,10 @@ class DenseSolution {
   /// multipliers (the (n+m) x (n+m) bordered matrix); one is kept for solve.
   FactorReport factorize(linalg::Matrix matrix, std::int64_t n, const ConstraintSystem& constraints,
                          const FactorOptions& options);
+  /// MINRES (options.method == Method::minres) over a matrix given by its product y := C x, its
+  /// diagonal and the rows holding non-finite values (sparse storage, say); constraints as above.
+  FactorReport factorize_product(VectorMap product, std::vector<double> diagonal, std::vector<std::int64_t> nonfinite,
+                                 std::int64_t n, const ConstraintSystem& constraints, const FactorOptions& options);
   /// Newton step dp (size n): minimises 1/2 dp.C.dp - b.dp subject to A dp = residual (size m;
   /// empty means zero). Throws RuntimeError after a failed factorisation, except for
   /// diagonalization, where the eigen-directions with eigenvalues at the rounding level (or
@@ -59,10 +64,14 @@ class DenseSolution {
   FactorReport factorize_bordered(linalg::Matrix matrix, const ConstraintSystem& constraints,
                                   const std::vector<double>& diagonal, FactorReport report);
   FactorReport factorize_reduced(linalg::Matrix matrix, FactorReport report);
-  // MINRES: keeps C and builds the preconditioner (diagonal of the reduced matrix with
+  void check_sizes(std::int64_t rows, std::int64_t cols, std::int64_t n, const ConstraintSystem& constraints) const;
+  // After the sizes: the checks, the constraints' decomposition, then the method.
+  FactorReport factorize_checked(linalg::Matrix matrix, std::vector<std::int64_t> bad, const std::vector<double>& diagonal,
+                                 std::int64_t n, const ConstraintSystem& constraints, const FactorOptions& options);
+  // MINRES over m_product: builds the preconditioner (diagonal of the reduced matrix with
   // elimination; the diagonal bordered by the constraints with multipliers).
-  FactorReport factorize_minres(linalg::Matrix matrix, const ConstraintSystem& constraints,
-                                const std::vector<double>& diagonal, FactorReport report);
+  FactorReport factorize_minres(const ConstraintSystem& constraints, const std::vector<double>& diagonal,
+                                FactorReport report);
   std::vector<double> solve_minres(const std::vector<double>& b, const std::vector<double>& residual) const;
   // y := C x through the engine (x, y of size n on the host).
   void multiply_matrix(const std::vector<double>& x, std::vector<double>& y) const;
@@ -104,7 +113,8 @@ class DenseSolution {
   std::vector<double> m_constraint_product;  // LDL^T of K K^T, m x m, 1/D on the diagonal
   std::vector<std::int64_t> m_constraint_order;  // elimination: pede's order of the constraints
   bool m_precondition = true;
-  mutable linalg::Matrix m_vector_in, m_vector_out;  // n x 1 engine vectors for C x
+  mutable linalg::Matrix m_vector_in, m_vector_out;  // n x 1 engine vectors for C x and Q x
+  VectorMap m_product;  // minres: y := C x
   mutable IterativeSolveInfo m_last_solve;
 };
 

@@ -24,6 +24,12 @@ class DenseSolver {
     }
     return m_solution.factorize(linalg::adopt_host_matrix(std::move(matrix), n, n), n, constraints, options);
   }
+  /// See DenseSolution::factorize_product.
+  FactorReport factorize_product(VectorMap product, std::vector<double> diagonal, std::vector<std::int64_t> nonfinite,
+                                 std::int64_t n, const ConstraintSystem& constraints, const FactorOptions& options) {
+    return m_solution.factorize_product(std::move(product), std::move(diagonal), std::move(nonfinite), n, constraints,
+                                        options);
+  }
   /// See DenseSolution::solve.
   std::vector<double> solve(const std::vector<double>& b, const std::vector<double>& residual = {}) const {
     return m_solution.solve(b, residual);

@@ -40,8 +40,9 @@ struct HostMemoryPlan {
 /// diagonalization, the eigenvectors beside the matrix (dsyevr); for elimination, the n x m
 /// reflectors; plus the per-parameter vectors. Workspaces of a few columns and the optional
 /// per-thread copies of the matrix are not counted, so a refusal is certain: a run refused here
-/// could not have finished. Pure arithmetic.
+/// could not have finished. Pure arithmetic. `sparse`: MINRES over sparse storage, whose elements
+/// are known only after the pattern pass: the vectors and the constraints are counted.
 HostMemoryPlan plan_host_memory(std::int64_t n_variable, std::int64_t n_constraints, Method method, ConstraintMode mode,
-                                const HostMemory& memory);
+                                const HostMemory& memory, bool sparse = false);
 
 }  // namespace gpede::detail

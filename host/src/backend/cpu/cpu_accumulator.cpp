@@ -21,6 +21,7 @@
 #include <utility>
 
 #include "gpede/error.hpp"
+#include "gpede/detail/sparse_matrix.hpp"
 #include "gpede/kernels/local_fit.hpp"
 
 namespace gpede::detail {
@@ -87,12 +88,17 @@ struct CpuAccumulator::Impl {
   kernels::LocalFitOptions options;
   std::vector<ThreadState> threads;
   std::vector<double> matrix;
+  SparseMatrix* sparse = nullptr;  // the sparse target of building passes, if set
   std::int64_t n = 0;
 
   /// Adds the lower triangle of a record's contribution into the global matrix (column-major,
   /// lower triangle). Without atomics, column by column over runs of consecutive indices (a
   /// sensor's or a layer's parameters): contiguous adds instead of one gather-scatter per element.
   void add_matrix(const kernels::GlobalContribution& c, bool atomic, double* base, std::vector<std::int32_t>& run_end) {
+    if (sparse != nullptr) {
+      sparse->add(c, base, atomic);
+      return;
+    }
     const std::int32_t k = c.size;
     if (atomic) {
       for (std::int32_t b = 0; b < k; ++b) {
@@ -201,7 +207,8 @@ struct CpuAccumulator::Impl {
   /// a compare-and-swap each and serialise on shared cache lines. Else all threads add atomically
   /// into the one matrix.
   void assign_matrix_targets() {
-    const std::size_t size = static_cast<std::size_t>(n) * static_cast<std::size_t>(n);
+    const std::size_t size = sparse != nullptr ? sparse->values().size() : static_cast<std::size_t>(n) * static_cast<std::size_t>(n);
+    double* shared = sparse != nullptr ? sparse->values().data() : matrix.data();
     const std::size_t extra = (threads.size() - 1) * size * sizeof(double);
     const double physical = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
     private_matrices = threads.size() > 1 && static_cast<double>(extra) <= 0.25 * physical;
@@ -212,7 +219,7 @@ struct CpuAccumulator::Impl {
         ts.matrix_target = ts.private_matrix.data();
       } else {
         ts.private_matrix = std::vector<double>();
-        ts.matrix_target = matrix.data();
+        ts.matrix_target = shared;
       }
     }
   }
@@ -220,9 +227,9 @@ struct CpuAccumulator::Impl {
   /// Adds the private copies into the matrix and releases them.
   void reduce_private_matrices() {
     if (!private_matrices) return;
-    const std::size_t size = matrix.size();
+    const std::size_t size = sparse != nullptr ? sparse->values().size() : matrix.size();
     const int n_threads = pool.size();
-    double* m = matrix.data();
+    double* m = sparse != nullptr ? sparse->values().data() : matrix.data();
     pool.run([&](int t) {
       const std::size_t begin = size * static_cast<std::size_t>(t) / static_cast<std::size_t>(n_threads);
       const std::size_t end = size * static_cast<std::size_t>(t + 1) / static_cast<std::size_t>(n_threads);
@@ -236,6 +243,11 @@ struct CpuAccumulator::Impl {
   }
 
   void zero_matrix() {
+    if (sparse != nullptr) {
+      matrix = std::vector<double>();
+      sparse->zero();
+      return;
+    }
     const std::size_t size = static_cast<std::size_t>(n) * static_cast<std::size_t>(n);
     if (matrix.size() != size) {
       matrix = std::vector<double>();
@@ -258,6 +270,8 @@ CpuAccumulator::CpuAccumulator(int threads) : m_impl(std::make_unique<Impl>(thre
 }
 
 int CpuAccumulator::threads() const { return m_impl->pool.size(); }
+
+void CpuAccumulator::set_sparse_target(SparseMatrix* target) { m_impl->sparse = target; }
 
 CpuAccumulator::~CpuAccumulator() = default;
 
@@ -353,7 +367,7 @@ PassTotals CpuAccumulator::end_pass() {
   }
   if (impl.building) {
     impl.reduce_private_matrices();
-    impl.symmetrise();
+    if (impl.sparse == nullptr) impl.symmetrise();
   }
   return totals;
 }

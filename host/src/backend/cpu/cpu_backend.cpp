@@ -1,10 +1,13 @@
 // CPU backend: CpuAccumulator (threads) builds the global matrix and vector, DenseSolver (LAPACK)
-// applies the constraints and solves.
+// applies the constraints and solves. With sparse storage (sparseMINRES) the matrix is a
+// SparseMatrix whose pattern comes from a pass over the records before the first building pass,
+// and MINRES solves with its products.
 #include <algorithm>
 
 #include "gpede/detail/backend.hpp"
 #include "gpede/detail/cpu_accumulator.hpp"
 #include "gpede/detail/dense_solver.hpp"
+#include "gpede/detail/sparse_matrix.hpp"
 #include "gpede/error.hpp"
 
 namespace gpede::detail {
@@ -17,8 +20,33 @@ class CpuBackend final : public Backend {
   std::string name() const override { return "cpu"; }
   int host_threads() const override { return m_accumulator.threads(); }
 
+  bool supports_sparse_matrix() const override { return true; }
+  void use_sparse_matrix(bool sparse) override { m_sparse = sparse; }
+  std::string matrix_description() const override {
+    if (!m_sparse) return {};
+    if (!m_pattern_ready) return "sparse (pattern not built yet)";
+    const double n = static_cast<double>(m_n), stored = static_cast<double>(m_matrix.nonzeros());
+    const double fraction = n > 0 ? (2.0 * stored - n) / (n * n) : 0.0;
+    return "sparse, " + std::to_string(m_matrix.nonzeros()) + " elements of the lower triangle (" +
+           std::to_string(static_cast<int>(100.0 * fraction + 0.5)) + " % of the full matrix), " +
+           std::to_string((m_matrix.bytes() + (1 << 19)) >> 20) + " MB";
+  }
+  bool wants_bounds() const override { return m_sparse && !m_pattern_ready; }
+  void begin_bounds(const PassSetup& setup) override { m_pattern.reset(setup.n_variable, setup.variable_index); }
+  void bound(const RecordBatch& batch) override { m_pattern.add(batch); }
+
   void begin_pass(const PassSetup& setup) override {
-    if (setup.build_matrix) m_n = setup.n_variable;
+    if (setup.build_matrix) {
+      m_n = setup.n_variable;
+      if (m_sparse) {
+        if (!m_pattern_ready) {
+          if (m_pattern.n() != m_n) throw RuntimeError("cpu backend: sparse matrix without its pattern pass");
+          m_matrix = SparseMatrix(std::move(m_pattern));
+          m_pattern_ready = true;
+        }
+        m_accumulator.set_sparse_target(&m_matrix);
+      }
+    }
     m_accumulator.begin_pass(setup);
   }
   void accumulate(const RecordBatch& batch) override { m_accumulator.accumulate(batch); }
@@ -26,6 +54,11 @@ class CpuBackend final : public Backend {
 
   void add_to_matrix(const std::vector<std::int64_t>& rows, const std::vector<std::int64_t>& cols,
                      const std::vector<double>& values) override {
+    if (m_sparse) {
+      if (!m_pattern_ready) throw RuntimeError("cpu backend: add_to_matrix called without a global matrix");
+      for (std::size_t k = 0; k < values.size(); ++k) m_matrix.add_element(rows[k], cols[k], values[k]);
+      return;
+    }
     auto& c = m_accumulator.matrix();
     if (c.size() != static_cast<std::size_t>(m_n * m_n)) {
       throw RuntimeError("cpu backend: add_to_matrix called without a global matrix");
@@ -38,6 +71,7 @@ class CpuBackend final : public Backend {
   }
 
   std::vector<double> matrix_diagonal() const override {
+    if (m_sparse) return m_matrix.diagonal();
     auto& c = const_cast<CpuAccumulator&>(m_accumulator).matrix();
     std::vector<double> d(m_n);
     for (std::int64_t i = 0; i < m_n; ++i) d[i] = c[i + i * m_n];
@@ -45,6 +79,14 @@ class CpuBackend final : public Backend {
   }
 
   FactorReport factorize(const ConstraintSystem& constraints, const FactorOptions& options) override {
+    if (m_sparse) {
+      if (options.method != Method::minres) {
+        throw RuntimeError("cpu backend: the sparse global matrix is solved by MINRES only");
+      }
+      return m_solver.factorize_product(
+          [this](const std::vector<double>& x, std::vector<double>& y) { m_matrix.multiply(x, y); },
+          m_matrix.diagonal(), m_matrix.nonfinite_rows(), m_n, constraints, options);
+    }
     return m_solver.factorize(std::move(m_accumulator.matrix()), m_n, constraints, options);
   }
   std::vector<double> solve(const std::vector<double>& b, const std::vector<double>& residual) override {
@@ -58,6 +100,10 @@ class CpuBackend final : public Backend {
   CpuAccumulator m_accumulator;
   DenseSolver m_solver;
   std::int64_t m_n = 0;
+  bool m_sparse = false;
+  bool m_pattern_ready = false;
+  SparsePattern m_pattern;
+  SparseMatrix m_matrix;
 };
 
 }  // namespace

@@ -58,11 +58,12 @@ struct Floor {
   double peak() const { return std::max(accumulate, factorize); }
 };
 
-Floor floor_for(std::int64_t n_variable, std::int64_t n_constraints, Method method, ConstraintMode mode) {
+Floor floor_for(std::int64_t n_variable, std::int64_t n_constraints, Method method, ConstraintMode mode,
+                bool sparse = false) {
   const double n = static_cast<double>(std::max<std::int64_t>(n_variable, 0));
   const double m = static_cast<double>(std::max<std::int64_t>(n_constraints, 0));
   const double d = sizeof(double);
-  const double matrix = n * n * d;
+  const double matrix = sparse && method == Method::minres ? 0.0 : n * n * d;
   // Per label and parameter: values, start values, indices, entries, b, the step and the diagonal.
   const double vectors = 8.0 * n * d;
   Floor floor;
@@ -113,14 +114,14 @@ HostMemory query_host_memory() noexcept {
 }
 
 HostMemoryPlan plan_host_memory(std::int64_t n_variable, std::int64_t n_constraints, Method method, ConstraintMode mode,
-                                const HostMemory& memory) {
+                                const HostMemory& memory, bool sparse) {
   HostMemoryPlan plan;
-  const Floor floor = floor_for(n_variable, n_constraints, method, mode);
+  const Floor floor = floor_for(n_variable, n_constraints, method, mode, sparse);
   plan.accumulate_bytes = static_cast<std::size_t>(floor.accumulate);
   plan.factorize_bytes = static_cast<std::size_t>(floor.factorize);
   plan.needed_bytes = std::max(plan.accumulate_bytes, plan.factorize_bytes);
   plan.fits = plan.needed_bytes <= memory.available_bytes;
-  const std::string what = std::string("method ") + method_name(method) +
+  const std::string what = std::string("method ") + method_name(method) + (sparse ? " (sparse storage)" : "") +
                            (n_constraints > 0 ? std::string(" with ") + mode_name(mode) : std::string()) + " of " +
                            std::to_string(n_variable) + " parameters and " + std::to_string(n_constraints) +
                            " constraints";

@@ -1,0 +1,84 @@
+// The global matrix in sparse storage (pede's sparseMINRES): the lower triangle, diagonal included,
+// in compressed columns, on a pattern fixed before the first building pass from the pairs of
+// variable parameters that share a record. Records add their Schur contributions into it (one
+// value array per thread, summed at the end of the pass); pre-sigmas and Measurement terms that
+// couple parameters outside the pattern go to a short list beside it. MINRES uses its product
+// with a vector and its diagonal.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "gpede/kernels/local_fit.hpp"
+#include "gpede/record_batch.hpp"
+
+namespace gpede::detail {
+
+/// Collects the pattern: for every column j the rows i >= j of the pairs seen.
+class SparsePattern {
+ public:
+  /// `bitmap`: one bit per element where the lower triangle's bits fit kBitmapBytes (false: always
+  /// the per-column lists, for tests).
+  void reset(std::int64_t n_variable, const std::vector<std::int32_t>& variable_index, bool bitmap = true);
+  /// Every record's pairs of distinct variable parameters (batch.global_index filled).
+  void add(const RecordBatch& batch);
+  /// The distinct variable indices of one set (any order, repeats allowed).
+  void add_indices(std::vector<std::int32_t>& indices);
+  std::int64_t n() const { return m_n; }
+
+ private:
+  friend class SparseMatrix;
+  void compact(std::int64_t column);
+  std::int64_t m_n = 0;
+  std::vector<std::int32_t> m_variable_index;  // per label
+  // Small n (the lower triangle's bits within kBitmapBytes): one bit per element, column by column.
+  static constexpr std::size_t kBitmapBytes = std::size_t{64} << 20;
+  std::vector<std::uint64_t> m_bits;
+  std::vector<std::int64_t> m_bit_start;  // per column: its first bit (column j holds rows j..n-1)
+  // Larger n: per column the rows (>= column), a sorted and unique head and an unsorted tail.
+  std::vector<std::vector<std::int32_t>> m_rows;
+  std::vector<std::uint32_t> m_sorted;  // per column: length of the sorted, unique head
+  std::vector<std::int32_t> m_scratch;
+};
+
+class SparseMatrix {
+ public:
+  SparseMatrix() = default;
+  /// Takes the pattern (every diagonal element included) and frees it.
+  explicit SparseMatrix(SparsePattern&& pattern);
+
+  std::int64_t n() const { return m_n; }
+  /// Stored elements (lower triangle, diagonal included).
+  std::int64_t nonzeros() const { return static_cast<std::int64_t>(m_row.size()); }
+  std::size_t bytes() const;
+
+  /// A value array for this pattern (zeros): the matrix's own, or a thread's partial sums.
+  std::vector<double>& values() { return m_values; }
+  const std::vector<double>& values() const { return m_values; }
+  void zero();
+  /// Adds a record's contribution (lower triangle of its K x K block) into `target` (a value array
+  /// of this pattern), with atomic adds if asked. Throws RuntimeError if an element lies outside
+  /// the pattern (a bug).
+  void add(const kernels::GlobalContribution& c, double* target, bool atomic = false) const;
+  /// Adds `value` at (row, col) (either triangle): into the pattern where it has the element, else
+  /// into the list beside it.
+  void add_element(std::int64_t row, std::int64_t col, double value);
+
+  std::vector<double> diagonal() const;
+  /// y := C x (x and y of size n).
+  void multiply(const std::vector<double>& x, std::vector<double>& y) const;
+  /// Indices of the rows or columns that hold a non-finite value, ascending.
+  std::vector<std::int64_t> nonfinite_rows() const;
+
+ private:
+  std::int64_t find(std::int64_t row, std::int64_t col) const;  // -1 if absent; row >= col
+  std::int64_t m_n = 0;
+  std::vector<std::int64_t> m_start;  // per column, n + 1
+  std::vector<std::int32_t> m_row;    // ascending within a column; the diagonal first
+  std::vector<double> m_values;
+  std::map<std::pair<std::int64_t, std::int64_t>, double> m_extra;  // (row >= col) outside the pattern
+};
+
+}  // namespace gpede::detail

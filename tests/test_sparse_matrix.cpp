@@ -1,0 +1,219 @@
+// Sparse storage of the global matrix: the pattern against the pairs of variable parameters that
+// share a record (computed here with a set), the sparse accumulation against the dense one (every
+// element, 1 and 2 threads), products against a long-double product of the dense matrix, elements
+// outside the pattern, non-finite values.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "gpede/detail/backend.hpp"
+#include "gpede/detail/cpu_accumulator.hpp"
+#include "gpede/detail/sparse_matrix.hpp"
+#include "gpede/error.hpp"
+#include "support/test_records.hpp"
+
+namespace {
+
+using gpede::RecordBatch;
+using gpede::detail::CpuAccumulator;
+using gpede::detail::PassSetup;
+using gpede::detail::SparseMatrix;
+using gpede::detail::SparsePattern;
+using gpede::test::Measurement;
+using gpede::test::Record;
+
+constexpr int kLabels = 240;
+
+// Tracks over a few "layers" of labels: each record touches 3 to 10 labels near a random centre,
+// so that the matrix is sparse but not block diagonal; some labels are fixed.
+struct Fixture {
+  RecordBatch batch;
+  PassSetup setup;
+  std::set<std::pair<std::int32_t, std::int32_t>> pairs;  // (row >= col) of variable indices
+};
+
+Fixture make_fixture(unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  Fixture f;
+  f.setup.n_all = kLabels;
+  f.setup.variable_index.assign(kLabels, -1);
+  std::int32_t n_variable = 0;
+  for (int l = 0; l < kLabels; ++l) {
+    if (l % 17 != 5) f.setup.variable_index[l] = n_variable++;  // every 17th label fixed
+  }
+  f.setup.n_variable = n_variable;
+  f.setup.parameter_value.assign(kLabels, 0.0);
+  f.setup.build_matrix = true;
+  std::vector<Record> records;
+  for (int r = 0; r < 400; ++r) {
+    Record rec;
+    const int centre = static_cast<int>(rng() % kLabels);
+    const int hits = 3 + static_cast<int>(rng() % 8);
+    std::vector<std::int32_t> variables;
+    for (int h = 0; h < hits; ++h) {
+      Measurement m;
+      m.value = 0.01 * u(rng);
+      m.sigma = 0.01;
+      m.locals = {{0, 1.0}, {1, 0.1 * h}, {2, h > 1 ? 0.01 * (h - 1) : 0.0}};
+      const int label = (centre + 3 * h + static_cast<int>(rng() % 3)) % kLabels;
+      m.globals = {{label, 1.0}};
+      if (h % 3 == 0) m.globals.push_back({(label + 1) % kLabels, 0.5});
+      for (const auto& [l, d] : m.globals) {
+        if (f.setup.variable_index[l] >= 0) variables.push_back(f.setup.variable_index[l]);
+      }
+      rec.meas.push_back(m);
+    }
+    for (std::int32_t a : variables) {
+      for (std::int32_t b : variables) {
+        if (a >= b) f.pairs.insert({a, b});
+      }
+    }
+    records.push_back(rec);
+  }
+  for (std::int32_t v = 0; v < n_variable; ++v) f.pairs.insert({v, v});
+  f.batch = gpede::test::make_batch(records);
+  return f;
+}
+
+std::set<std::pair<std::int32_t, std::int32_t>> elements_of(const SparseMatrix& s) {
+  // Recover the pattern through products with unit vectors: column j of C is C e_j.
+  std::set<std::pair<std::int32_t, std::int32_t>> out;
+  const std::int64_t n = s.n();
+  SparseMatrix probe = s;
+  std::fill(probe.values().begin(), probe.values().end(), 1.0);
+  std::vector<double> x(static_cast<std::size_t>(n)), y(static_cast<std::size_t>(n));
+  for (std::int64_t j = 0; j < n; ++j) {
+    std::fill(x.begin(), x.end(), 0.0);
+    x[static_cast<std::size_t>(j)] = 1.0;
+    probe.multiply(x, y);
+    for (std::int64_t i = j; i < n; ++i) {
+      if (y[static_cast<std::size_t>(i)] != 0.0) out.insert({static_cast<std::int32_t>(i), static_cast<std::int32_t>(j)});
+    }
+  }
+  return out;
+}
+
+TEST(SparsePattern, HoldsExactlyThePairsThatShareARecord) {
+  const Fixture f = make_fixture(1);
+  for (bool bitmap : {true, false}) {
+    SparsePattern pattern;
+    pattern.reset(f.setup.n_variable, f.setup.variable_index, bitmap);
+    pattern.add(f.batch);
+    const SparseMatrix s(std::move(pattern));
+    EXPECT_EQ(s.nonzeros(), static_cast<std::int64_t>(f.pairs.size())) << "bitmap " << bitmap;
+    EXPECT_EQ(elements_of(s), f.pairs) << "bitmap " << bitmap;
+  }
+}
+
+// The dense matrix of a pass and the sparse one of the same pass, with `threads` threads.
+std::pair<std::vector<double>, SparseMatrix> accumulate_both(const Fixture& f, int threads) {
+  CpuAccumulator dense(threads);
+  dense.begin_pass(f.setup);
+  dense.accumulate(f.batch);
+  dense.end_pass();
+  std::vector<double> d = dense.matrix();
+
+  SparsePattern pattern;
+  pattern.reset(f.setup.n_variable, f.setup.variable_index);
+  pattern.add(f.batch);
+  SparseMatrix s(std::move(pattern));
+  CpuAccumulator sparse(threads);
+  sparse.set_sparse_target(&s);
+  sparse.begin_pass(f.setup);
+  sparse.accumulate(f.batch);
+  const auto totals = sparse.end_pass();
+  EXPECT_GT(totals.accepted, 300);
+  EXPECT_TRUE(sparse.matrix().empty()) << "no dense matrix beside the sparse one";
+  return {std::move(d), std::move(s)};
+}
+
+TEST(SparseMatrix, AccumulatesTheDenseMatrixElementForElement) {
+  const Fixture f = make_fixture(2);
+  const std::int64_t n = f.setup.n_variable;
+  for (int threads : {1, 2}) {
+    auto [dense, sparse] = accumulate_both(f, threads);
+    // Every element through products with unit vectors.
+    std::vector<double> x(static_cast<std::size_t>(n)), y(static_cast<std::size_t>(n));
+    double worst = 0.0, scale = 0.0;
+    for (std::int64_t j = 0; j < n; ++j) {
+      std::fill(x.begin(), x.end(), 0.0);
+      x[static_cast<std::size_t>(j)] = 1.0;
+      sparse.multiply(x, y);
+      for (std::int64_t i = 0; i < n; ++i) {
+        const double want = dense[static_cast<std::size_t>(i + j * n)];
+        scale = std::max(scale, std::abs(want));
+        worst = std::max(worst, std::abs(y[static_cast<std::size_t>(i)] - want));
+        if (!f.pairs.count({static_cast<std::int32_t>(std::max(i, j)), static_cast<std::int32_t>(std::min(i, j))})) {
+          EXPECT_EQ(want, 0.0) << "a dense element outside the pattern at (" << i << ", " << j << ")";
+        }
+      }
+    }
+    EXPECT_GT(scale, 0.0);
+    EXPECT_LE(worst, 1e-13 * scale) << threads << " thread(s)";
+    const std::vector<double> diagonal = sparse.diagonal();
+    for (std::int64_t i = 0; i < n; ++i) {
+      EXPECT_NEAR(diagonal[static_cast<std::size_t>(i)], dense[static_cast<std::size_t>(i + i * n)], 1e-13 * scale);
+    }
+  }
+}
+
+TEST(SparseMatrix, ProductsMatchALongDoubleProductAndTakeElementsOutsideThePattern) {
+  const Fixture f = make_fixture(3);
+  const std::int64_t n = f.setup.n_variable;
+  auto [dense, sparse] = accumulate_both(f, 2);
+  // One element inside the pattern (a diagonal), one pair that shares no record, both triangles.
+  std::int64_t a = -1, b = -1;
+  for (std::int64_t i = 1; i < n && a < 0; ++i) {
+    for (std::int64_t j = 0; j < i; ++j) {
+      if (!f.pairs.count({static_cast<std::int32_t>(i), static_cast<std::int32_t>(j)})) {
+        a = i;
+        b = j;
+        break;
+      }
+    }
+  }
+  ASSERT_GE(a, 0);
+  sparse.add_element(3, 3, 2.5);
+  sparse.add_element(b, a, -0.75);  // upper triangle, outside the pattern
+  dense[static_cast<std::size_t>(3 + 3 * n)] += 2.5;
+  dense[static_cast<std::size_t>(a + b * n)] += -0.75;
+  dense[static_cast<std::size_t>(b + a * n)] += -0.75;
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  std::vector<double> x(static_cast<std::size_t>(n)), y(static_cast<std::size_t>(n));
+  for (double& v : x) v = u(rng);
+  sparse.multiply(x, y);
+  for (std::int64_t i = 0; i < n; ++i) {
+    long double want = 0;
+    for (std::int64_t j = 0; j < n; ++j) want += static_cast<long double>(dense[static_cast<std::size_t>(i + j * n)]) * x[static_cast<std::size_t>(j)];
+    EXPECT_NEAR(y[static_cast<std::size_t>(i)], static_cast<double>(want), 1e-9 * (1.0 + std::fabs(static_cast<double>(want))))
+        << "row " << i;
+  }
+  EXPECT_TRUE(sparse.nonfinite_rows().empty());
+  sparse.add_element(a, b, std::numeric_limits<double>::quiet_NaN());
+  sparse.add_element(7, 7, std::numeric_limits<double>::infinity());
+  const std::vector<std::int64_t> bad = sparse.nonfinite_rows();
+  std::set<std::int64_t> want_bad{a, b, 7};
+  EXPECT_EQ(std::set<std::int64_t>(bad.begin(), bad.end()), want_bad);
+}
+
+TEST(SparseMatrix, ARecordOutsideThePatternIsAnError) {
+  const Fixture f = make_fixture(4);
+  SparsePattern pattern;
+  pattern.reset(f.setup.n_variable, f.setup.variable_index);  // no records: the diagonal only
+  SparseMatrix s(std::move(pattern));
+  EXPECT_EQ(s.nonzeros(), f.setup.n_variable);
+  CpuAccumulator accumulator(1);
+  accumulator.set_sparse_target(&s);
+  accumulator.begin_pass(f.setup);
+  EXPECT_THROW(accumulator.accumulate(f.batch), gpede::RuntimeError);
+}
+
+}  // namespace
