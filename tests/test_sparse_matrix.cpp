@@ -31,7 +31,9 @@ using gpede::test::Record;
 constexpr int kLabels = 240;
 
 // Tracks over a few "layers" of labels: each record touches 3 to 10 labels near a random centre,
-// so that the matrix is sparse but not block diagonal; some labels are fixed.
+// so that the matrix is sparse but not block diagonal; some labels are fixed. Labels come in
+// threes (3 g, 3 g + 1, 3 g + 2), every measurement naming all three, like a module's parameters,
+// and some measurements also name a single other label.
 struct Fixture {
   RecordBatch batch;
   PassSetup setup;
@@ -62,9 +64,9 @@ Fixture make_fixture(unsigned seed) {
       m.value = 0.01 * u(rng);
       m.sigma = 0.01;
       m.locals = {{0, 1.0}, {1, 0.1 * h}, {2, h > 1 ? 0.01 * (h - 1) : 0.0}};
-      const int label = (centre + 3 * h + static_cast<int>(rng() % 3)) % kLabels;
-      m.globals = {{label, 1.0}};
-      if (h % 3 == 0) m.globals.push_back({(label + 1) % kLabels, 0.5});
+      const int module = ((centre + 3 * h + static_cast<int>(rng() % 3)) % kLabels) / 3;
+      m.globals = {{3 * module, 1.0}, {3 * module + 1, 0.3 * u(rng)}, {3 * module + 2, 0.2 * u(rng)}};
+      if (h % 4 == 1) m.globals.push_back({static_cast<int>(rng() % kLabels), 0.5});
       for (const auto& [l, d] : m.globals) {
         if (f.setup.variable_index[l] >= 0) variables.push_back(f.setup.variable_index[l]);
       }
@@ -105,6 +107,9 @@ TEST(SparsePattern, HoldsExactlyThePairsThatShareARecord) {
   for (bool bitmap : {true, false}) {
     SparsePattern pattern;
     pattern.reset(f.setup.n_variable, f.setup.variable_index, bitmap);
+    pattern.add_boundaries(f.batch);
+    pattern.finish_groups();
+    EXPECT_LT(pattern.groups(), f.setup.n_variable) << "labels that always come together form groups";
     pattern.add(f.batch);
     const SparseMatrix s(std::move(pattern));
     EXPECT_EQ(s.nonzeros(), static_cast<std::int64_t>(f.pairs.size())) << "bitmap " << bitmap;
@@ -122,6 +127,8 @@ std::pair<std::vector<double>, SparseMatrix> accumulate_both(const Fixture& f, i
 
   SparsePattern pattern;
   pattern.reset(f.setup.n_variable, f.setup.variable_index);
+  pattern.add_boundaries(f.batch);
+  pattern.finish_groups();
   pattern.add(f.batch);
   SparseMatrix s(std::move(pattern));
   CpuAccumulator sparse(threads);

@@ -11,29 +11,65 @@
 namespace gpede::detail {
 
 void SparsePattern::reset(std::int64_t n_variable, const std::vector<std::int32_t>& variable_index, bool bitmap) {
+  *this = SparsePattern();
   m_n = n_variable;
+  m_bitmap_allowed = bitmap;
   m_variable_index = variable_index;
-  const std::size_t n = static_cast<std::size_t>(n_variable);
-  m_bits = std::vector<std::uint64_t>();
-  m_bit_start = std::vector<std::int64_t>();
-  m_rows = std::vector<std::vector<std::int32_t>>();
-  m_sorted = std::vector<std::uint32_t>();
-  if (bitmap && n * (n + 1) / 2 / 8 <= kBitmapBytes) {
-    m_bit_start.resize(n + 1, 0);
-    for (std::size_t j = 0; j < n; ++j) m_bit_start[j + 1] = m_bit_start[j] + static_cast<std::int64_t>(n - j);
-    m_bits.assign(static_cast<std::size_t>((m_bit_start[n] + 63) / 64), 0);
-    for (std::size_t j = 0; j < n; ++j) {  // the diagonal
+  m_boundary.assign(static_cast<std::size_t>(n_variable) + 1, 0);
+  m_boundary[0] = 1;
+  m_boundary[static_cast<std::size_t>(n_variable)] = 1;
+}
+
+void SparsePattern::record_indices(const RecordBatch& batch, std::int64_t r) {
+  m_scratch.clear();
+  const std::int64_t e0 = batch.global_begin[static_cast<std::size_t>(batch.record_begin[r])];
+  const std::int64_t e1 = batch.global_begin[static_cast<std::size_t>(batch.record_begin[r + 1])];
+  for (std::int64_t e = e0; e < e1; ++e) {
+    const std::int32_t label = batch.global_index[static_cast<std::size_t>(e)];
+    if (label < 0 || static_cast<std::size_t>(label) >= m_variable_index.size()) continue;
+    const std::int32_t v = m_variable_index[static_cast<std::size_t>(label)];
+    if (v >= 0) m_scratch.push_back(v);
+  }
+  std::sort(m_scratch.begin(), m_scratch.end());
+  m_scratch.erase(std::unique(m_scratch.begin(), m_scratch.end()), m_scratch.end());
+}
+
+void SparsePattern::add_boundaries(const RecordBatch& batch) {
+  const std::int64_t n_records = static_cast<std::int64_t>(batch.record_begin.size()) - 1;
+  for (std::int64_t r = 0; r < n_records; ++r) {
+    record_indices(batch, r);
+    for (std::size_t k = 0; k < m_scratch.size(); ++k) {
+      const std::int32_t v = m_scratch[k];
+      if (k == 0 || m_scratch[k - 1] != v - 1) m_boundary[static_cast<std::size_t>(v)] = 1;  // a run begins
+      if (k + 1 == m_scratch.size() || m_scratch[k + 1] != v + 1) m_boundary[static_cast<std::size_t>(v) + 1] = 1;
+    }
+  }
+}
+
+void SparsePattern::finish_groups() {
+  const std::size_t n = static_cast<std::size_t>(m_n);
+  m_group_start.clear();
+  m_group_of.assign(n, 0);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (m_boundary[i]) m_group_start.push_back(static_cast<std::int64_t>(i));
+    m_group_of[i] = static_cast<std::int32_t>(m_group_start.size()) - 1;
+  }
+  m_group_start.push_back(m_n);
+  m_boundary = std::vector<char>();
+  const std::size_t g = m_group_start.size() - 1;
+  if (m_bitmap_allowed && g * (g + 1) / 2 / 8 <= kBitmapBytes) {
+    m_bit_start.resize(g + 1, 0);
+    for (std::size_t j = 0; j < g; ++j) m_bit_start[j + 1] = m_bit_start[j] + static_cast<std::int64_t>(g - j);
+    m_bits.assign(static_cast<std::size_t>((m_bit_start[g] + 63) / 64), 0);
+    for (std::size_t j = 0; j < g; ++j) {  // the diagonal blocks
       const std::int64_t bit = m_bit_start[j];
       m_bits[static_cast<std::size_t>(bit >> 6)] |= std::uint64_t{1} << (bit & 63);
     }
     return;
   }
-  m_rows.assign(static_cast<std::size_t>(n_variable), {});
-  m_sorted.assign(static_cast<std::size_t>(n_variable), 0);
-  for (std::int64_t j = 0; j < n_variable; ++j) {
-    m_rows[static_cast<std::size_t>(j)].push_back(static_cast<std::int32_t>(j));  // the diagonal
-    m_sorted[static_cast<std::size_t>(j)] = 1;
-  }
+  m_rows.assign(g, {});
+  m_sorted.assign(g, 1);
+  for (std::size_t j = 0; j < g; ++j) m_rows[j].push_back(static_cast<std::int32_t>(j));
 }
 
 void SparsePattern::compact(std::int64_t column) {
@@ -45,29 +81,28 @@ void SparsePattern::compact(std::int64_t column) {
   sorted = static_cast<std::uint32_t>(rows.size());
 }
 
-void SparsePattern::add_indices(std::vector<std::int32_t>& indices) {
-  std::sort(indices.begin(), indices.end());
-  indices.erase(std::unique(indices.begin(), indices.end()), indices.end());
-  const std::size_t k = indices.size();
+void SparsePattern::add_groups(std::vector<std::int32_t>& groups) {
+  groups.erase(std::unique(groups.begin(), groups.end()), groups.end());  // ascending already
+  const std::size_t k = groups.size();
   if (!m_bits.empty()) {
     for (std::size_t b = 0; b < k; ++b) {
-      const std::int64_t base = m_bit_start[static_cast<std::size_t>(indices[b])] - indices[b];
+      const std::int64_t base = m_bit_start[static_cast<std::size_t>(groups[b])] - groups[b];
       for (std::size_t a = b + 1; a < k; ++a) {
-        const std::int64_t bit = base + indices[a];
+        const std::int64_t bit = base + groups[a];
         m_bits[static_cast<std::size_t>(bit >> 6)] |= std::uint64_t{1} << (bit & 63);
       }
     }
     return;
   }
   for (std::size_t b = 0; b < k; ++b) {
-    const std::int32_t column = indices[b];
+    const std::int32_t column = groups[b];
     std::vector<std::int32_t>& rows = m_rows[static_cast<std::size_t>(column)];
     const std::uint32_t sorted = m_sorted[static_cast<std::size_t>(column)];
     // Rows already in the sorted head are skipped (the common case once the pattern has formed);
     // the record's rows ascend, so the search starts where the last one ended.
     std::size_t pos = 0;
     for (std::size_t a = b + 1; a < k; ++a) {
-      const std::int32_t row = indices[a];
+      const std::int32_t row = groups[a];
       pos = static_cast<std::size_t>(std::lower_bound(rows.begin() + static_cast<std::ptrdiff_t>(pos),
                                                       rows.begin() + sorted, row) - rows.begin());
       if (pos == sorted || rows[pos] != row) rows.push_back(row);
@@ -78,53 +113,60 @@ void SparsePattern::add_indices(std::vector<std::int32_t>& indices) {
 }
 
 void SparsePattern::add(const RecordBatch& batch) {
+  if (m_group_start.empty()) throw RuntimeError("sparse pattern: the pairs looked at before the groups");
   const std::int64_t n_records = static_cast<std::int64_t>(batch.record_begin.size()) - 1;
+  std::vector<std::int32_t> groups;
   for (std::int64_t r = 0; r < n_records; ++r) {
-    m_scratch.clear();
-    const std::int64_t e0 = batch.global_begin[static_cast<std::size_t>(batch.record_begin[r])];
-    const std::int64_t e1 = batch.global_begin[static_cast<std::size_t>(batch.record_begin[r + 1])];
-    for (std::int64_t e = e0; e < e1; ++e) {
-      const std::int32_t label = batch.global_index[static_cast<std::size_t>(e)];
-      if (label < 0 || static_cast<std::size_t>(label) >= m_variable_index.size()) continue;
-      const std::int32_t v = m_variable_index[static_cast<std::size_t>(label)];
-      if (v >= 0) m_scratch.push_back(v);
-    }
-    if (m_scratch.size() > 1) add_indices(m_scratch);
+    record_indices(batch, r);
+    groups.clear();
+    for (const std::int32_t v : m_scratch) groups.push_back(m_group_of[static_cast<std::size_t>(v)]);
+    if (groups.size() > 1) add_groups(groups);
   }
 }
 
 SparseMatrix::SparseMatrix(SparsePattern&& pattern) : m_n(pattern.m_n) {
-  m_start.assign(static_cast<std::size_t>(m_n) + 1, 0);
-  if (!pattern.m_bits.empty()) {
-    const auto bit_set = [&](std::int64_t bit) {
-      return (pattern.m_bits[static_cast<std::size_t>(bit >> 6)] >> (bit & 63)) & 1u;
-    };
-    for (std::int64_t j = 0; j < m_n; ++j) {
-      std::int64_t count = 0;
-      for (std::int64_t bit = pattern.m_bit_start[j]; bit < pattern.m_bit_start[j + 1]; ++bit) count += bit_set(bit);
-      m_start[static_cast<std::size_t>(j) + 1] = m_start[static_cast<std::size_t>(j)] + count;
-    }
-    m_row.resize(static_cast<std::size_t>(m_start.back()));
-    std::int64_t p = 0;
-    for (std::int64_t j = 0; j < m_n; ++j) {
-      for (std::int64_t bit = pattern.m_bit_start[j]; bit < pattern.m_bit_start[j + 1]; ++bit) {
-        if (bit_set(bit)) m_row[static_cast<std::size_t>(p++)] = static_cast<std::int32_t>(j + bit - pattern.m_bit_start[j]);
-      }
-    }
-    pattern = SparsePattern();
-    m_values.assign(m_row.size(), 0.0);
-    return;
+  if (pattern.m_group_start.empty()) {  // no look at the records: every parameter alone, the diagonal
+    std::fill(pattern.m_boundary.begin(), pattern.m_boundary.end(), 1);
+    pattern.finish_groups();
   }
-  for (std::int64_t j = 0; j < m_n; ++j) {
-    pattern.compact(j);
-    m_start[static_cast<std::size_t>(j) + 1] =
-        m_start[static_cast<std::size_t>(j)] + static_cast<std::int64_t>(pattern.m_rows[static_cast<std::size_t>(j)].size());
+  const std::int64_t g = pattern.groups();
+  // The paired groups of each group column (ascending, the group itself first).
+  std::vector<std::vector<std::int32_t>> paired(static_cast<std::size_t>(g));
+  for (std::int64_t j = 0; j < g; ++j) {
+    std::vector<std::int32_t>& out = paired[static_cast<std::size_t>(j)];
+    if (!pattern.m_bits.empty()) {
+      for (std::int64_t bit = pattern.m_bit_start[j]; bit < pattern.m_bit_start[j + 1]; ++bit) {
+        if ((pattern.m_bits[static_cast<std::size_t>(bit >> 6)] >> (bit & 63)) & 1u) {
+          out.push_back(static_cast<std::int32_t>(j + bit - pattern.m_bit_start[j]));
+        }
+      }
+    } else {
+      pattern.compact(j);
+      out = std::move(pattern.m_rows[static_cast<std::size_t>(j)]);
+    }
+  }
+  const auto& start = pattern.m_group_start;
+  m_start.assign(static_cast<std::size_t>(m_n) + 1, 0);
+  for (std::int64_t j = 0; j < g; ++j) {
+    std::int64_t others = 0;  // elements per column in the paired groups below this one
+    for (std::size_t h = 1; h < paired[static_cast<std::size_t>(j)].size(); ++h) {
+      const std::int32_t group = paired[static_cast<std::size_t>(j)][h];
+      others += start[group + 1] - start[group];
+    }
+    for (std::int64_t c = start[j]; c < start[j + 1]; ++c) {
+      m_start[static_cast<std::size_t>(c) + 1] = m_start[static_cast<std::size_t>(c)] + (start[j + 1] - c) + others;
+    }
   }
   m_row.resize(static_cast<std::size_t>(m_start.back()));
-  for (std::int64_t j = 0; j < m_n; ++j) {
-    std::vector<std::int32_t>& rows = pattern.m_rows[static_cast<std::size_t>(j)];
-    std::copy(rows.begin(), rows.end(), m_row.begin() + m_start[static_cast<std::size_t>(j)]);
-    rows = std::vector<std::int32_t>();
+  for (std::int64_t j = 0; j < g; ++j) {
+    for (std::int64_t c = start[j]; c < start[j + 1]; ++c) {
+      std::int64_t p = m_start[static_cast<std::size_t>(c)];
+      for (std::int64_t r = c; r < start[j + 1]; ++r) m_row[static_cast<std::size_t>(p++)] = static_cast<std::int32_t>(r);
+      for (std::size_t h = 1; h < paired[static_cast<std::size_t>(j)].size(); ++h) {
+        const std::int32_t group = paired[static_cast<std::size_t>(j)][h];
+        for (std::int64_t r = start[group]; r < start[group + 1]; ++r) m_row[static_cast<std::size_t>(p++)] = static_cast<std::int32_t>(r);
+      }
+    }
   }
   pattern = SparsePattern();
   m_values.assign(m_row.size(), 0.0);

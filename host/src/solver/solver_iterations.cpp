@@ -238,7 +238,10 @@ void Iterations::data_pass(bool build_matrix) {
   m_setup.fit.downweight_iterations = m_passes != 1 ? m_steering.outlier_downweighting : 0;
   m_out.downweighting_in_last_pass = m_setup.fit.downweight_iterations > 0;
   if (build_matrix) m_backend.release_factorization();
-  if (build_matrix && m_backend.wants_bounds()) {  // deterministic mode: the columns' bounds first
+  // The looks at the records that the backend asks for first (deterministic mode: the columns'
+  // bounds; sparse storage: the parameter groups, then the pattern).
+  for (int look = 0; build_matrix && m_backend.wants_bounds(); ++look) {
+    if (look == 4) throw RuntimeError("the backend asks for more than 4 looks at the records before a pass");
     m_backend.begin_bounds(m_setup);
     m_problem.data.pass(m_problem.labels, [&](const RecordBatch& batch) { m_backend.bound(batch); });
   }

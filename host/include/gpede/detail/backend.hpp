@@ -128,9 +128,10 @@ class Backend {
   /// How the global matrix is stored, for the log (empty: dense).
   virtual std::string matrix_description() const { return {}; }
 
-  /// A backend that accumulates the matrix exactly (deterministic mode) needs bounds of its columns
-  /// before a building pass: then the driver shows it every batch of that pass first, through
-  /// begin_bounds and bound, with the pass's setup.
+  /// Looks at the records before a building pass: while wants_bounds() is true, the driver shows the
+  /// backend every batch of the data (begin_bounds, then bound per batch) with the pass's setup.
+  /// The CUDA backend's deterministic mode takes the bounds of the matrix's columns so before each
+  /// building pass; sparse storage takes its parameter groups, then its pattern, before the first.
   virtual bool wants_bounds() const { return false; }
   virtual void begin_bounds(const PassSetup& /*setup*/) {}
   virtual void bound(const RecordBatch& /*batch*/) {}

@@ -16,28 +16,42 @@
 
 namespace gpede::detail {
 
-/// Collects the pattern: for every column j the rows i >= j of the pairs seen.
+/// Collects the pattern in two looks at the records. First the parameter groups: runs of
+/// consecutive variable indices that records always hold together (a sensor's or a wire's
+/// parameters; pede's parameter groups); then the pairs of groups that share a record. The matrix
+/// stores every element of the blocks of those pairs: for alignment records, whose parameters come
+/// in such groups, exactly the elements that records touch.
 class SparsePattern {
  public:
-  /// `bitmap`: one bit per element where the lower triangle's bits fit kBitmapBytes (false: always
-  /// the per-column lists, for tests).
+  /// Starts the first look. `bitmap`: one bit per pair of groups where the lower triangle's bits
+  /// fit kBitmapBytes (false: always the per-column lists, for tests).
   void reset(std::int64_t n_variable, const std::vector<std::int32_t>& variable_index, bool bitmap = true);
-  /// Every record's pairs of distinct variable parameters (batch.global_index filled).
+  /// First look: where the runs of each record's variable indices begin and end.
+  void add_boundaries(const RecordBatch& batch);
+  /// Ends the first look: the groups are fixed, the second look begins.
+  void finish_groups();
+  /// Second look: every record's pairs of groups (batch.global_index filled).
   void add(const RecordBatch& batch);
-  /// The distinct variable indices of one set (any order, repeats allowed).
-  void add_indices(std::vector<std::int32_t>& indices);
   std::int64_t n() const { return m_n; }
+  std::int64_t groups() const { return static_cast<std::int64_t>(m_group_start.size()) - 1; }
 
  private:
   friend class SparseMatrix;
+  // The distinct groups of one record (ascending, unique afterwards) into the pattern.
+  void add_groups(std::vector<std::int32_t>& groups);
   void compact(std::int64_t column);
+  void record_indices(const RecordBatch& batch, std::int64_t r);  // into m_scratch, sorted, unique
   std::int64_t m_n = 0;
+  bool m_bitmap_allowed = true;
   std::vector<std::int32_t> m_variable_index;  // per label
-  // Small n (the lower triangle's bits within kBitmapBytes): one bit per element, column by column.
+  std::vector<char> m_boundary;                // first look: a group starts at i
+  std::vector<std::int64_t> m_group_start;     // groups + 1
+  std::vector<std::int32_t> m_group_of;        // per variable index
+  // Few groups (the lower triangle's bits within kBitmapBytes): one bit per pair, column by column.
   static constexpr std::size_t kBitmapBytes = std::size_t{64} << 20;
   std::vector<std::uint64_t> m_bits;
-  std::vector<std::int64_t> m_bit_start;  // per column: its first bit (column j holds rows j..n-1)
-  // Larger n: per column the rows (>= column), a sorted and unique head and an unsorted tail.
+  std::vector<std::int64_t> m_bit_start;  // per group column: its first bit (rows g..G-1)
+  // More groups: per column the rows (>= column), a sorted and unique head and an unsorted tail.
   std::vector<std::vector<std::int32_t>> m_rows;
   std::vector<std::uint32_t> m_sorted;  // per column: length of the sorted, unique head
   std::vector<std::int32_t> m_scratch;
@@ -46,7 +60,7 @@ class SparsePattern {
 class SparseMatrix {
  public:
   SparseMatrix() = default;
-  /// Takes the pattern (every diagonal element included) and frees it.
+  /// Takes the pattern (after its second look; every diagonal element included) and frees it.
   explicit SparseMatrix(SparsePattern&& pattern);
 
   std::int64_t n() const { return m_n; }

@@ -28,19 +28,36 @@ class CpuBackend final : public Backend {
     const double n = static_cast<double>(m_n), stored = static_cast<double>(m_matrix.nonzeros());
     const double fraction = n > 0 ? (2.0 * stored - n) / (n * n) : 0.0;
     return "sparse, " + std::to_string(m_matrix.nonzeros()) + " elements of the lower triangle (" +
-           std::to_string(static_cast<int>(100.0 * fraction + 0.5)) + " % of the full matrix), " +
+           std::to_string(static_cast<int>(100.0 * fraction + 0.5)) + " % of the full matrix) in " +
+           std::to_string(m_groups) + " parameter groups, " +
            std::to_string((m_matrix.bytes() + (1 << 19)) >> 20) + " MB";
   }
-  bool wants_bounds() const override { return m_sparse && !m_pattern_ready; }
-  void begin_bounds(const PassSetup& setup) override { m_pattern.reset(setup.n_variable, setup.variable_index); }
-  void bound(const RecordBatch& batch) override { m_pattern.add(batch); }
+  // Two looks at the records before the first building pass: the parameter groups, the pattern.
+  bool wants_bounds() const override { return m_sparse && !m_pattern_ready && m_looks < 2; }
+  void begin_bounds(const PassSetup& setup) override {
+    if (m_looks++ == 0) {
+      m_pattern.reset(setup.n_variable, setup.variable_index);
+    } else {
+      m_pattern.finish_groups();
+    }
+  }
+  void bound(const RecordBatch& batch) override {
+    if (m_looks == 1) {
+      m_pattern.add_boundaries(batch);
+    } else {
+      m_pattern.add(batch);
+    }
+  }
 
   void begin_pass(const PassSetup& setup) override {
     if (setup.build_matrix) {
       m_n = setup.n_variable;
       if (m_sparse) {
         if (!m_pattern_ready) {
-          if (m_pattern.n() != m_n) throw RuntimeError("cpu backend: sparse matrix without its pattern pass");
+          if (m_pattern.n() != m_n || m_looks != 2) {
+            throw RuntimeError("cpu backend: sparse matrix without the looks at the records for its pattern");
+          }
+          m_groups = m_pattern.groups();
           m_matrix = SparseMatrix(std::move(m_pattern));
           m_pattern_ready = true;
         }
@@ -102,6 +119,8 @@ class CpuBackend final : public Backend {
   std::int64_t m_n = 0;
   bool m_sparse = false;
   bool m_pattern_ready = false;
+  int m_looks = 0;
+  std::int64_t m_groups = 0;
   SparsePattern m_pattern;
   SparseMatrix m_matrix;
 };

@@ -156,7 +156,7 @@ class CudaBackend final : public Backend {
 
   std::string name() const override { return "cuda"; }
 
-  bool wants_bounds() const override { return m_options.deterministic; }
+  bool wants_bounds() const override { return m_options.deterministic && !m_bounds_ready; }
   void begin_bounds(const PassSetup& setup) override {
     m_bounds.reset(setup.n_variable, setup.variable_index, setup.fit);
     m_bounds_ready = true;
