@@ -15,6 +15,7 @@
 #include "gpede/detail/backend.hpp"
 #include "gpede/detail/cpu_accumulator.hpp"
 #include "gpede/detail/sparse_matrix.hpp"
+#include "gpede/detail/worker_pool.hpp"
 #include "gpede/error.hpp"
 #include "support/test_records.hpp"
 
@@ -197,6 +198,14 @@ TEST(SparseMatrix, ProductsMatchALongDoubleProductAndTakeElementsOutsideThePatte
   std::vector<double> x(static_cast<std::size_t>(n)), y(static_cast<std::size_t>(n));
   for (double& v : x) v = u(rng);
   sparse.multiply(x, y);
+  std::vector<double> y2(static_cast<std::size_t>(n)), y3(static_cast<std::size_t>(n));
+  gpede::detail::WorkerPool pool(3);
+  sparse.multiply(x, y2, &pool, 0);  // threaded: columns split over 3 threads
+  sparse.multiply(x, y3, &pool, 0);  // again, with the split kept
+  for (std::int64_t i = 0; i < n; ++i) {
+    EXPECT_NEAR(y2[static_cast<std::size_t>(i)], y[static_cast<std::size_t>(i)], 1e-12 * (1.0 + std::fabs(y[static_cast<std::size_t>(i)])));
+    EXPECT_EQ(y3[static_cast<std::size_t>(i)], y2[static_cast<std::size_t>(i)]);
+  }
   for (std::int64_t i = 0; i < n; ++i) {
     long double want = 0;
     for (std::int64_t j = 0; j < n; ++j) want += static_cast<long double>(dense[static_cast<std::size_t>(i + j * n)]) * x[static_cast<std::size_t>(j)];

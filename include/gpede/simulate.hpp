@@ -74,8 +74,9 @@ inline constexpr bool is_wire_label(std::int32_t label) { return label >= wire_l
 // ---- configuration -------------------------------------------------------------------------------
 
 /// small: about 1,800 parameters; medium: Belle II's VXD (212 sensors x 18) and a 4-layer drift
-/// chamber, about 5,000; belle2: about 60,000.
-enum class Preset { small, medium, belle2 };
+/// chamber, about 5,000; belle2: about 60,000; cms: a CMS-sized strip barrel (8,019 modules x 18,
+/// about 144,000), no drift chamber, 3.8 T.
+enum class Preset { small, medium, belle2, cms };
 enum class Scattering { none, broken_lines };
 
 /// One layer of planar sensors (pixel or strip): ladders around the beam, sensors along z.
@@ -160,10 +161,11 @@ struct SimulationConfig {
   /// constraints on wires alone. The records keep their wire derivatives; the misalignment is not
   /// changed (set misalignment.wire_shift to 0 for wires that are known).
   bool fix_wires = false;
-  int iterations = 3;               ///< `method inversion N 0.1` in steer.txt
+  int iterations = 3;               ///< `method METHOD N 0.1` in steer.txt
+  std::string method = "inversion"; ///< the method of steer.txt (any of pede's names)
 };
 
-/// The configuration of a preset: `small` (1,833 parameters) or `belle2` (61,520).
+/// The configuration of a preset: `small` (1,833 parameters), `medium`, `belle2` (61,520) or `cms`.
 SimulationConfig preset_config(Preset preset);
 
 // ---- geometry and parameters ---------------------------------------------------------------------
@@ -405,6 +407,15 @@ struct PullSummary {
   double rms = 0.0;           ///< sqrt(mean of pull^2)
   double largest = 0.0;       ///< the pull of largest magnitude
   std::int32_t largest_label = 0;
+  /// Per kind of parameter (sensor shifts, rotations, deformations; the rest), with or without
+  /// errors: the RMS of fitted - true and of the true misalignment, in the kind's units.
+  struct Kind {
+    std::string name;
+    std::int64_t count = 0;
+    double residual_rms = 0.0;
+    double truth_rms = 0.0;
+  };
+  std::vector<Kind> kinds;
 };
 PullSummary compare_with_truth(const Simulation& simulation, const SolveResult& result);
 

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <string>
 
+#include "gpede/detail/worker_pool.hpp"
 #include "gpede/error.hpp"
 
 namespace gpede::detail {
@@ -234,19 +235,52 @@ std::vector<double> SparseMatrix::diagonal() const {
   return d;
 }
 
-void SparseMatrix::multiply(const std::vector<double>& x, std::vector<double>& y) const {
-  std::fill(y.begin(), y.begin() + m_n, 0.0);
-  for (std::int64_t j = 0; j < m_n; ++j) {
+void SparseMatrix::multiply_columns(const std::vector<double>& x, double* y, std::int64_t j0, std::int64_t j1) const {
+  for (std::int64_t j = j0; j < j1; ++j) {
     const std::int64_t p0 = m_start[static_cast<std::size_t>(j)], p1 = m_start[static_cast<std::size_t>(j) + 1];
     const double xj = x[static_cast<std::size_t>(j)];
     double sum = m_values[static_cast<std::size_t>(p0)] * xj;  // the diagonal
     for (std::int64_t p = p0 + 1; p < p1; ++p) {
       const std::int32_t i = m_row[static_cast<std::size_t>(p)];
       const double v = m_values[static_cast<std::size_t>(p)];
-      y[static_cast<std::size_t>(i)] += v * xj;
+      y[i] += v * xj;
       sum += v * x[static_cast<std::size_t>(i)];
     }
-    y[static_cast<std::size_t>(j)] += sum;
+    y[j] += sum;
+  }
+}
+
+void SparseMatrix::multiply(const std::vector<double>& x, std::vector<double>& y, WorkerPool* pool,
+                            std::int64_t threaded_from) const {
+  const int threads = pool != nullptr ? pool->size() : 1;
+  const std::size_t n = static_cast<std::size_t>(m_n);
+  if (threads <= 1 || nonzeros() < threaded_from) {
+    std::fill(y.begin(), y.begin() + m_n, 0.0);
+    multiply_columns(x, y.data(), 0, m_n);
+  } else {
+    if (m_split.size() != static_cast<std::size_t>(threads) + 1) {  // columns split by their elements
+      m_split.assign(static_cast<std::size_t>(threads) + 1, m_n);
+      m_split[0] = 0;
+      std::int64_t j = 0;
+      for (int t = 1; t < threads; ++t) {
+        const std::int64_t target = nonzeros() * t / threads;
+        while (j < m_n && m_start[static_cast<std::size_t>(j)] < target) ++j;
+        m_split[static_cast<std::size_t>(t)] = j;
+      }
+      m_partial.assign(static_cast<std::size_t>(threads) - 1, std::vector<double>(n));
+    }
+    pool->run([&](int t) {
+      double* out = t == 0 ? y.data() : m_partial[static_cast<std::size_t>(t) - 1].data();
+      std::fill(out, out + n, 0.0);
+      multiply_columns(x, out, m_split[static_cast<std::size_t>(t)], m_split[static_cast<std::size_t>(t) + 1]);
+    });
+    pool->run([&](int t) {
+      const std::size_t i0 = n * static_cast<std::size_t>(t) / static_cast<std::size_t>(threads);
+      const std::size_t i1 = n * static_cast<std::size_t>(t + 1) / static_cast<std::size_t>(threads);
+      for (const auto& partial : m_partial) {
+        for (std::size_t i = i0; i < i1; ++i) y[i] += partial[i];
+      }
+    });
   }
   for (const auto& [at, v] : m_extra) {
     const auto [i, j] = at;

@@ -92,6 +92,24 @@ SimulationConfig preset_config(Preset preset) {
       d.cdc = {superlayer(2, 160, 16.8, 1.8, 0.0), superlayer(2, 160, 25.7, 1.8, 0.0454)};
       c.tracks = 200000;
     }
+  } else if (preset == Preset::cms) {
+    // A CMS-sized strip barrel: 9 layers of 99 ladders x 9 modules (8,019 modules; CMS's tracker
+    // has 16,588), 18 parameters each (rigid body and 12 surface-deformation terms) under 2 half-
+    // shells: 144,354 parameters. Ladders overlap by 8 % in r-phi; the barrel is 117 cm long.
+    // No drift chamber; 3.8 T. A module is coupled only to the modules that tracks through it
+    // reach, so the global matrix is sparse.
+    const double radii[9] = {20.0, 28.0, 36.0, 44.0, 55.0, 65.0, 76.0, 87.0, 100.0};
+    d.vxd.clear();
+    for (double r : radii) {
+      d.vxd.push_back(vxd_layer(99, 9, r, 0.6, 1.08 * 2.0 * std::numbers::pi * r / 99.0, 13.0, 0.0, 0.0025, 0.0040, 0.010));
+    }
+    d.pixel_layers = 0;
+    d.cdc.clear();
+    d.cdc_layer_parameters = false;
+    d.cdc_wire_parameters = false;
+    d.deformation_terms = 12;
+    c.field_tesla = 3.8;
+    c.tracks = 400000;
   } else {
     // One long sensor per ladder, 3 deformation terms, a 4-layer drift chamber: about 1,800
     // parameters.

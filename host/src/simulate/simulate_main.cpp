@@ -1,5 +1,7 @@
 // `gpede simulate`: the command line of the simulation (options, summary, timing).
+#include <algorithm>
 #include <chrono>
+#include <iterator>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -25,13 +27,14 @@ void print_usage(std::ostream& out) {
          "(scripts/plot_simulation.py DIR).\n"
          "\n"
          "options:\n"
-         "  --preset small|medium|belle2  detector size (default small: about 1,800 parameters;\n"
+         "  --preset small|medium|belle2|cms  detector size (default small: about 1,800 parameters;\n"
          "                              medium: 212 sensors x 18, 4 layers, 640 wires: about 5,000;\n"
-         "                              belle2: 212 sensors x 18, 56 layers x 6, 14,336 wires x 4)\n"
+         "                              belle2: 212 sensors x 18, 56 layers x 6, 14,336 wires x 4;\n"
+         "                              cms: 8,019 strip modules x 18, about 144,000, 3.8 T)\n"
          "  -o DIR                      output folder (default: gpede-simulation)\n"
          "  --seed N                    random seed (default 1)\n"
          "  --tracks N                  number of tracks (default: small 20000, medium 200000,\n"
-         "                              belle2 100000)\n"
+         "                              belle2 100000, cms 400000)\n"
          "  --cosmics-fraction F        fraction of the tracks that are cosmics (default 0.2)\n"
          "  --field on|off              solenoid (1.5 T) for the di-muon tracks (default on);\n"
          "                              cosmics are straight (field-off runs)\n"
@@ -46,7 +49,10 @@ void print_usage(std::ostream& out) {
          "                              keeps sub-micron wire shifts from the constraints). The records\n"
          "                              keep their wire derivatives; belle2 goes from 61,520 to 4,176\n"
          "                              fitted parameters\n"
-         "  --iterations N              `method inversion N 0.1` in steer.txt (default 3)\n"
+         "  --iterations N              `method METHOD N 0.1` in steer.txt (default 3)\n"
+         "  --method NAME               the method of steer.txt (default inversion; sparseMINRES for\n"
+         "                              the large presets: no errors then, so no pulls, and the\n"
+         "                              misalignment left over per kind of parameter instead)\n"
          "  --solve                     write no binary files: solve at once with the records fed from\n"
          "                              memory (generated again on each pass over the data, so any number\n"
          "                              of tracks fits), write pede's result files into DIR and print the\n"
@@ -121,8 +127,17 @@ int solve_in_memory(const sim::Simulation& simulation, const std::filesystem::pa
       return result.exit_code;
     }
     const sim::PullSummary pulls = sim::compare_with_truth(simulation, result);
-    std::printf("  pulls (fitted - true) / error of %lld parameters: mean %.3f, RMS %.3f, largest %.2f (label %d)\n",
-                static_cast<long long>(pulls.count), pulls.mean, pulls.rms, pulls.largest, pulls.largest_label);
+    if (pulls.count > 0) {
+      std::printf("  pulls (fitted - true) / error of %lld parameters: mean %.3f, RMS %.3f, largest %.2f (label %d)\n",
+                  static_cast<long long>(pulls.count), pulls.mean, pulls.rms, pulls.largest, pulls.largest_label);
+    } else {
+      std::printf("  no errors from method %s: no pulls\n", steering.method_name.c_str());
+    }
+    for (const auto& kind : pulls.kinds) {
+      if (kind.count == 0) continue;
+      std::printf("  %s: %lld parameters, misalignment RMS %.3g, left after the fit (fitted - true) RMS %.3g\n",
+                  kind.name.c_str(), static_cast<long long>(kind.count), kind.truth_rms, kind.residual_rms);
+    }
     std::cout << "  wrote " << (out / "millepede.res").string() << ", millepede.log, millepede.end, gpede.json\n";
     return 0;
   } catch (const InputError& e) {
@@ -145,6 +160,7 @@ int simulate_main(int argc, char** argv) {
     int field = -1, scattering = -1, precision = -1;
     bool no_constraints = false, fix_wires = false, solve = false;
     std::int64_t iterations = -1;
+    std::string method;
     BackendKind backend = BackendKind::cpu;
   } o;
   try {
@@ -159,8 +175,8 @@ int simulate_main(int argc, char** argv) {
         return 0;
       } else if (arg == "--preset") {
         preset = value();
-        if (preset != "small" && preset != "medium" && preset != "belle2") {
-          throw std::invalid_argument("--preset must be small, medium or belle2, not '" + preset + "'");
+        if (preset != "small" && preset != "medium" && preset != "belle2" && preset != "cms") {
+          throw std::invalid_argument("--preset must be small, medium, belle2 or cms, not '" + preset + "'");
         }
       } else if (arg == "-o" || arg == "--output") {
         out = value();
@@ -198,6 +214,15 @@ int simulate_main(int argc, char** argv) {
         o.solve = true;
       } else if (arg == "--iterations") {
         o.iterations = parse_integer(arg, value(), 1);
+      } else if (arg == "--method") {
+        o.method = value();
+        static const char* const known[] = {"inversion", "diagonalization", "decomposition", "fullLAPACK",
+                                            "sparseMINRES", "fullMINRES", "sparseMINRES-QLP", "fullMINRES-QLP"};
+        if (std::find(std::begin(known), std::end(known), o.method) == std::end(known)) {
+          throw std::invalid_argument("--method must be one of pede's methods (inversion, diagonalization, "
+                                      "decomposition, fullLAPACK, sparseMINRES, fullMINRES, and the -QLP names), not '" +
+                                      o.method + "'");
+        }
       } else if (arg == "--backend") {
         const std::string v = value();
         const auto kind = backend_from_name(v);
@@ -209,6 +234,7 @@ int simulate_main(int argc, char** argv) {
     }
     if (preset == "belle2") config = sim::preset_config(sim::Preset::belle2);
     if (preset == "medium") config = sim::preset_config(sim::Preset::medium);
+    if (preset == "cms") config = sim::preset_config(sim::Preset::cms);
     if (o.seed >= 0) config.seed = static_cast<std::uint64_t>(o.seed);
     if (o.tracks >= 0) config.tracks = o.tracks;
     if (o.files >= 0) config.files = static_cast<int>(std::min<std::int64_t>(o.files, 100000));
@@ -223,6 +249,7 @@ int simulate_main(int argc, char** argv) {
       config.misalignment.wire_shift = 0.0;
     }
     if (o.iterations > 0) config.iterations = static_cast<int>(std::min<std::int64_t>(o.iterations, 1000));
+    if (!o.method.empty()) config.method = o.method;
   } catch (const std::exception& e) {
     std::cerr << "gpede simulate: " << e.what() << " (see gpede simulate --help)\n";
     return 2;

@@ -110,11 +110,21 @@ void write_geometry(const std::filesystem::path& file, const Detector& detector)
 PullSummary compare_with_truth(const Simulation& simulation, const SolveResult& result) {
   const Detector& det = simulation.detector();
   PullSummary summary;
+  summary.kinds = {{"sensor shifts (cm)"}, {"sensor rotations (rad)"}, {"sensor deformations"}, {"other parameters"}};
+  std::vector<double> residual2(summary.kinds.size(), 0.0), truth2(summary.kinds.size(), 0.0);
   double sum = 0.0, sum2 = 0.0;
   for (const ParameterResult& p : result.parameters) {
-    if (!p.variable || !(p.error > 0.0)) continue;
+    if (!p.variable) continue;
     const std::int64_t index = det.parameter_index(p.label);
     if (index < 0) continue;
+    const double truth = simulation.truth()[static_cast<std::size_t>(index)];
+    const bool sensor = p.label >= sensor_label(1, 0, 0, 0) && p.label < cdc_layer_label(0, 0);
+    const int parameter = p.label % 100;
+    const std::size_t kind = !sensor ? 3 : parameter <= 3 ? 0 : parameter <= 6 ? 1 : 2;
+    ++summary.kinds[kind].count;
+    residual2[kind] += (p.value - truth) * (p.value - truth);
+    truth2[kind] += truth * truth;
+    if (!(p.error > 0.0)) continue;
     const double pull = (p.value - simulation.truth()[static_cast<std::size_t>(index)]) / p.error;
     sum += pull;
     sum2 += pull * pull;
@@ -128,6 +138,11 @@ PullSummary compare_with_truth(const Simulation& simulation, const SolveResult& 
     const auto n = static_cast<double>(summary.count);
     summary.mean = sum / n;
     summary.rms = std::sqrt(sum2 / n);
+  }
+  for (std::size_t k = 0; k < summary.kinds.size(); ++k) {
+    const auto n = static_cast<double>(std::max<std::int64_t>(summary.kinds[k].count, 1));
+    summary.kinds[k].residual_rms = std::sqrt(residual2[k] / n);
+    summary.kinds[k].truth_rms = std::sqrt(truth2[k] / n);
   }
   return summary;
 }
@@ -182,7 +197,7 @@ SteeringFiles write_steering(const Simulation& simulation, const std::filesystem
   }
   if (!files.constraints.empty()) out << "constraints.txt\n";
   if (!files.fixed_wires.empty()) out << "fixed_wires.txt\n";
-  out << "method inversion " << cfg.iterations << " 0.1\n"
+  out << "method " << cfg.method << " " << cfg.iterations << " 0.1\n"
       << "end\n";
   files.steering = folder / "steer.txt";
   write_text(files.steering, out.str());

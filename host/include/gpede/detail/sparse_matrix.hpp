@@ -16,6 +16,8 @@
 
 namespace gpede::detail {
 
+class WorkerPool;
+
 /// Collects the pattern in two looks at the records. First the parameter groups: runs of
 /// consecutive variable indices that records always hold together (a sensor's or a wire's
 /// parameters; pede's parameter groups); then the pairs of groups that share a record. The matrix
@@ -81,8 +83,10 @@ class SparseMatrix {
   void add_element(std::int64_t row, std::int64_t col, double value);
 
   std::vector<double> diagonal() const;
-  /// y := C x (x and y of size n).
-  void multiply(const std::vector<double>& x, std::vector<double>& y) const;
+  /// y := C x (x and y of size n), on the pool's threads if given and the matrix has at least
+  /// `threaded_from` elements (columns split by their elements, each thread's sums apart, then added).
+  void multiply(const std::vector<double>& x, std::vector<double>& y, WorkerPool* pool = nullptr,
+                std::int64_t threaded_from = 100000) const;
   /// Indices of the rows or columns that hold a non-finite value, ascending.
   std::vector<std::int64_t> nonfinite_rows() const;
 
@@ -93,6 +97,9 @@ class SparseMatrix {
   std::vector<std::int32_t> m_row;    // ascending within a column; the diagonal first
   std::vector<double> m_values;
   std::map<std::pair<std::int64_t, std::int64_t>, double> m_extra;  // (row >= col) outside the pattern
+  void multiply_columns(const std::vector<double>& x, double* y, std::int64_t j0, std::int64_t j1) const;
+  mutable std::vector<std::vector<double>> m_partial;  // threaded products: the threads' sums
+  mutable std::vector<std::int64_t> m_split;           // threaded products: first column per thread
 };
 
 }  // namespace gpede::detail

@@ -8,6 +8,7 @@
 #include "gpede/detail/cpu_accumulator.hpp"
 #include "gpede/detail/dense_solver.hpp"
 #include "gpede/detail/sparse_matrix.hpp"
+#include "gpede/detail/worker_pool.hpp"
 #include "gpede/error.hpp"
 
 namespace gpede::detail {
@@ -15,7 +16,7 @@ namespace {
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(int threads) : m_accumulator(threads) {}
+  explicit CpuBackend(int threads) : m_accumulator(threads), m_pool(m_accumulator.threads()) {}
 
   std::string name() const override { return "cpu"; }
   int host_threads() const override { return m_accumulator.threads(); }
@@ -101,7 +102,7 @@ class CpuBackend final : public Backend {
         throw RuntimeError("cpu backend: the sparse global matrix is solved by MINRES only");
       }
       return m_solver.factorize_product(
-          [this](const std::vector<double>& x, std::vector<double>& y) { m_matrix.multiply(x, y); },
+          [this](const std::vector<double>& x, std::vector<double>& y) { m_matrix.multiply(x, y, &m_pool); },
           m_matrix.diagonal(), m_matrix.nonfinite_rows(), m_n, constraints, options);
     }
     return m_solver.factorize(std::move(m_accumulator.matrix()), m_n, constraints, options);
@@ -115,6 +116,7 @@ class CpuBackend final : public Backend {
 
  private:
   CpuAccumulator m_accumulator;
+  WorkerPool m_pool;  // the sparse matrix's products
   DenseSolver m_solver;
   std::int64_t m_n = 0;
   bool m_sparse = false;
