@@ -135,7 +135,14 @@ TEST(HostMemoryPlan, Belle2SizeOnA24GBMachine) {
   EXPECT_GE(static_cast<double>(small.needed_bytes), matrix_bytes(n));
   EXPECT_NE(small.message.find("30.3 GB"), std::string::npos) << small.message;
   EXPECT_NE(small.message.find("test limit"), std::string::npos) << small.message;
-  EXPECT_NE(small.message.find("No other exact method fits"), std::string::npos) << small.message;
+  // No exact method fits; MINRES over the sparse matrix is proposed.
+  EXPECT_EQ(small.message.find("method decomposition ("), std::string::npos) << small.message;
+  EXPECT_NE(small.message.find("These would fit: method sparseMINRES"), std::string::npos) << small.message;
+  const auto sparse = gpede::detail::plan_host_memory(61520, 30, Method::minres, ConstraintMode::elimination,
+                                                      host_with(22.0), true);
+  EXPECT_TRUE(sparse.fits) << sparse.message;
+  EXPECT_NE(sparse.message.find("sparse storage"), std::string::npos) << sparse.message;
+  EXPECT_LT(static_cast<double>(sparse.needed_bytes), 0.01 * matrix_bytes(n));
 
   const auto large = gpede::detail::plan_host_memory(61520, 30, Method::diagonalization, ConstraintMode::elimination,
                                                      host_with(40.0));

@@ -630,6 +630,7 @@ TEST(CommandLine, AMatrixBeyondTheMemoryLimitIsRefusedBeforeTheFirstPass) {
   EXPECT_NE(out.find("40000 parameters"), std::string::npos) << out;
   EXPECT_NE(out.find("the dense global matrix alone is 12.8 GB"), std::string::npos) << out;
   EXPECT_NE(out.find("ulimit -v"), std::string::npos) << out;
+  EXPECT_NE(out.find("method sparseMINRES"), std::string::npos) << "the sparse matrix proposed:\n" << out;
   EXPECT_EQ(out.find("it 0"), std::string::npos) << "a pass ran:\n" << out;
 }
 

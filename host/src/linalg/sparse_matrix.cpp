@@ -191,10 +191,22 @@ void SparseMatrix::add(const kernels::GlobalContribution& c, double* target, boo
     const std::int32_t* rows = m_row.data();
     std::int64_t p = m_start[static_cast<std::size_t>(column)];
     const std::int64_t end = m_start[static_cast<std::size_t>(column) + 1];
-    // The record's rows are ascending, as are the column's: one merge walk.
+    // The record's rows are ascending, as are the column's: each search starts where the last
+    // ended; a step past the next few elements gallops (columns may hold thousands of rows, a
+    // record a few hundred).
     for (std::int32_t a = b; a < k; ++a) {
       const std::int32_t row = c.index[a];
-      while (p < end && rows[p] < row) ++p;
+      if (p + 8 < end && rows[p + 8] < row) {
+        std::int64_t step = 16;
+        std::int64_t low = p + 8;
+        while (low + step < end && rows[low + step] < row) {
+          low += step;
+          step *= 2;
+        }
+        p = std::lower_bound(rows + low, rows + std::min(end, low + step + 1), row) - rows;
+      } else {
+        while (p < end && rows[p] < row) ++p;
+      }
       if (p == end || rows[p] != row) {
         throw RuntimeError("sparse global matrix: element (" + std::to_string(row) + ", " + std::to_string(column) +
                            ") of a record is outside the pattern");

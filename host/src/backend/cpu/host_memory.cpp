@@ -133,9 +133,14 @@ HostMemoryPlan plan_host_memory(std::int64_t n_variable, std::int64_t n_constrai
     plan.message = what + " needs at least " + gigabytes(static_cast<double>(plan.needed_bytes)) + " of memory; " + available;
     return plan;
   }
-  const std::string alternatives =
+  std::string alternatives =
       fitting_alternatives(method, mode, n_constraints, static_cast<double>(memory.available_bytes),
                            [&](Method m, ConstraintMode c) { return floor_for(n_variable, n_constraints, m, c).peak(); });
+  if (!sparse && floor_for(n_variable, n_constraints, Method::minres, mode, true).peak() <=
+                     static_cast<double>(memory.available_bytes)) {
+    alternatives += std::string(alternatives.empty() ? "" : ", ") +
+                    "method sparseMINRES (a sparse matrix, its size known after a look at the records; no errors)";
+  }
   plan.message = what + " needs at least " + gigabytes(static_cast<double>(plan.needed_bytes)) +
                  " of memory (the dense global matrix alone is " +
                  gigabytes(static_cast<double>(n_variable) * static_cast<double>(n_variable) * 8.0) + "), but only " +
