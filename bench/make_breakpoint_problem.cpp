@@ -8,7 +8,8 @@
 //   12 inner planes (0.001 rms) as local parameters; the kinks are also measured as 0 +- 0.001
 //   (measurements without global derivatives);
 //   4 constraints remove the weak modes (per direction: no common shift, no shear along z).
-// Usage: make_breakpoint_problem OUTDIR [RECORDS (200000)] [METHOD (sparseMINRES)]
+// Usage: make_breakpoint_problem OUTDIR [RECORDS (200000)] [METHOD (sparseMINRES)] [NX NY (16 18)]
+//   NX x NY modules per plane: 14 NX NY parameters (the defaults give 4,032).
 // Writes OUTDIR/data.bin (Mille C binary, single precision), constraints.txt, steer.txt (3
 // iterations, 2 threads) and truth.txt (label, true shift).
 #include <cmath>
@@ -23,8 +24,8 @@
 #include "gpede/mille.hpp"
 
 int main(int argc, char** argv) {
-  if (argc < 2 || argc > 4) {
-    std::fprintf(stderr, "usage: %s OUTDIR [RECORDS] [METHOD]\n", argv[0]);
+  if (argc < 2 || argc > 6 || argc == 5) {
+    std::fprintf(stderr, "usage: %s OUTDIR [RECORDS] [METHOD] [NX NY]\n", argv[0]);
     return 2;
   }
   const std::filesystem::path out = argv[1];
@@ -32,7 +33,13 @@ int main(int argc, char** argv) {
   const std::string method = argc > 3 ? argv[3] : "sparseMINRES";
   std::filesystem::create_directories(out);
 
-  constexpr int planes = 14, nx = 16, ny = 18, modules = nx * ny, inner = planes - 2;
+  const int nx = argc > 5 ? std::stoi(argv[4]) : 16, ny = argc > 5 ? std::stoi(argv[5]) : 18;
+  if (nx < 1 || ny < 1 || nx * ny > 1000000) {
+    std::fprintf(stderr, "NX and NY must be positive, NX NY at most 1,000,000\n");
+    return 2;
+  }
+  constexpr int planes = 14, inner = planes - 2;
+  const int modules = nx * ny;
   constexpr int locals = 4 + 2 * inner;
   constexpr double size = 20.0, sigma = 0.002, theta0 = 0.001;
   auto z_of = [](int plane) { return 10.0 * (plane + 1); };
