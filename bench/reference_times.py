@@ -9,6 +9,7 @@ it, pede's figures are those of ../shared/reference/README.md.
 
 usage: bench/reference_times.py [--gpede build/host/gpede] [--baseline OLD_GPEDE] [--pede PEDE]
                                 [--reference ../shared/reference] [--threads 1] [--repeat 5]
+                                [--methods inversion,diagonalization,decomposition,sparseMINRES]
 """
 import argparse
 import json
@@ -24,6 +25,7 @@ PEDE = {  # wall s / peak MB, pede V04-09, 1 thread, from ../shared/reference/RE
     ("bp", "diagonalization"): (1.96, 52),
     ("wirechamber", "decomposition"): (2.47, 75), ("sl0", "decomposition"): (0.34, 27),
     ("bp", "decomposition"): (1.42, 48),
+    ("wirechamber", "sparseMINRES"): (3.72, 75), ("sl0", "sparseMINRES"): (0.46, 25), ("bp", "sparseMINRES"): (1.70, 47),
 }
 
 
@@ -74,6 +76,8 @@ def main():
     ap.add_argument("--reference", default=os.path.join(here, "..", "..", "shared", "reference"))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--methods", default="inversion,diagonalization,decomposition,sparseMINRES",
+                    help="comma-separated: the methods of ../shared/reference to time")
     args = ap.parse_args()
     print(f"threads={args.threads}, median of {args.repeat} runs"
           + (", baseline and gpede alternately" if args.baseline else "")
@@ -85,7 +89,7 @@ def main():
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for problem in ("wirechamber", "sl0", "bp"):
-        for method in ("inversion", "diagonalization", "decomposition"):
+        for method in args.methods.split(","):
             pdir = os.path.join(args.reference, problem)
             runs, base, pede = [], [], []
             for _ in range(args.repeat):
