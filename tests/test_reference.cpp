@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "gpede/solver.hpp"
+#include "gpede/steering.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -204,6 +206,36 @@ TEST(ReferenceMinres, SparseDenseAndUncachedRunsAgree) {
                 1.0, 1e-9)
         << out;
   }
+}
+
+// Records that would take more than the cache budget are read again in every pass: the same
+// results bit for bit, and the log says so.
+TEST(ReferenceMinres, RecordsOverTheCacheBudgetAreReadAgain) {
+  GPEDE_REQUIRE_REFERENCE();
+  // The steering's paths are relative to the problem's folder, as pede runs it.
+  struct Cwd {
+    fs::path saved = fs::current_path();
+    ~Cwd() { fs::current_path(saved); }
+  } cwd;
+  fs::current_path(reference_dir() / "bp");
+  const gpede::Steering steering = gpede::parse_steering("pede/sparseMINRES/steer.txt");
+  gpede::SolverOptions kept;
+  kept.threads = 1;
+  gpede::SolverOptions tight = kept;
+  tight.cache_budget_bytes = 1 << 20;  // 1 MB: the bp records take about 14
+  const gpede::SolveResult a = gpede::solve(steering, kept);
+  const gpede::SolveResult b = gpede::solve(steering, tight);
+  EXPECT_EQ(a.chi2_sum, b.chi2_sum);
+  ASSERT_EQ(a.parameters.size(), b.parameters.size());
+  for (std::size_t i = 0; i < a.parameters.size(); ++i) EXPECT_EQ(a.parameters[i].value, b.parameters[i].value);
+  auto says = [](const gpede::SolveResult& r) {
+    for (const auto& line : r.log) {
+      if (line.find("read again in every pass") != std::string::npos) return true;
+    }
+    return false;
+  };
+  EXPECT_FALSE(says(a));
+  EXPECT_TRUE(says(b));
 }
 
 }  // namespace

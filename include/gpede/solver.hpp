@@ -53,6 +53,9 @@ struct SolverOptions {
   std::size_t batch_records = 4096;  ///< records per batch handed to the backend (the cache's piece)
   /// Keep the records read in memory between passes (else re-read the files each pass).
   bool cache_records = true;
+  /// The most the kept records may take; beyond it the run drops them and reads the files again in
+  /// every pass, and says so. 0: half of what the process may allocate when the run starts.
+  std::size_t cache_budget_bytes = 0;
   /// Receives each log line (also written to millepede.log); may be empty.
   std::function<void(const std::string&)> log;
   /// Where `printrecord` writes its printout (pede's mpdebug.txt); empty: nowhere.

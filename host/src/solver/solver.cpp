@@ -177,7 +177,11 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
     source = owned_source.get();
   }
   const auto t_read = Clock::now();
-  detail::DataSet data(*source, options.cache_records, std::max<std::size_t>(1, options.batch_records), options.stop);
+  const std::size_t cache_budget = options.cache_budget_bytes > 0
+                                       ? options.cache_budget_bytes
+                                       : detail::query_host_memory().available_bytes / 2;
+  detail::DataSet data(*source, options.cache_records, std::max<std::size_t>(1, options.batch_records), options.stop,
+                       cache_budget);
   detail::EntryCounter counter(steering.count_records);
   detail::LabelMap labels;
   const detail::ReadOutcome read = detail::read_records(steering, data, counter, labels);
@@ -187,6 +191,13 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
                " measurements, " + std::to_string(labels.size()) + " labels in " +
                std::to_string(result.figures.reading_s) + " s");
   for (const auto& f : steering.binary_files) result.weighted_files = result.weighted_files || f.weight != 1.0;
+  if (data.cache_dropped_at() > 0) {
+    const std::string note = "the records took more than " +
+                             std::to_string((cache_budget + (1u << 19)) >> 20) +
+                             " MB in memory (half of what the process may allocate): they are read again in every "
+                             "pass instead of being kept (as with --no-cache)";
+    log(" Note: " + note);
+  }
 
   // ---- parameters, constraints, external measurements -------------------------------------------
   const detail::ParameterTable parameters = detail::set_up_parameters(steering, labels, counter, data, log);

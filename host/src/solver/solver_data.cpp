@@ -162,6 +162,12 @@ void DataSet::first_read(const std::function<void(const RecordBatch&)>& per_batc
     // kept in pieces of kCachePiece records: a pass expands one piece at a time
     for (std::size_t first = 0; first < batch.n_records(); first += kCachePiece) {
       m_batches.emplace_back(batch, first, std::min(batch.n_records(), first + kCachePiece));
+      m_cached_bytes += m_batches.back().bytes();
+    }
+    if (m_cached_bytes > m_cache_budget) {  // too many to keep: read them again in every pass
+      m_cache_dropped_at = m_cached_bytes;
+      m_cache = false;
+      m_batches = std::vector<CompactBatch>();
     }
   }
 }

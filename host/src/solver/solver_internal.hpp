@@ -6,6 +6,7 @@
 #include "compact_batch.hpp"
 
 #include <cstdint>
+#include <climits>
 #include <functional>
 #include <string>
 #include <unordered_map>
@@ -88,8 +89,9 @@ class EntryCounter {
 class DataSet {
  public:
   static constexpr std::size_t kCachePiece = 4096;
-  DataSet(RecordSource& source, bool cache, std::size_t batch_records, const std::atomic<bool>* stop = nullptr)
-      : m_source(source), m_cache(cache), m_batch_records(batch_records), m_stop(stop) {}
+  DataSet(RecordSource& source, bool cache, std::size_t batch_records, const std::atomic<bool>* stop = nullptr,
+          std::size_t cache_budget = SIZE_MAX)
+      : m_source(source), m_cache(cache), m_batch_records(batch_records), m_stop(stop), m_cache_budget(cache_budget) {}
 
   /// First read: every record, with a callback per batch (labels not yet mapped).
   void first_read(const std::function<void(const RecordBatch&)>& per_batch);
@@ -98,12 +100,18 @@ class DataSet {
   void pass(const LabelMap& map, const std::function<void(const RecordBatch&)>& per_batch);
   /// Throws Interrupted if the run was asked to stop.
   void check_stop() const;
+  /// The kept records went over the budget during the first read and were dropped: passes read
+  /// the source again. Their size when dropped, in bytes (0: not dropped).
+  std::size_t cache_dropped_at() const { return m_cache_dropped_at; }
 
  private:
   RecordSource& m_source;
   bool m_cache;
   std::size_t m_batch_records;
   const std::atomic<bool>* m_stop;
+  std::size_t m_cache_budget;
+  std::size_t m_cached_bytes = 0;
+  std::size_t m_cache_dropped_at = 0;
   std::vector<CompactBatch> m_batches;
   RecordBatch m_expanded;  // the batch of a pass over the cached records
   std::int64_t m_records_read = 0;  // by first_read, for record numbers a source leaves out
