@@ -29,25 +29,31 @@ using gpede::detail::VectorMap;
 using LD = long double;
 using MatrixLD = std::vector<std::vector<LD>>;
 
+// v made orthogonal to the (orthonormal) basis, Gram-Schmidt twice, and normalised.
+std::vector<LD> orthonormalised(std::vector<LD> v, const MatrixLD& basis) {
+  for (int pass = 0; pass < 2; ++pass) {
+    for (const auto& q : basis) {
+      LD d = 0;
+      for (std::size_t i = 0; i < v.size(); ++i) d += q[i] * v[i];
+      for (std::size_t i = 0; i < v.size(); ++i) v[i] -= d * q[i];
+    }
+  }
+  LD norm = 0;
+  for (LD x : v) norm += x * x;
+  norm = std::sqrt(norm);
+  for (LD& x : v) x /= norm;
+  return v;
+}
+
 // A symmetric matrix (row-major n x n) with the given eigenvalues in a random orthonormal basis.
 std::vector<double> matrix_with_spectrum(const std::vector<double>& eigenvalues, std::mt19937& rng) {
   const std::size_t n = eigenvalues.size();
   std::normal_distribution<double> g(0.0, 1.0);
-  MatrixLD q(n, std::vector<LD>(n));
+  MatrixLD q;
   for (std::size_t k = 0; k < n; ++k) {
     std::vector<LD> v(n);
     for (auto& x : v) x = g(rng);
-    for (int pass = 0; pass < 2; ++pass) {
-      for (std::size_t j = 0; j < k; ++j) {
-        LD d = 0;
-        for (std::size_t i = 0; i < n; ++i) d += q[j][i] * v[i];
-        for (std::size_t i = 0; i < n; ++i) v[i] -= d * q[j][i];
-      }
-    }
-    LD norm = 0;
-    for (LD x : v) norm += x * x;
-    norm = std::sqrt(norm);
-    for (std::size_t i = 0; i < n; ++i) q[k][i] = v[i] / norm;
+    q.push_back(orthonormalised(std::move(v), q));
   }
   std::vector<double> a(n * n);
   for (std::size_t i = 0; i < n; ++i) {
@@ -115,18 +121,7 @@ std::vector<LD> krylov_minimiser(const std::vector<double>& a, const std::vector
   std::vector<LD> v(n);
   for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<LD>(p[i]) * b[i];
   for (std::size_t j = 0; j < k; ++j) {
-    std::vector<LD> w = v;
-    for (int pass = 0; pass < 2; ++pass) {
-      for (const auto& q : basis) {
-        LD d = 0;
-        for (std::size_t i = 0; i < n; ++i) d += q[i] * w[i];
-        for (std::size_t i = 0; i < n; ++i) w[i] -= d * q[i];
-      }
-    }
-    LD norm = 0;
-    for (LD x : w) norm += x * x;
-    norm = std::sqrt(norm);
-    for (LD& x : w) x /= norm;
+    const std::vector<LD> w = orthonormalised(v, basis);
     basis.push_back(w);
     std::vector<LD> next(n);  // P A w
     for (std::size_t i = 0; i < n; ++i) {

@@ -721,9 +721,11 @@ std::vector<double> DenseSolution::constrained_coordinates(const std::vector<dou
   std::vector<double> y(static_cast<std::size_t>(mr), 0.0);
   if (residual.empty() || mr == 0) return y;
   const std::size_t ld = static_cast<std::size_t>(std::min(m_n, m_m));
-  // A_norm = R^T Q^T (rows of A normalised): R^T y1 = residual / |a_k|, forward substitution.
+  // A_norm = R^T Q^T (rows of A normalised): R^T y1 = residual / |a_k|, forward substitution. The
+  // MINRES kind decomposed the constraints in pede's order, reversed (m_constraint_order).
   for (std::int64_t k = 0; k < mr; ++k) {
-    double v = m_row_norm[k] > 0.0 ? residual[k] / m_row_norm[k] : 0.0;
+    const std::int64_t row = m_constraint_order.empty() ? k : m_constraint_order[m_m - 1 - k];
+    double v = m_row_norm[row] > 0.0 ? residual[row] / m_row_norm[row] : 0.0;
     for (std::int64_t j = 0; j < k; ++j) v -= m_r[j + k * ld] * y[j];
     y[k] = v / m_r[k + k * ld];
   }
@@ -1012,6 +1014,19 @@ FactorReport DenseSolution::factorize_minres(const ConstraintSystem& constraints
 
 void DenseSolution::multiply_matrix(const std::vector<double>& x, std::vector<double>& y) const { m_product(x, y); }
 
+void DenseSolution::solve_constraint_product(std::vector<double>& t) const {
+  const std::int64_t m = m_m;
+  const std::size_t mm = static_cast<std::size_t>(m);
+  const std::vector<double>& f = m_constraint_product;
+  for (std::int64_t i = 0; i < m; ++i) {  // L z = t
+    for (std::int64_t k = 0; k < i; ++k) t[i] -= f[i * mm + k] * t[k];
+  }
+  for (std::int64_t i = 0; i < m; ++i) t[i] *= f[i * mm + i];  // D^-1 (0 for a zero pivot)
+  for (std::int64_t i = m - 1; i >= 0; --i) {  // L^T lambda = z
+    for (std::int64_t k = i + 1; k < m; ++k) t[i] -= f[k * mm + i] * t[k];
+  }
+}
+
 std::vector<double> DenseSolution::solve_minres(const std::vector<double>& b, const std::vector<double>& residual) const {
   const std::int64_t n = m_n, m = m_m, mr = m_eliminated, nr = n - mr;
   const std::size_t nn = static_cast<std::size_t>(n);
@@ -1054,14 +1069,7 @@ std::vector<double> DenseSolution::solve_minres(const std::vector<double>& b, co
         for (std::int64_t i = 0; i < n; ++i) sum += kk[i] * y[i];
         t[k] = sum - x[nn + k];
       }
-      const std::vector<double>& f = m_constraint_product;
-      for (std::int64_t i = 0; i < m; ++i) {  // L z = t
-        for (std::int64_t k = 0; k < i; ++k) t[i] -= f[i * mm + k] * t[k];
-      }
-      for (std::int64_t i = 0; i < m; ++i) t[i] *= f[i * mm + i];  // D^-1
-      for (std::int64_t i = m - 1; i >= 0; --i) {  // L^T lambda = z
-        for (std::int64_t k = i + 1; k < m; ++k) t[i] -= f[k * mm + i] * t[k];
-      }
+      solve_constraint_product(t);
       for (std::int64_t k = 0; k < m; ++k) {
         const double* kk = m_scaled_constraints.data() + k * n;
         for (std::int64_t i = 0; i < n; ++i) y[i] -= kk[i] * t[k];
@@ -1080,15 +1088,8 @@ std::vector<double> DenseSolution::solve_minres(const std::vector<double>& b, co
       const VectorMap block_diagonal = [&](const std::vector<double>& x, std::vector<double>& y) {
         const std::vector<double>& root = m_inverse_diagonal;
         for (std::int64_t i = 0; i < n; ++i) y[i] = x[i] * root[i] * root[i];
-        const std::vector<double>& f = m_constraint_product;
         std::vector<double> t(x.begin() + n, x.end());
-        for (std::int64_t i = 0; i < m; ++i) {
-          for (std::int64_t k = 0; k < i; ++k) t[i] -= f[i * mm + k] * t[k];
-        }
-        for (std::int64_t i = 0; i < m; ++i) t[i] *= f[i * mm + i];
-        for (std::int64_t i = m - 1; i >= 0; --i) {
-          for (std::int64_t k = i + 1; k < m; ++k) t[i] -= f[k * mm + i] * t[k];
-        }
+        solve_constraint_product(t);
         std::copy(t.begin(), t.end(), y.begin() + n);
       };
       out = minres(multiply, block_diagonal, rhs, settings);
@@ -1122,12 +1123,7 @@ std::vector<double> DenseSolution::solve_minres(const std::vector<double>& b, co
     };
     for (std::int64_t i = 0; i < n; ++i) g[i] = b[n - 1 - i];
     if (any_residual && mr > 0) {
-      for (std::int64_t k = 0; k < mr; ++k) {
-        const std::int64_t row = m_constraint_order[m - 1 - k];
-        double value = m_row_norm[row] > 0.0 ? residual[row] / m_row_norm[row] : 0.0;
-        for (std::int64_t j = 0; j < k; ++j) value -= m_r[j + k * mrs] * y1[j];
-        y1[k] = value / m_r[k + k * mrs];
-      }
+      y1 = constrained_coordinates(residual);
       std::copy(y1.begin(), y1.end(), full.begin());
       q_times(full, false);
       c_prime_times(full, product);

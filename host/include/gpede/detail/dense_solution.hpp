@@ -75,6 +75,8 @@ class DenseSolution {
   std::vector<double> solve_minres(const std::vector<double>& b, const std::vector<double>& residual) const;
   // y := C x through the engine (x, y of size n on the host).
   void multiply_matrix(const std::vector<double>& x, std::vector<double>& y) const;
+  // t := (K K^T)^-1 t with m_constraint_product's LDL^T (multipliers' preconditioners).
+  void solve_constraint_product(std::vector<double>& t) const;
   // v := Q v for an n x k block (left), with the reflectors of the constraints' QR.
   void apply_q(linalg::Side side, bool transpose, linalg::View c) const;
   // With elimination: the part of the step that meets the constraints, y1 = R^-T (residual / |a_k|),
