@@ -43,6 +43,13 @@ class RecordSource {
 };
 
 /// Options of a run that are not pede steering options.
+/// How the CPU backend stores the global matrix of decomposition and inversion.
+enum class MatrixStorage {
+  automatic,  ///< full storage where it fits the memory, else packed
+  full,       ///< n^2 doubles
+  packed,     ///< the lower triangle, n(n+1)/2 doubles (LAPACK's rectangular full packed format)
+};
+
 struct SolverOptions {
   BackendKind backend = BackendKind::cpu;
   int threads = 0;                   ///< 0: steering `threads`, else all cores
@@ -50,6 +57,9 @@ struct SolverOptions {
   /// does (at a fixed thread count); the CUDA backend then sums the matrix in exact fixed point,
   /// after an extra look at the records before each pass that builds it.
   bool deterministic = false;
+  /// The CPU backend's storage of the global matrix for decomposition and inversion (other methods
+  /// and the CUDA backend keep their own).
+  MatrixStorage storage = MatrixStorage::automatic;
   std::size_t batch_records = 4096;  ///< records per batch handed to the backend (the cache's piece)
   /// Keep the records read in memory between passes (else re-read the files each pass).
   bool cache_records = true;

@@ -43,6 +43,9 @@ void print_usage(std::ostream& out) {
          "                           always is; the CUDA backend then sums the matrix exactly)\n"
          "  --no-cache               read the binary files again in every pass instead of keeping\n"
          "                           the records in memory (less memory, as pede does)\n"
+         "  --storage auto|full|packed  the CPU backend's global matrix for decomposition and\n"
+         "                           inversion: n^2 doubles (full), or the lower triangle alone,\n"
+         "                           n(n+1)/2 (packed); auto packs it where full does not fit\n"
          "  -s                       subito: one solution step, no further iterations\n"
          "  -f                       force: iterate on despite rank defects (pede's -f)\n"
          "  -c, -C                   check the input only, no solution (pede's checkinput 1, 2)\n"
@@ -59,6 +62,7 @@ struct CommandLine {
   int threads = 0;
   bool deterministic = false;
   bool no_cache = false;
+  gpede::MatrixStorage storage = gpede::MatrixStorage::automatic;
   bool subito = false;
   bool force = false;
   int check_input = 0;
@@ -111,6 +115,17 @@ int parse_command_line(int argc, char** argv, CommandLine& cl) {
       cl.threads = parse_threads(value("--threads"));
     } else if (arg == "--deterministic") {
       cl.deterministic = true;
+    } else if (arg == "--storage") {
+      const std::string v = value("--storage");
+      if (v == "auto") {
+        cl.storage = gpede::MatrixStorage::automatic;
+      } else if (v == "full") {
+        cl.storage = gpede::MatrixStorage::full;
+      } else if (v == "packed") {
+        cl.storage = gpede::MatrixStorage::packed;
+      } else {
+        throw UsageError("--storage must be auto, full or packed, not '" + gpede::printable(v, 40) + "'");
+      }
     } else if (arg == "--no-cache") {
       cl.no_cache = true;
     } else if (arg == "-q" || arg == "--quiet") {
@@ -264,6 +279,7 @@ int main(int argc, char** argv) {
     options.threads = cl.threads;
     options.deterministic = cl.deterministic;
     options.cache_records = !cl.no_cache;
+    options.storage = cl.storage;
     options.record_printout = out / "mpdebug.txt";
     options.stop = &g_stop;
     options.log = [&](const std::string& line) {

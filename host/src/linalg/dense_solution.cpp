@@ -43,17 +43,68 @@ const double kConstraintRankTolerance = 4.0 * std::sqrt(kEps);
 // Null vectors analysed at most per failure (each costs O(n^2)).
 constexpr std::int64_t kMaxWeakModes = 32;
 
-// Relative pivot tolerance: a Cholesky pivot L_kk^2 below tol * C_kk (or a pivot block of the
-// equilibrated bordered matrix below tol) counts as zero: pede's 16 eps relative pivot test of
-// its inversion, widened by sqrt(n) for the rounding of long dot products.
-double pivot_tolerance(std::int64_t n) {
-  return 64.0 * kEps * std::sqrt(static_cast<double>(std::max<std::int64_t>(n, 1)));
-}
-
 // Power of two nearest to x > 0.
 double nearest_power_of_two(double x) { return std::ldexp(1.0, static_cast<int>(std::lround(std::log2(x)))); }
 
 }  // namespace
+
+double pivot_tolerance(std::int64_t n) {
+  return 64.0 * kEps * std::sqrt(static_cast<double>(std::max<std::int64_t>(n, 1)));
+}
+
+void check_global_system(const std::vector<std::int64_t>& nonfinite, const std::vector<double>& diagonal,
+                         const ConstraintSystem& constraints, const FactorOptions& options, FactorReport& report) {
+  const std::int64_t n = static_cast<std::int64_t>(diagonal.size());
+  const std::int64_t m = constraints.m;
+  std::int64_t bad_constraint_values = 0;
+  for (double v : constraints.a) bad_constraint_values += std::isfinite(v) ? 0 : 1;
+  if (!nonfinite.empty() || bad_constraint_values > 0) {
+    report.ok = false;
+    report.weak_indices = nonfinite;
+    report.message = bad_constraint_values > 0
+                         ? "the constraint coefficients contain " + count_text(bad_constraint_values, "non-finite value")
+                         : "the global matrix contains non-finite elements in " +
+                               count_text(static_cast<std::int64_t>(report.weak_indices.size()), "row");
+    report.solvable = false;
+    return;
+  }
+  if (options.method == Method::minres) return;
+  std::vector<char> constrained(static_cast<std::size_t>(n), 0);
+  for (std::int64_t k = 0; k < m; ++k) {
+    for (std::int64_t j = 0; j < n; ++j) {
+      if (constraints.a[k * n + j] != 0.0) constrained[j] = 1;
+    }
+  }
+  std::vector<std::int64_t> empty;
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (!constrained[i] && !(diagonal[i] > 0.0)) empty.push_back(i);
+  }
+  if (!empty.empty()) {
+    report.ok = false;
+    report.message = count_text(static_cast<std::int64_t>(empty.size()), "parameter") +
+                     " outside all constraints without a positive diagonal element in the global matrix "
+                     "(no data and no pre-sigma): the matrix is not positive definite";
+    report.weak_indices = std::move(empty);
+    // With solve_singular the factorisation fails and solves without them.
+    report.solvable = options.solve_singular;
+  }
+}
+
+bool check_constraint_rank(const std::vector<double>& r, std::int64_t n, std::int64_t m, FactorReport& report) {
+  const std::int64_t rr = std::min(n, m);
+  for (std::int64_t k = 0; k < m; ++k) {
+    if (k >= n || !(std::abs(r[k + k * rr]) > kConstraintRankTolerance)) report.dependent_constraints.push_back(k);
+  }
+  if (report.dependent_constraints.empty()) return true;
+  report.ok = false;
+  std::ostringstream msg;
+  msg << "the constraints are linearly dependent: rank " << m - static_cast<std::int64_t>(report.dependent_constraints.size())
+      << " for " << m << " constraint equations; dependent on earlier ones (or empty):";
+  for (std::int64_t k : report.dependent_constraints) msg << " #" << k + 1;
+  report.message = msg.str();
+  report.solvable = false;
+  return false;
+}
 
 void DenseSolution::reset() {
   m_kind = Kind::none;
@@ -150,45 +201,8 @@ FactorReport DenseSolution::factorize_checked(Matrix matrix, std::vector<std::in
   const std::size_t nn = static_cast<std::size_t>(n);
   FactorReport report;
 
-  // ---- cheap checks: non-finite elements; parameters without data outside all constraints -------
-  {
-    std::int64_t bad_constraint_values = 0;
-    for (double v : constraints.a) bad_constraint_values += std::isfinite(v) ? 0 : 1;
-    if (!bad.empty() || bad_constraint_values > 0) {
-      report.ok = false;
-      report.weak_indices = std::move(bad);
-      report.message = bad_constraint_values > 0
-                           ? "the constraint coefficients contain " + count_text(bad_constraint_values, "non-finite value")
-                           : "the global matrix contains non-finite elements in " +
-                                 count_text(static_cast<std::int64_t>(report.weak_indices.size()), "row");
-      report.solvable = false;
-      return report;
-    }
-  }
-  if (options.method != Method::minres) {
-    std::vector<char> constrained(nn, 0);
-    for (std::int64_t k = 0; k < m; ++k) {
-      for (std::int64_t j = 0; j < n; ++j) {
-        if (constraints.a[k * n + j] != 0.0) constrained[j] = 1;
-      }
-    }
-    std::vector<std::int64_t> empty;
-    for (std::int64_t i = 0; i < n; ++i) {
-      if (!constrained[i] && !(diagonal[i] > 0.0)) empty.push_back(i);
-    }
-    if (!empty.empty()) {
-      report.ok = false;
-      report.message = count_text(static_cast<std::int64_t>(empty.size()), "parameter") +
-                       " outside all constraints without a positive diagonal element in the global matrix "
-                       "(no data and no pre-sigma): the matrix is not positive definite";
-      report.weak_indices = std::move(empty);
-      // With solve_singular the factorisation below fails and solves without them.
-      if (!options.solve_singular) {
-        report.solvable = false;
-        return report;
-      }
-    }
-  }
+  check_global_system(bad, diagonal, constraints, options, report);
+  if (!report.solvable) return report;
 
   // ---- constraints: QR of A^T (rows normalised), rank ------------------------------------------
   if (m > 0) {
@@ -207,18 +221,7 @@ FactorReport DenseSolution::factorize_checked(Matrix matrix, std::vector<std::in
     if (n > 0) m_engine.householder_qr(m_q.view(), m_tau.view());
     const std::int64_t rr = std::min(n, m);
     m_r = rr > 0 ? from_engine(m_q.view().block(0, 0, rr, m)) : std::vector<double>{};
-    for (std::int64_t k = 0; k < m; ++k) {
-      if (k >= n || !(std::abs(m_r[k + k * rr]) > kConstraintRankTolerance)) report.dependent_constraints.push_back(k);
-    }
-    if (!report.dependent_constraints.empty()) {
-      report.ok = false;
-      std::ostringstream msg;
-      msg << "the constraints are linearly dependent: rank "
-          << m - static_cast<std::int64_t>(report.dependent_constraints.size()) << " for " << m
-          << " constraint equations; dependent on earlier ones (or empty):";
-      for (std::int64_t k : report.dependent_constraints) msg << " #" << k + 1;
-      report.message = msg.str();
-      report.solvable = false;
+    if (!check_constraint_rank(m_r, n, m, report)) {
       m_q.reset();
       m_tau.reset();
       return report;

@@ -38,13 +38,31 @@ std::unique_ptr<detail::Backend> choose_backend(const Steering& steering, const 
                                                 std::vector<std::string>& warnings) {
   std::string note;
   const int threads = detail::capped_threads(options.threads > 0 ? options.threads : steering.threads, note);
+  const bool packable = detail::packed_storage_method(steering.method);
+  if (options.storage == MatrixStorage::packed && !packable) {
+    throw InputError(std::string("--storage packed: method ") + method_name(steering.method) +
+                         " needs full or sparse storage (packed storage has decomposition and inversion)",
+                     exit_code::usage);
+  }
   auto cpu_backend = [&] {
     // The dense matrices of the run, checked against what the process may allocate before the
     // first pass: a problem that cannot fit is refused now, with what would fit, and not by a
-    // failed allocation after the first pass.
-    const detail::HostMemoryPlan plan =
-        detail::plan_host_memory(n_variable, n_constraints, steering.method, steering.constraint_mode,
-                                 detail::query_host_memory(), steering.method == Method::minres && steering.sparse_storage);
+    // failed allocation after the first pass. Automatic storage packs the matrix of decomposition
+    // and inversion where full storage does not fit.
+    const detail::HostMemory memory = detail::query_host_memory();
+    const bool sparse = steering.method == Method::minres && steering.sparse_storage;
+    bool packed = options.storage == MatrixStorage::packed;
+    detail::HostMemoryPlan plan = detail::plan_host_memory(n_variable, n_constraints, steering.method,
+                                                           steering.constraint_mode, memory, sparse, packed);
+    if (!plan.fits && options.storage == MatrixStorage::automatic && packable) {
+      detail::HostMemoryPlan packed_plan = detail::plan_host_memory(n_variable, n_constraints, steering.method,
+                                                                    steering.constraint_mode, memory, false, true);
+      if (packed_plan.fits) {
+        log.progress("memory: full storage does not fit (" + plan.message + "); the global matrix is packed");
+        plan = std::move(packed_plan);
+        packed = true;
+      }
+    }
     if (!plan.fits) throw RuntimeError("Aborted, not enough memory: " + plan.message);
     log.progress("memory: " + plan.message);
     if (!note.empty()) {
@@ -59,9 +77,13 @@ std::unique_ptr<detail::Backend> choose_backend(const Steering& steering, const 
       warnings.push_back(refused);
       log.progress("warning: " + refused);
     }
+    if (packed) backend->use_packed_matrix(true);
     return backend;
   };
   if (options.backend == BackendKind::cpu) return cpu_backend();
+  if (options.storage == MatrixStorage::packed) {
+    log.progress("note: --storage packed applies to the cpu backend; the cuda backend keeps its matrix in full storage");
+  }
   const detail::CudaDeviceInfo device = detail::query_cuda_device();
   std::string reason;
   if (!device.present) {

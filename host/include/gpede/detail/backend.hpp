@@ -125,6 +125,11 @@ class Backend {
   /// building pass; it can then only be solved by MINRES. Call before the first pass.
   virtual bool supports_sparse_matrix() const { return false; }
   virtual void use_sparse_matrix(bool /*sparse*/) {}
+  /// Packed storage of the global matrix (the lower triangle, n(n+1)/2 doubles) for decomposition
+  /// and inversion: a backend that has it adds the records into it and factorises it there.
+  /// Call before the first pass.
+  virtual bool supports_packed_matrix() const { return false; }
+  virtual void use_packed_matrix(bool /*packed*/) {}
   /// How the global matrix is stored, for the log (empty: dense).
   virtual std::string matrix_description() const { return {}; }
 

@@ -10,6 +10,7 @@
 
 namespace gpede::detail {
 
+class PackedMatrix;
 class SparseMatrix;
 
 class CpuAccumulator {
@@ -23,8 +24,11 @@ class CpuAccumulator {
   /// Where building passes add the matrix: into `target` (sparse storage, its pattern fixed; the
   /// accumulator does not own it), or, with nullptr, into the dense matrix (the default).
   void set_sparse_target(SparseMatrix* target);
+  /// Building passes add the matrix into `target` (packed storage; reset to zeros of the pass's
+  /// size at begin_pass; not owned), or, with nullptr, into the dense matrix.
+  void set_packed_target(PackedMatrix* target);
   /// Starts a pass; with setup.build_matrix the matrix is (re)allocated as n_variable^2 zeros (or
-  /// the sparse target's values zeroed).
+  /// the sparse or packed target's values zeroed).
   void begin_pass(const PassSetup& setup);
   /// Processes every record of the batch (global_index filled). Returns when done.
   void accumulate(const RecordBatch& batch);

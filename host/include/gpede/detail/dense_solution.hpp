@@ -14,6 +14,21 @@
 
 namespace gpede::detail {
 
+/// Relative pivot tolerance: a Cholesky pivot L_kk^2 below tol * C_kk (or a pivot block of the
+/// equilibrated bordered matrix below tol) counts as zero: pede's 16 eps relative pivot test of
+/// its inversion, widened by sqrt(n) for the rounding of long dot products.
+double pivot_tolerance(std::int64_t n);
+/// The checks before any factorisation of the n x n global matrix (n = diagonal.size()): rows
+/// holding non-finite elements (`nonfinite`) or non-finite constraint coefficients (solvable ==
+/// false); except for MINRES, parameters outside all constraints without a positive diagonal
+/// element (ok == false; solvable only with options.solve_singular). Fills report.
+void check_global_system(const std::vector<std::int64_t>& nonfinite, const std::vector<double>& diagonal,
+                         const ConstraintSystem& constraints, const FactorOptions& options, FactorReport& report);
+/// pede's rank test of the constraints on R (m columns, leading dimension min(n, m)) of the
+/// Householder QR of A^T with its rows normalised: false, with report.dependent_constraints and
+/// the message filled (solvable == false), where some depend on earlier ones.
+bool check_constraint_rank(const std::vector<double>& r, std::int64_t n, std::int64_t m, FactorReport& report);
+
 class DenseSolution {
  public:
   explicit DenseSolution(linalg::Engine& engine) : m_engine(engine) {}

@@ -42,7 +42,14 @@ struct HostMemoryPlan {
 /// per-thread copies of the matrix are not counted, so a refusal is certain: a run refused here
 /// could not have finished. Pure arithmetic. `sparse`: MINRES over sparse storage, whose elements
 /// are known only after the pattern pass: the vectors and the constraints are counted.
+/// `packed`: decomposition or inversion with the matrix in packed storage (n(n+1)/2 doubles), the
+/// constraints beside it as A, A^T W^1/2 and then H^-1 A^T (n x m each) and m x m. A refusal of
+/// full storage names packed storage where that would fit.
 HostMemoryPlan plan_host_memory(std::int64_t n_variable, std::int64_t n_constraints, Method method, ConstraintMode mode,
-                                const HostMemory& memory, bool sparse = false);
+                                const HostMemory& memory, bool sparse = false, bool packed = false);
+/// Whether a method has packed storage (decomposition, inversion).
+inline bool packed_storage_method(Method method) {
+  return method == Method::decomposition || method == Method::inversion;
+}
 
 }  // namespace gpede::detail

@@ -1,8 +1,9 @@
 // CPU accumulation of a pass over the data: a small pool of worker threads splits each batch's
 // records round-robin in chunks; each thread fits its records with the per-record kernels on its own scratch,
 // keeps private sums (chi2, F, ndf, counters, b, entries per label) and adds the Schur
-// contributions into the shared dense global matrix (lower triangle, atomic adds when more than
-// one thread runs). end_pass reduces the private sums and mirrors the lower triangle.
+// contributions into the shared global matrix: dense (lower triangle, mirrored at end_pass), sparse
+// or packed (private copies per thread where they fit a quarter of the memory, else atomic adds).
+// end_pass reduces the private sums.
 #include "gpede/detail/cpu_accumulator.hpp"
 #include "gpede/detail/batch_layout.hpp"
 #include "gpede/detail/worker_pool.hpp"
@@ -21,6 +22,7 @@
 #include <utility>
 
 #include "gpede/error.hpp"
+#include "gpede/detail/packed_solution.hpp"
 #include "gpede/detail/sparse_matrix.hpp"
 #include "gpede/kernels/local_fit.hpp"
 
@@ -89,6 +91,14 @@ struct CpuAccumulator::Impl {
   std::vector<ThreadState> threads;
   std::vector<double> matrix;
   SparseMatrix* sparse = nullptr;  // the sparse target of building passes, if set
+  PackedMatrix* packed = nullptr;  // the packed target of building passes, if set
+
+  /// The values of a sparse or packed target; null for the dense matrix.
+  std::vector<double>* target_values() {
+    if (sparse != nullptr) return &sparse->values();
+    if (packed != nullptr) return &packed->values();
+    return nullptr;
+  }
   std::int64_t n = 0;
 
   /// Adds the lower triangle of a record's contribution into the global matrix (column-major,
@@ -97,6 +107,10 @@ struct CpuAccumulator::Impl {
   void add_matrix(const kernels::GlobalContribution& c, bool atomic, double* base, std::vector<std::int32_t>& run_end) {
     if (sparse != nullptr) {
       sparse->add(c, base, atomic);
+      return;
+    }
+    if (packed != nullptr) {
+      packed->add(c, base, atomic);
       return;
     }
     const std::int32_t k = c.size;
@@ -207,8 +221,9 @@ struct CpuAccumulator::Impl {
   /// a compare-and-swap each and serialise on shared cache lines. Else all threads add atomically
   /// into the one matrix.
   void assign_matrix_targets() {
-    const std::size_t size = sparse != nullptr ? sparse->values().size() : static_cast<std::size_t>(n) * static_cast<std::size_t>(n);
-    double* shared = sparse != nullptr ? sparse->values().data() : matrix.data();
+    std::vector<double>* values = target_values();
+    const std::size_t size = values != nullptr ? values->size() : static_cast<std::size_t>(n) * static_cast<std::size_t>(n);
+    double* shared = values != nullptr ? values->data() : matrix.data();
     const std::size_t extra = (threads.size() - 1) * size * sizeof(double);
     const double physical = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
     private_matrices = threads.size() > 1 && static_cast<double>(extra) <= 0.25 * physical;
@@ -227,9 +242,10 @@ struct CpuAccumulator::Impl {
   /// Adds the private copies into the matrix and releases them.
   void reduce_private_matrices() {
     if (!private_matrices) return;
-    const std::size_t size = sparse != nullptr ? sparse->values().size() : matrix.size();
+    std::vector<double>* values = target_values();
+    const std::size_t size = values != nullptr ? values->size() : matrix.size();
     const int n_threads = pool.size();
-    double* m = sparse != nullptr ? sparse->values().data() : matrix.data();
+    double* m = values != nullptr ? values->data() : matrix.data();
     pool.run([&](int t) {
       const std::size_t begin = size * static_cast<std::size_t>(t) / static_cast<std::size_t>(n_threads);
       const std::size_t end = size * static_cast<std::size_t>(t + 1) / static_cast<std::size_t>(n_threads);
@@ -246,6 +262,11 @@ struct CpuAccumulator::Impl {
     if (sparse != nullptr) {
       matrix = std::vector<double>();
       sparse->zero();
+      return;
+    }
+    if (packed != nullptr) {
+      matrix = std::vector<double>();
+      packed->reset(n);
       return;
     }
     const std::size_t size = static_cast<std::size_t>(n) * static_cast<std::size_t>(n);
@@ -272,6 +293,8 @@ CpuAccumulator::CpuAccumulator(int threads) : m_impl(std::make_unique<Impl>(thre
 int CpuAccumulator::threads() const { return m_impl->pool.size(); }
 
 void CpuAccumulator::set_sparse_target(SparseMatrix* target) { m_impl->sparse = target; }
+
+void CpuAccumulator::set_packed_target(PackedMatrix* target) { m_impl->packed = target; }
 
 CpuAccumulator::~CpuAccumulator() = default;
 
@@ -367,7 +390,7 @@ PassTotals CpuAccumulator::end_pass() {
   }
   if (impl.building) {
     impl.reduce_private_matrices();
-    if (impl.sparse == nullptr) impl.symmetrise();
+    if (impl.target_values() == nullptr) impl.symmetrise();
   }
   return totals;
 }

@@ -1,12 +1,14 @@
 // CPU backend: CpuAccumulator (threads) builds the global matrix and vector, DenseSolver (LAPACK)
 // applies the constraints and solves. With sparse storage (sparseMINRES) the matrix is a
 // SparseMatrix whose pattern comes from a pass over the records before the first building pass,
-// and MINRES solves with its products.
+// and MINRES solves with its products. With packed storage the matrix is a PackedMatrix (RFP) and
+// PackedSolution solves it by decomposition or inversion.
 #include <algorithm>
 
 #include "gpede/detail/backend.hpp"
 #include "gpede/detail/cpu_accumulator.hpp"
 #include "gpede/detail/dense_solver.hpp"
+#include "gpede/detail/packed_solution.hpp"
 #include "gpede/detail/sparse_matrix.hpp"
 #include "gpede/detail/worker_pool.hpp"
 #include "gpede/error.hpp"
@@ -23,7 +25,14 @@ class CpuBackend final : public Backend {
 
   bool supports_sparse_matrix() const override { return true; }
   void use_sparse_matrix(bool sparse) override { m_sparse = sparse; }
+  bool supports_packed_matrix() const override { return true; }
+  void use_packed_matrix(bool packed) override { m_packed = packed; }
   std::string matrix_description() const override {
+    if (m_packed) {
+      const double bytes = static_cast<double>(RfpLayout(m_n).size()) * sizeof(double);
+      return "packed, the lower triangle in rectangular full packed format (" + std::to_string(RfpLayout(m_n).size()) +
+             " elements, " + std::to_string(static_cast<std::int64_t>(bytes / 1048576.0 + 0.5)) + " MB)";
+    }
     if (!m_sparse) return {};
     if (!m_pattern_ready) return "sparse (pattern not built yet)";
     const double n = static_cast<double>(m_n), stored = static_cast<double>(m_matrix.nonzeros());
@@ -63,6 +72,8 @@ class CpuBackend final : public Backend {
           m_pattern_ready = true;
         }
         m_accumulator.set_sparse_target(&m_matrix);
+      } else if (m_packed) {
+        m_accumulator.set_packed_target(&m_packed_matrix);
       }
     }
     m_accumulator.begin_pass(setup);
@@ -75,6 +86,13 @@ class CpuBackend final : public Backend {
     if (m_sparse) {
       if (!m_pattern_ready) throw RuntimeError("cpu backend: add_to_matrix called without a global matrix");
       for (std::size_t k = 0; k < values.size(); ++k) m_matrix.add_element(rows[k], cols[k], values[k]);
+      return;
+    }
+    if (m_packed) {
+      if (m_packed_matrix.n() != m_n || m_packed_matrix.values().empty()) {
+        throw RuntimeError("cpu backend: add_to_matrix called without a global matrix");
+      }
+      for (std::size_t k = 0; k < values.size(); ++k) m_packed_matrix.add_element(rows[k], cols[k], values[k]);
       return;
     }
     auto& c = m_accumulator.matrix();
@@ -90,6 +108,7 @@ class CpuBackend final : public Backend {
 
   std::vector<double> matrix_diagonal() const override {
     if (m_sparse) return m_matrix.diagonal();
+    if (m_packed) return m_packed_matrix.diagonal();
     auto& c = const_cast<CpuAccumulator&>(m_accumulator).matrix();
     std::vector<double> d(m_n);
     for (std::int64_t i = 0; i < m_n; ++i) d[i] = c[i + i * m_n];
@@ -105,14 +124,24 @@ class CpuBackend final : public Backend {
           [this](const std::vector<double>& x, std::vector<double>& y) { m_matrix.multiply(x, y, &m_pool); },
           m_matrix.diagonal(), m_matrix.nonfinite_rows(), m_n, constraints, options);
     }
+    if (m_packed) {
+      PackedMatrix matrix = std::move(m_packed_matrix);
+      m_packed_matrix = PackedMatrix();
+      return m_packed_solution.factorize(std::move(matrix), constraints, options);
+    }
     return m_solver.factorize(std::move(m_accumulator.matrix()), m_n, constraints, options);
   }
   std::vector<double> solve(const std::vector<double>& b, const std::vector<double>& residual) override {
-    return m_solver.solve(b, residual);
+    return m_packed ? m_packed_solution.solve(b, residual) : m_solver.solve(b, residual);
   }
   IterativeSolveInfo last_solve_info() const override { return m_solver.last_solve_info(); }
-  void release_factorization() override { m_solver.release(); }
-  std::vector<double> covariance_diagonal() override { return m_solver.covariance_diagonal(); }
+  void release_factorization() override {
+    m_solver.release();
+    m_packed_solution.release();
+  }
+  std::vector<double> covariance_diagonal() override {
+    return m_packed ? m_packed_solution.covariance_diagonal() : m_solver.covariance_diagonal();
+  }
 
  private:
   CpuAccumulator m_accumulator;
@@ -120,6 +149,9 @@ class CpuBackend final : public Backend {
   DenseSolver m_solver;
   std::int64_t m_n = 0;
   bool m_sparse = false;
+  bool m_packed = false;
+  PackedMatrix m_packed_matrix;
+  PackedSolution m_packed_solution;
   bool m_pattern_ready = false;
   int m_looks = 0;
   std::int64_t m_groups = 0;

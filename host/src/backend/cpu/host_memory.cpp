@@ -59,10 +59,18 @@ struct Floor {
 };
 
 Floor floor_for(std::int64_t n_variable, std::int64_t n_constraints, Method method, ConstraintMode mode,
-                bool sparse = false) {
+                bool sparse = false, bool packed = false) {
   const double n = static_cast<double>(std::max<std::int64_t>(n_variable, 0));
   const double m = static_cast<double>(std::max<std::int64_t>(n_constraints, 0));
   const double d = sizeof(double);
+  if (packed) {
+    Floor floor;
+    const double matrix = n * (n + 1.0) / 2.0 * d;
+    const double vectors = 8.0 * n * d;
+    floor.accumulate = matrix + vectors;
+    floor.factorize = matrix + (m > 0 ? (2.0 * n * m + m * m) * d : 0.0) + vectors;
+    return floor;
+  }
   const double matrix = sparse && method == Method::minres ? 0.0 : n * n * d;
   // Per label and parameter: values, start values, indices, entries, b, the step and the diagonal.
   const double vectors = 8.0 * n * d;
@@ -114,14 +122,16 @@ HostMemory query_host_memory() noexcept {
 }
 
 HostMemoryPlan plan_host_memory(std::int64_t n_variable, std::int64_t n_constraints, Method method, ConstraintMode mode,
-                                const HostMemory& memory, bool sparse) {
+                                const HostMemory& memory, bool sparse, bool packed) {
   HostMemoryPlan plan;
-  const Floor floor = floor_for(n_variable, n_constraints, method, mode, sparse);
+  packed = packed && packed_storage_method(method);
+  const Floor floor = floor_for(n_variable, n_constraints, method, mode, sparse, packed);
   plan.accumulate_bytes = static_cast<std::size_t>(floor.accumulate);
   plan.factorize_bytes = static_cast<std::size_t>(floor.factorize);
   plan.needed_bytes = std::max(plan.accumulate_bytes, plan.factorize_bytes);
   plan.fits = plan.needed_bytes <= memory.available_bytes;
-  const std::string what = std::string("method ") + method_name(method) + (sparse ? " (sparse storage)" : "") +
+  const std::string what = std::string("method ") + method_name(method) +
+                           (sparse ? " (sparse storage)" : packed ? " (packed storage)" : "") +
                            (n_constraints > 0 ? std::string(" with ") + mode_name(mode) : std::string()) + " of " +
                            std::to_string(n_variable) + " parameters and " + std::to_string(n_constraints) +
                            " constraints";
@@ -136,14 +146,25 @@ HostMemoryPlan plan_host_memory(std::int64_t n_variable, std::int64_t n_constrai
   std::string alternatives =
       fitting_alternatives(method, mode, n_constraints, static_cast<double>(memory.available_bytes),
                            [&](Method m, ConstraintMode c) { return floor_for(n_variable, n_constraints, m, c).peak(); });
+  if (!sparse && !packed) {
+    for (Method other : {Method::decomposition, Method::inversion}) {
+      const double bytes = floor_for(n_variable, n_constraints, other, mode, false, true).peak();
+      if (bytes <= static_cast<double>(memory.available_bytes)) {
+        alternatives += std::string(alternatives.empty() ? "" : ", ") + "method " + method_name(other) +
+                        " with packed storage (--storage packed, or auto; " + gigabytes(bytes) + ")";
+      }
+    }
+  }
   if (!sparse && floor_for(n_variable, n_constraints, Method::minres, mode, true).peak() <=
                      static_cast<double>(memory.available_bytes)) {
     alternatives += std::string(alternatives.empty() ? "" : ", ") +
                     "method sparseMINRES (a sparse matrix, its size known after a look at the records; no errors)";
   }
   plan.message = what + " needs at least " + gigabytes(static_cast<double>(plan.needed_bytes)) +
-                 " of memory (the dense global matrix alone is " +
-                 gigabytes(static_cast<double>(n_variable) * static_cast<double>(n_variable) * 8.0) + "), but only " +
+                 " of memory (the " + (packed ? "packed" : "dense") + " global matrix alone is " +
+                 gigabytes(static_cast<double>(n_variable) * static_cast<double>(packed ? n_variable + 1 : n_variable) *
+                           (packed ? 4.0 : 8.0)) +
+                 "), but only " +
                  available + ". " +
                  (alternatives.empty() ? std::string("No other exact method fits; fewer parameters (fix some, or "
                                                      "align in parts) or a machine with more memory would")
