@@ -125,7 +125,7 @@ gpede::detail::HostMemory host_with(double gb) {
 }
 
 // The belle2 preset's 61,520 parameters on a 24 GB machine: the matrix alone is 30.3 GB, so no
-// exact method fits; with 40 GB decomposition and inversion fit (the matrix once), but
+// exact method fits in full storage, but decomposition and inversion fit in packed storage; with 40 GB decomposition and inversion fit (the matrix once), but
 // diagonalization needs the eigenvectors beside it (2 n^2 doubles, 60.6 GB).
 TEST(HostMemoryPlan, Belle2SizeOnA24GBMachine) {
   const double n = 61520.0;
@@ -135,9 +135,25 @@ TEST(HostMemoryPlan, Belle2SizeOnA24GBMachine) {
   EXPECT_GE(static_cast<double>(small.needed_bytes), matrix_bytes(n));
   EXPECT_NE(small.message.find("30.3 GB"), std::string::npos) << small.message;
   EXPECT_NE(small.message.find("test limit"), std::string::npos) << small.message;
-  // No exact method fits; MINRES over the sparse matrix is proposed.
+  // No exact method fits in full storage; packed storage and MINRES over the sparse matrix are proposed.
   EXPECT_EQ(small.message.find("method decomposition ("), std::string::npos) << small.message;
-  EXPECT_NE(small.message.find("These would fit: method sparseMINRES"), std::string::npos) << small.message;
+  EXPECT_NE(small.message.find("These would fit: method decomposition with packed storage"), std::string::npos)
+      << small.message;
+  EXPECT_NE(small.message.find("method inversion with packed storage"), std::string::npos) << small.message;
+  EXPECT_NE(small.message.find("method sparseMINRES"), std::string::npos) << small.message;
+  // Packed: n(n+1)/2 doubles, 15.1 GB, and the constraints' n x m arrays beside it.
+  for (ConstraintMode mode : {ConstraintMode::elimination, ConstraintMode::multipliers}) {
+    const auto packed = gpede::detail::plan_host_memory(61520, 367, Method::inversion, mode, host_with(22.0), false, true);
+    EXPECT_TRUE(packed.fits) << packed.message;
+    EXPECT_NE(packed.message.find("packed storage"), std::string::npos) << packed.message;
+    EXPECT_GE(static_cast<double>(packed.needed_bytes), n * (n + 1.0) / 2.0 * 8.0 + 2.0 * n * 367.0 * 8.0);
+    EXPECT_LT(static_cast<double>(packed.needed_bytes), 0.52 * matrix_bytes(n));
+  }
+  const auto packed_tight = gpede::detail::plan_host_memory(61520, 367, Method::decomposition, ConstraintMode::elimination,
+                                                            host_with(14.0), false, true);
+  EXPECT_FALSE(packed_tight.fits);
+  EXPECT_NE(packed_tight.message.find("the packed global matrix alone is 15.1 GB"), std::string::npos)
+      << packed_tight.message;
   const auto sparse = gpede::detail::plan_host_memory(61520, 30, Method::minres, ConstraintMode::elimination,
                                                       host_with(22.0), true);
   EXPECT_TRUE(sparse.fits) << sparse.message;

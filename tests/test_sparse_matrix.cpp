@@ -1,7 +1,7 @@
 // Sparse storage of the global matrix: the pattern against the pairs of variable parameters that
 // share a record (computed here with a set), the sparse accumulation against the dense one (every
 // element, 1 and 2 threads), products against a long-double product of the dense matrix, elements
-// outside the pattern, non-finite values.
+// outside the pattern, non-finite values. Packed storage: its accumulation against the dense one.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -14,6 +14,7 @@
 
 #include "gpede/detail/backend.hpp"
 #include "gpede/detail/cpu_accumulator.hpp"
+#include "gpede/detail/packed_solution.hpp"
 #include "gpede/detail/sparse_matrix.hpp"
 #include "gpede/detail/worker_pool.hpp"
 #include "gpede/error.hpp"
@@ -230,6 +231,42 @@ TEST(SparseMatrix, ARecordOutsideThePatternIsAnError) {
   accumulator.set_sparse_target(&s);
   accumulator.begin_pass(f.setup);
   EXPECT_THROW(accumulator.accumulate(f.batch), gpede::RuntimeError);
+}
+
+// Packed storage takes the same sums as the dense matrix, with private copies (2 threads) or alone,
+// and a second pass starts from zeros.
+TEST(PackedMatrix, AccumulatesTheDenseMatrixElementForElement) {
+  const Fixture f = make_fixture(4);
+  const std::int64_t n = f.setup.n_variable;
+  for (int threads : {1, 2}) {
+    CpuAccumulator dense(threads);
+    dense.begin_pass(f.setup);
+    dense.accumulate(f.batch);
+    dense.end_pass();
+    const std::vector<double> d = dense.matrix();
+
+    gpede::detail::PackedMatrix packed;
+    CpuAccumulator accumulator(threads);
+    accumulator.set_packed_target(&packed);
+    for (int pass = 0; pass < 2; ++pass) {
+      accumulator.begin_pass(f.setup);
+      accumulator.accumulate(f.batch);
+      EXPECT_GT(accumulator.end_pass().accepted, 300);
+    }
+    EXPECT_TRUE(accumulator.matrix().empty()) << "no dense matrix beside the packed one";
+    ASSERT_EQ(packed.n(), n);
+    EXPECT_EQ(packed.values().size(), static_cast<std::size_t>(n * (n + 1) / 2));
+    double scale = 0.0, worst = 0.0;
+    for (std::int64_t j = 0; j < n; ++j) {
+      for (std::int64_t i = 0; i < n; ++i) {
+        const double want = d[static_cast<std::size_t>(i + j * n)];
+        scale = std::max(scale, std::abs(want));
+        worst = std::max(worst, std::abs(packed.at(i, j) - want));
+      }
+    }
+    EXPECT_GT(scale, 0.0);
+    EXPECT_LE(worst, 1e-13 * scale) << threads << " thread(s)";
+  }
 }
 
 }  // namespace

@@ -251,6 +251,16 @@ for method in ("inversion", "decomposition", "diagonalization"):
                 quick=method == "decomposition"))
 add(variant("inversion-withelimination", "withelimination", INV3, problems=("SL0",)))
 
+# Packed storage (--storage packed: the lower triangle in RFP, constraints in range-space form) of
+# the exact methods gives pede's answers, with elimination and multipliers, cuts and pre-sigmas.
+for method in ("inversion", "decomposition"):
+    add(variant(f"{method}-packed", f"method {method} 3 0.001", args=("--storage", "packed"), pede_args=(),
+                problems=ALL, quick=method == "inversion"))
+    add(variant(f"{method}-mult-packed", "withmultipliers", f"method {method} 3 0.001", args=("--storage", "packed"),
+                pede_args=(), problems=ALL))
+add(variant("inversion-packed-combo", "chisqcut 30 6", "outlierdownweighting 3", "dwfractioncut 0.1", "presigma 0.01",
+            INV3, args=("--storage", "packed"), pede_args=(), problems=("SL0", "BRLC", "BP")))
+
 # MINRES, pede's default method: both storage names, both constraint modes, without the
 # preconditioner, a tighter tolerance, with cuts and down-weighting; the -QLP names (gpede runs
 # MINRES's iteration for them).
