@@ -10,12 +10,14 @@
 #include <cstdint>
 #include <limits>
 #include <random>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "gpede/detail/backend.hpp"
 #include "gpede/detail/packed_solution.hpp"
 #include "gpede/error.hpp"
+#include "gpede/kernels/local_fit.hpp"
 
 extern "C" void dtrttf_(const char* transr, const char* uplo, const int* n, const double* a, const int* lda, double* arf,
                         int* info, std::size_t, std::size_t);
@@ -83,6 +85,65 @@ TEST(RfpLayout, TriangularProductsMatchLongDouble) {
         }
         EXPECT_NEAR(y[i], static_cast<double>(want), 1e-14 * n) << "n " << n << " transpose " << transpose;
       }
+    }
+  }
+}
+
+// Records' contributions added by two threads at once into one shared target (the locked path of
+// the accumulation beyond private copies): no add is lost. Integer values make every order of the
+// sums exact, so the result must equal a sequential sum exactly.
+TEST(PackedMatrix, ThreadsAddingIntoOneTargetLoseNothing) {
+  for (int n : {37, 64}) {
+    std::mt19937 rng(static_cast<unsigned>(n));
+    struct Contribution {
+      std::vector<std::int32_t> index;
+      std::vector<double> matrix;
+    };
+    std::vector<Contribution> records(400);
+    for (Contribution& r : records) {
+      for (std::int32_t i = 0; i < n; ++i) {
+        if (rng() % 3 == 0) r.index.push_back(i);
+      }
+      const std::size_t k = r.index.size();
+      r.matrix.resize(k * k);
+      for (double& v : r.matrix) v = static_cast<double>(static_cast<int>(rng() % 7) - 3);
+    }
+    auto view = [](const Contribution& r) {
+      gpede::kernels::GlobalContribution c;
+      c.ok = true;
+      c.size = static_cast<std::int32_t>(r.index.size());
+      c.index = r.index.data();
+      c.matrix = r.matrix.data();
+      return c;
+    };
+    PackedMatrix sequential(n), shared(n);
+    for (const Contribution& r : records) sequential.add(view(r), sequential.values().data(), false);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 2; ++t) {
+      threads.emplace_back([&, t] {
+        for (int repeat = 0; repeat < 20; ++repeat) {
+          for (std::size_t k = static_cast<std::size_t>(t); k < records.size(); k += 2) {
+            shared.add(view(records[k]), shared.values().data(), true);
+          }
+        }
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    for (std::int64_t j = 0; j < n; ++j) {
+      for (std::int64_t i = j; i < n; ++i) {
+        ASSERT_EQ(shared.at(i, j), 20.0 * sequential.at(i, j)) << "n " << n << " (" << i << ", " << j << ")";
+      }
+    }
+    // The sequential sum itself against a dense sum of the lower triangles.
+    std::vector<double> dense(static_cast<std::size_t>(n * n), 0.0);
+    for (const Contribution& r : records) {
+      const std::size_t k = r.index.size();
+      for (std::size_t b = 0; b < k; ++b) {
+        for (std::size_t a = b; a < k; ++a) dense[r.index[a] + static_cast<std::size_t>(r.index[b]) * n] += r.matrix[a + b * k];
+      }
+    }
+    for (std::int64_t j = 0; j < n; ++j) {
+      for (std::int64_t i = j; i < n; ++i) EXPECT_EQ(sequential.at(i, j), dense[i + j * n]);
     }
   }
 }

@@ -2,9 +2,12 @@
 // (packed_solution.hpp).
 #include "gpede/detail/packed_solution.hpp"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <atomic>
 #include <climits>
+#include <cstdint>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -67,34 +70,44 @@ void for_each_element(const RfpLayout& l, F&& f) {
 // ---- PackedMatrix ----------------------------------------------------------------------------------
 
 void PackedMatrix::reset(std::int64_t n) {
+  if (!m_locks) m_locks = std::make_unique<std::atomic<bool>[]>(kStripes);
   const RfpLayout layout(n);
   if (m_layout.n != n || m_values.size() != layout.size()) {
     m_values = std::vector<double>();
     m_layout = layout;
+    m_values.reserve(layout.size());
+    // Huge pages for the untouched memory, before the zeros touch it: the trailing triangle's
+    // columns have a stride of n + 1 doubles, one small page per element otherwise.
+    const std::uintptr_t page = 2u << 20;
+    const auto begin = reinterpret_cast<std::uintptr_t>(m_values.data());
+    const std::uintptr_t first = (begin + page - 1) / page * page;
+    const std::uintptr_t last = (begin + layout.size() * sizeof(double)) / page * page;
+    if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
     m_values.assign(layout.size(), 0.0);
     return;
   }
   std::fill(m_values.begin(), m_values.end(), 0.0);
 }
 
-void PackedMatrix::add(const kernels::GlobalContribution& c, double* target, bool atomic) const {
+void PackedMatrix::add(const kernels::GlobalContribution& c, double* target, bool shared) const {
   const RfpLayout& l = m_layout;
   const std::int32_t size = c.size;
-  for (std::int32_t b = 0; b < size; ++b) {
-    const std::int64_t j = c.index[b];
+  // The record's globals before and from k (indices ascending): columns j < k are contiguous in i
+  // (T1 and S); the trailing triangle T2 is stored by rows, so that part goes row by row. Shared
+  // targets take a column's (a row's) lock around its adds: plain adds, whose cache misses overlap,
+  // where atomic ones would wait for each line in turn.
+  std::int32_t split = 0;
+  while (split < size && c.index[split] < l.k) ++split;
+  for (std::int32_t b = 0; b < split; ++b) {
     const double* from = c.matrix + static_cast<std::int64_t>(b) * size;
-    // Column j < k is contiguous in i; column j >= k of T2 has stride ld.
-    const bool first = j < l.k;
-    double* base = first ? target + l.t1 + j * l.ld : target + l.t2 + (j - l.k) - l.k * l.ld;
-    const std::int64_t stride = first ? 1 : l.ld;
-    for (std::int32_t a = b; a < size; ++a) {
-      double* to = base + static_cast<std::int64_t>(c.index[a]) * stride;
-      if (atomic) {
-        std::atomic_ref<double>(*to).fetch_add(from[a], std::memory_order_relaxed);
-      } else {
-        *to += from[a];
-      }
-    }
+    double* column = target + l.t1 + static_cast<std::int64_t>(c.index[b]) * l.ld;
+    StripeLock lock(shared ? &m_locks[static_cast<std::size_t>(c.index[b]) % kStripes] : nullptr);
+    for (std::int32_t a = b; a < size; ++a) column[c.index[a]] += from[a];
+  }
+  for (std::int32_t a = split; a < size; ++a) {
+    double* row = target + l.t2 + (static_cast<std::int64_t>(c.index[a]) - l.k) * l.ld - l.k;
+    StripeLock lock(shared ? &m_locks[static_cast<std::size_t>(c.index[a]) % kStripes] : nullptr);
+    for (std::int32_t b = split; b <= a; ++b) row[c.index[b]] += c.matrix[static_cast<std::int64_t>(b) * size + a];
   }
 }
 

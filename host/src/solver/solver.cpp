@@ -58,7 +58,10 @@ std::unique_ptr<detail::Backend> choose_backend(const Steering& steering, const 
       detail::HostMemoryPlan packed_plan = detail::plan_host_memory(n_variable, n_constraints, steering.method,
                                                                     steering.constraint_mode, memory, false, true);
       if (packed_plan.fits) {
-        log.progress("memory: full storage does not fit (" + plan.message + "); the global matrix is packed");
+        log.progress("memory: full storage does not fit (at least " +
+                     std::to_string((plan.needed_bytes + 500000000) / 1000000000) + " GB, " +
+                     std::to_string((memory.available_bytes + 500000000) / 1000000000) +
+                     " GB available); the global matrix is packed");
         plan = std::move(packed_plan);
         packed = true;
       }

@@ -14,7 +14,9 @@
 // mapped back) is H^-1 - Z S^-1 Z^T with Z = H^-1 A^T.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -48,7 +50,7 @@ class PackedMatrix {
  public:
   PackedMatrix() = default;
   /// n x n zeros.
-  explicit PackedMatrix(std::int64_t n) : m_layout(n), m_values(m_layout.size(), 0.0) {}
+  explicit PackedMatrix(std::int64_t n) { reset(n); }
 
   std::int64_t n() const { return m_layout.n; }
   const RfpLayout& layout() const { return m_layout; }
@@ -59,8 +61,9 @@ class PackedMatrix {
   void reset(std::int64_t n);
 
   /// Adds a record's contribution (the lower triangle of its K x K block) into `target`, an RFP
-  /// array of this size (the matrix's own or a thread's partial sums), atomically if asked.
-  void add(const kernels::GlobalContribution& c, double* target, bool atomic) const;
+  /// array of this size (the matrix's own or a thread's partial sums). `shared`: other threads add
+  /// into the same target at the same time (each column or row of T2 is then added under a lock).
+  void add(const kernels::GlobalContribution& c, double* target, bool shared) const;
   /// Adds `value` at (row, col), either triangle.
   void add_element(std::int64_t row, std::int64_t col, double value);
   double at(std::int64_t row, std::int64_t col) const;
@@ -69,8 +72,32 @@ class PackedMatrix {
   std::vector<std::int64_t> nonfinite_rows() const;
 
  private:
+  static constexpr std::size_t kStripes = 4096;
+  // A spin lock held for one column's (or row's) adds.
+  class StripeLock {
+   public:
+    explicit StripeLock(std::atomic<bool>* flag) : m_flag(flag) {
+      if (m_flag == nullptr) return;
+      while (m_flag->exchange(true, std::memory_order_acquire)) {
+        while (m_flag->load(std::memory_order_relaxed)) {
+        }
+      }
+    }
+    ~StripeLock() {
+      if (m_flag != nullptr) m_flag->store(false, std::memory_order_release);
+    }
+    StripeLock(const StripeLock&) = delete;
+    StripeLock& operator=(const StripeLock&) = delete;
+
+   private:
+    std::atomic<bool>* m_flag;
+  };
+
   RfpLayout m_layout;
   std::vector<double> m_values;
+  // Column j < k (and row i >= k of T2) is guarded by lock j (i) modulo kStripes.
+  // Made by reset() and the sized constructor.
+  mutable std::unique_ptr<std::atomic<bool>[]> m_locks;
 };
 
 /// x := op(L) x for the lower triangle L held in RFP (op(L) = L^T if transpose): two triangular
