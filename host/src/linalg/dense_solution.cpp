@@ -90,6 +90,27 @@ void check_global_system(const std::vector<std::int64_t>& nonfinite, const std::
   }
 }
 
+ConstraintQr constraint_qr(linalg::Engine& engine, const ConstraintSystem& constraints) {
+  const std::int64_t n = constraints.n, m = constraints.m;
+  const std::size_t nn = static_cast<std::size_t>(n);
+  ConstraintQr qr;
+  std::vector<double> q(nn * static_cast<std::size_t>(m), 0.0);
+  qr.row_norm.assign(static_cast<std::size_t>(m), 0.0);
+  for (std::int64_t k = 0; k < m; ++k) {
+    double norm2 = 0.0;
+    for (std::int64_t j = 0; j < n; ++j) norm2 += constraints.a[k * n + j] * constraints.a[k * n + j];
+    qr.row_norm[k] = std::sqrt(norm2);
+    const double inv = norm2 > 0.0 ? 1.0 / std::sqrt(norm2) : 0.0;
+    for (std::int64_t j = 0; j < n; ++j) q[j + k * nn] = constraints.a[k * n + j] * inv;
+  }
+  const std::int64_t rr = std::min(n, m);
+  qr.q = linalg::upload_matrix(engine, q, n, m);
+  qr.tau = engine.allocate(std::max<std::int64_t>(rr, 1), 1);
+  if (n > 0) engine.householder_qr(qr.q.view(), qr.tau.view());
+  if (rr > 0) qr.r = engine.download(qr.q.view().block(0, 0, rr, m));
+  return qr;
+}
+
 bool check_constraint_rank(const std::vector<double>& r, std::int64_t n, std::int64_t m, FactorReport& report) {
   const std::int64_t rr = std::min(n, m);
   for (std::int64_t k = 0; k < m; ++k) {
@@ -198,7 +219,6 @@ FactorReport DenseSolution::factorize_checked(Matrix matrix, std::vector<std::in
   m_n = n;
   m_m = m;
   m_options = options;
-  const std::size_t nn = static_cast<std::size_t>(n);
   FactorReport report;
 
   check_global_system(bad, diagonal, constraints, options, report);
@@ -206,21 +226,11 @@ FactorReport DenseSolution::factorize_checked(Matrix matrix, std::vector<std::in
 
   // ---- constraints: QR of A^T (rows normalised), rank ------------------------------------------
   if (m > 0) {
-    std::vector<double> q(nn * static_cast<std::size_t>(m), 0.0);
-    m_row_norm.assign(static_cast<std::size_t>(m), 0.0);
-    for (std::int64_t k = 0; k < m; ++k) {
-      double norm2 = 0.0;
-      for (std::int64_t j = 0; j < n; ++j) norm2 += constraints.a[k * n + j] * constraints.a[k * n + j];
-      m_row_norm[k] = std::sqrt(norm2);
-      const double inv = norm2 > 0.0 ? 1.0 / std::sqrt(norm2) : 0.0;
-      for (std::int64_t j = 0; j < n; ++j) q[j + k * nn] = constraints.a[k * n + j] * inv;
-    }
-    const std::int64_t reflectors = std::min(n, m);
-    m_q = to_engine(q, n, m);
-    m_tau = m_engine.allocate(std::max<std::int64_t>(reflectors, 1), 1);
-    if (n > 0) m_engine.householder_qr(m_q.view(), m_tau.view());
-    const std::int64_t rr = std::min(n, m);
-    m_r = rr > 0 ? from_engine(m_q.view().block(0, 0, rr, m)) : std::vector<double>{};
+    ConstraintQr qr = constraint_qr(m_engine, constraints);
+    m_q = std::move(qr.q);
+    m_tau = std::move(qr.tau);
+    m_r = std::move(qr.r);
+    m_row_norm = std::move(qr.row_norm);
     if (!check_constraint_rank(m_r, n, m, report)) {
       m_q.reset();
       m_tau.reset();

@@ -15,6 +15,7 @@
 
 #include "gpede/detail/dense_solution.hpp"
 #include "gpede/detail/factor_report_text.hpp"
+#include "gpede/detail/host_memory.hpp"
 #include "gpede/detail/linalg.hpp"
 #include "gpede/error.hpp"
 
@@ -185,7 +186,7 @@ FactorReport PackedSolution::factorize(PackedMatrix matrix, const ConstraintSyst
     throw RuntimeError("packed storage: inconsistent sizes (matrix of " + std::to_string(n) + ", constraints " +
                        std::to_string(m) + " x " + std::to_string(constraints.n) + ")");
   }
-  if (options.method != Method::inversion && options.method != Method::decomposition) {
+  if (!packed_storage_method(options.method)) {
     throw RuntimeError(std::string("packed storage: method ") + method_name(options.method) +
                        " needs the full or sparse matrix (packed storage has inversion and decomposition)");
   }
@@ -209,34 +210,23 @@ FactorReport PackedSolution::factorize(PackedMatrix matrix, const ConstraintSyst
   // ---- constraints: pede's rank test, then H = C + A^T W A ----------------------------------------
   std::vector<double> scaled;  // A^T W^1/2, n x m; then Z
   if (m > 0) {
-    {
-      std::vector<double> q(nn * mm);
-      for (std::int64_t r = 0; r < m; ++r) {
-        double norm2 = 0.0;
-        for (std::int64_t j = 0; j < n; ++j) norm2 += constraints.a[r * n + j] * constraints.a[r * n + j];
-        const double inv = norm2 > 0.0 ? 1.0 / std::sqrt(norm2) : 0.0;
-        for (std::int64_t j = 0; j < n; ++j) q[j + r * nn] = constraints.a[r * n + j] * inv;
-      }
-      const std::unique_ptr<linalg::Engine> engine = linalg::make_cpu_engine();
-      linalg::Matrix qr = linalg::adopt_host_matrix(std::move(q), n, m);
-      linalg::Matrix tau = engine->allocate(std::max<std::int64_t>(std::min(n, m), 1), 1);
-      if (n > 0) engine->householder_qr(qr.view(), tau.view());
-      const std::int64_t rr = std::min(n, m);
-      const std::vector<double> r = rr > 0 ? engine->download(qr.view().block(0, 0, rr, m)) : std::vector<double>{};
-      if (!check_constraint_rank(r, n, m, report)) {
-        release();
-        return report;
-      }
+    const std::unique_ptr<linalg::Engine> engine = linalg::make_cpu_engine();
+    ConstraintQr qr = constraint_qr(*engine, constraints);
+    if (!check_constraint_rank(qr.r, n, m, report)) {
+      release();
+      return report;
     }
+    const std::vector<double> row_norm = std::move(qr.row_norm);
+    qr = ConstraintQr();  // the reflectors (n x m) are not needed here
     m_m = m;
     m_a = constraints.a;
     m_weight.assign(mm, 0.0);
     scaled.assign(nn * mm, 0.0);
     for (std::int64_t r = 0; r < m; ++r) {
-      double norm2 = 0.0, curvature = 0.0;
+      const double norm2 = row_norm[r] * row_norm[r];
+      double curvature = 0.0;
       for (std::int64_t j = 0; j < n; ++j) {
         const double a = constraints.a[r * n + j];
-        norm2 += a * a;
         curvature += a * a * std::max(diagonal[j], 0.0);
       }
       // The constrained direction a_r / |a_r| gets curvature w |a_r|^2 = mean C_jj over a_r.

@@ -15,6 +15,7 @@
 #include "gpede/detail/worker_pool.hpp"
 #include "gpede/error.hpp"
 #include "gpede/solver.hpp"
+#include "../backend/memory_plan_text.hpp"
 #include "record_printout.hpp"
 #include "solver_internal.hpp"
 
@@ -59,9 +60,9 @@ std::unique_ptr<detail::Backend> choose_backend(const Steering& steering, const 
                                                                     steering.constraint_mode, memory, false, true);
       if (packed_plan.fits) {
         log.progress("memory: full storage does not fit (at least " +
-                     std::to_string((plan.needed_bytes + 500000000) / 1000000000) + " GB, " +
-                     std::to_string((memory.available_bytes + 500000000) / 1000000000) +
-                     " GB available); the global matrix is packed");
+                     detail::gigabytes(static_cast<double>(plan.needed_bytes)) + ", " +
+                     detail::gigabytes(static_cast<double>(memory.available_bytes)) +
+                     " available); the global matrix is packed");
         plan = std::move(packed_plan);
         packed = true;
       }

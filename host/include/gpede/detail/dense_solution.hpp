@@ -24,6 +24,14 @@ double pivot_tolerance(std::int64_t n);
 /// element (ok == false; solvable only with options.solve_singular). Fills report.
 void check_global_system(const std::vector<std::int64_t>& nonfinite, const std::vector<double>& diagonal,
                          const ConstraintSystem& constraints, const FactorOptions& options, FactorReport& report);
+/// Householder QR of A^T with the rows of A normalised (m > 0), in the engine's memory: the
+/// reflectors below R (n x m) and their scalars, R itself on the host (min(n, m) x m), and the
+/// rows' norms. pede's rank test reads R; elimination works in the basis of the reflectors.
+struct ConstraintQr {
+  linalg::Matrix q, tau;
+  std::vector<double> r, row_norm;
+};
+ConstraintQr constraint_qr(linalg::Engine& engine, const ConstraintSystem& constraints);
 /// pede's rank test of the constraints on R (m columns, leading dimension min(n, m)) of the
 /// Householder QR of A^T with its rows normalised: false, with report.dependent_constraints and
 /// the message filled (solvable == false), where some depend on earlier ones.

@@ -2,8 +2,8 @@
 // records round-robin in chunks; each thread fits its records with the per-record kernels on its own scratch,
 // keeps private sums (chi2, F, ndf, counters, b, entries per label) and adds the Schur
 // contributions into the shared global matrix: dense (lower triangle, mirrored at end_pass), sparse
-// or packed (private copies per thread where they fit a quarter of the memory, else atomic adds).
-// end_pass reduces the private sums.
+// or packed (private copies per thread where they fit a quarter of the memory, else shared: atomic
+// adds, or for packed storage plain adds under a lock per column). end_pass reduces the private sums.
 #include "gpede/detail/cpu_accumulator.hpp"
 #include "gpede/detail/batch_layout.hpp"
 #include "gpede/detail/worker_pool.hpp"

@@ -4,6 +4,7 @@
 // and MINRES solves with its products. With packed storage the matrix is a PackedMatrix (RFP) and
 // PackedSolution solves it by decomposition or inversion.
 #include <algorithm>
+#include <utility>
 
 #include "gpede/detail/backend.hpp"
 #include "gpede/detail/cpu_accumulator.hpp"
@@ -125,9 +126,7 @@ class CpuBackend final : public Backend {
           m_matrix.diagonal(), m_matrix.nonfinite_rows(), m_n, constraints, options);
     }
     if (m_packed) {
-      PackedMatrix matrix = std::move(m_packed_matrix);
-      m_packed_matrix = PackedMatrix();
-      return m_packed_solution.factorize(std::move(matrix), constraints, options);
+      return m_packed_solution.factorize(std::exchange(m_packed_matrix, PackedMatrix()), constraints, options);
     }
     return m_solver.factorize(std::move(m_accumulator.matrix()), m_n, constraints, options);
   }
