@@ -14,6 +14,7 @@
 
 #include "gpede/detail/dense_solver.hpp"
 #include "gpede/detail/minres.hpp"
+#include "test_support.hpp"
 
 namespace {
 
@@ -67,33 +68,6 @@ std::vector<double> matrix_with_spectrum(const std::vector<double>& eigenvalues,
     for (std::size_t j = 0; j < i; ++j) a[j * n + i] = a[i * n + j];  // exactly symmetric
   }
   return a;
-}
-
-// Solves the dense system (row-major) in long double by Gaussian elimination with partial pivoting.
-std::vector<LD> solve_ld(std::vector<LD> a, std::vector<LD> b) {
-  const std::size_t n = b.size();
-  for (std::size_t k = 0; k < n; ++k) {
-    std::size_t p = k;
-    for (std::size_t i = k + 1; i < n; ++i) {
-      if (std::fabs(a[i * n + k]) > std::fabs(a[p * n + k])) p = i;
-    }
-    if (p != k) {
-      for (std::size_t j = 0; j < n; ++j) std::swap(a[k * n + j], a[p * n + j]);
-      std::swap(b[k], b[p]);
-    }
-    for (std::size_t i = k + 1; i < n; ++i) {
-      const LD f = a[i * n + k] / a[k * n + k];
-      for (std::size_t j = k; j < n; ++j) a[i * n + j] -= f * a[k * n + j];
-      b[i] -= f * b[k];
-    }
-  }
-  std::vector<LD> x(n);
-  for (std::size_t i = n; i-- > 0;) {
-    LD s = b[i];
-    for (std::size_t j = i + 1; j < n; ++j) s -= a[i * n + j] * x[j];
-    x[i] = s / a[i * n + i];
-  }
-  return x;
 }
 
 VectorMap dense_map(const std::vector<double>& a, std::size_t n) {
@@ -151,7 +125,7 @@ std::vector<LD> krylov_minimiser(const std::vector<double>& a, const std::vector
     for (std::size_t i = 0; i < n; ++i) s += ak[r][i] * p[i] * b[i];
     rhs[r] = s;
   }
-  const std::vector<LD> y = solve_ld(normal, rhs);
+  const std::vector<LD> y = gpede::test::solve_long_double(normal, rhs);
   std::vector<LD> x(n, 0);
   for (std::size_t j = 0; j < k; ++j) {
     for (std::size_t i = 0; i < n; ++i) x[i] += y[j] * basis[j][i];
@@ -176,7 +150,7 @@ std::vector<double> random_vector(std::size_t n, std::mt19937& rng) {
 }
 
 std::vector<LD> exact_solution(const std::vector<double>& a, const std::vector<double>& b) {
-  return solve_ld(std::vector<LD>(a.begin(), a.end()), std::vector<LD>(b.begin(), b.end()));
+  return gpede::test::solve_long_double(std::vector<LD>(a.begin(), a.end()), std::vector<LD>(b.begin(), b.end()));
 }
 
 TEST(Minres, ConvergesToTheExactSolution) {
@@ -312,7 +286,7 @@ std::vector<LD> constrained_solution(const Constrained& p) {
     }
     rhs[n + k] = p.residual[k];
   }
-  std::vector<LD> x = solve_ld(a, rhs);
+  std::vector<LD> x = gpede::test::solve_long_double(a, rhs);
   x.resize(n);
   return x;
 }

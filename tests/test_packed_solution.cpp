@@ -18,6 +18,7 @@
 #include "gpede/detail/packed_solution.hpp"
 #include "gpede/error.hpp"
 #include "gpede/kernels/local_fit.hpp"
+#include "test_support.hpp"
 
 extern "C" void dtrttf_(const char* transr, const char* uplo, const int* n, const double* a, const int* lda, double* arf,
                         int* info, std::size_t, std::size_t);
@@ -148,31 +149,6 @@ TEST(PackedMatrix, ThreadsAddingIntoOneTargetLoseNothing) {
   }
 }
 
-// Solves the square system a x = b (column-major, size s) in long double with partial pivoting.
-std::vector<long double> solve_long_double(Dense a, std::vector<long double> b) {
-  const std::size_t s = b.size();
-  for (std::size_t k = 0; k < s; ++k) {
-    std::size_t p = k;
-    for (std::size_t i = k + 1; i < s; ++i) {
-      if (std::fabs(a[i + k * s]) > std::fabs(a[p + k * s])) p = i;
-    }
-    for (std::size_t j = 0; j < s; ++j) std::swap(a[k + j * s], a[p + j * s]);
-    std::swap(b[k], b[p]);
-    for (std::size_t i = k + 1; i < s; ++i) {
-      const long double f = a[i + k * s] / a[k + k * s];
-      for (std::size_t j = k; j < s; ++j) a[i + j * s] -= f * a[k + j * s];
-      b[i] -= f * b[k];
-    }
-  }
-  std::vector<long double> x(s);
-  for (std::size_t k = s; k-- > 0;) {
-    long double v = b[k];
-    for (std::size_t j = k + 1; j < s; ++j) v -= a[k + j * s] * x[j];
-    x[k] = v / a[k + k * s];
-  }
-  return x;
-}
-
 // A problem like an alignment: C = J^T J from "tracks" that leave `weak` directions (global shifts
 // of groups of parameters) unmeasured; the constraints fix those directions and a few more.
 struct Problem {
@@ -223,7 +199,7 @@ Problem make_problem(int n, int m, unsigned seed) {
   return p;
 }
 
-// The bordered matrix [[C, A^T], [A, 0]] in long double.
+// The bordered matrix [[C, A^T], [A, 0]] in long double (symmetric: row- and column-major alike).
 Dense bordered(const Problem& p) {
   const std::size_t n = static_cast<std::size_t>(p.n), m = static_cast<std::size_t>(p.constraints.m), s = n + m;
   Dense k(s * s, 0.0L);
@@ -260,13 +236,13 @@ TEST(PackedSolution, SolvesTheConstrainedSystemAsALongDoubleBorderedSolve) {
       std::vector<long double> rhs(s, 0.0L);
       for (int i = 0; i < n; ++i) rhs[i] = p.b[i];
       for (int r = 0; r < m; ++r) rhs[n + r] = p.residual[r];
-      const std::vector<long double> want = solve_long_double(k, rhs);
+      const std::vector<long double> want = gpede::test::solve_long_double(k, rhs);
       // Covariance: the diagonal of the top-left block of the bordered inverse.
       std::vector<long double> cov(static_cast<std::size_t>(n));
       for (int i = 0; i < n; ++i) {
         std::vector<long double> e(s, 0.0L);
         e[i] = 1.0L;
-        cov[i] = solve_long_double(k, e)[i];
+        cov[i] = gpede::test::solve_long_double(k, e)[i];
       }
       for (Method method : {Method::decomposition, Method::inversion}) {
         for (ConstraintMode mode : {ConstraintMode::elimination, ConstraintMode::multipliers}) {
@@ -277,7 +253,7 @@ TEST(PackedSolution, SolvesTheConstrainedSystemAsALongDoubleBorderedSolve) {
           const std::vector<double> dp0 = solution.solve(p.b);
           std::vector<long double> rhs0 = rhs;
           for (int r = 0; r < m; ++r) rhs0[n + r] = 0.0L;
-          const std::vector<long double> want0 = solve_long_double(k, rhs0);
+          const std::vector<long double> want0 = gpede::test::solve_long_double(k, rhs0);
           double scale = 0.0;
           for (int i = 0; i < n; ++i) scale = std::max(scale, std::abs(static_cast<double>(want[i])));
           for (int i = 0; i < n; ++i) {

@@ -1,12 +1,14 @@
 #include "test_support.hpp"
 
 #include <array>
+#include <cmath>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <utility>
 #include <sys/wait.h>
 
 #include <gtest/gtest.h>
@@ -94,6 +96,32 @@ std::map<int, ResLine> read_res(const std::filesystem::path& file) {
     out[label] = r;
   }
   return out;
+}
+
+std::vector<long double> solve_long_double(std::vector<long double> a, std::vector<long double> b) {
+  const std::size_t n = b.size();
+  for (std::size_t k = 0; k < n; ++k) {
+    std::size_t p = k;
+    for (std::size_t i = k + 1; i < n; ++i) {
+      if (std::fabs(a[i * n + k]) > std::fabs(a[p * n + k])) p = i;
+    }
+    if (p != k) {
+      for (std::size_t j = 0; j < n; ++j) std::swap(a[k * n + j], a[p * n + j]);
+      std::swap(b[k], b[p]);
+    }
+    for (std::size_t i = k + 1; i < n; ++i) {
+      const long double f = a[i * n + k] / a[k * n + k];
+      for (std::size_t j = k; j < n; ++j) a[i * n + j] -= f * a[k * n + j];
+      b[i] -= f * b[k];
+    }
+  }
+  std::vector<long double> x(n);
+  for (std::size_t i = n; i-- > 0;) {
+    long double s = b[i];
+    for (std::size_t j = i + 1; j < n; ++j) s -= a[i * n + j] * x[j];
+    x[i] = s / a[i * n + i];
+  }
+  return x;
 }
 
 }  // namespace gpede::test

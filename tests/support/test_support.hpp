@@ -30,6 +30,10 @@ std::filesystem::path reference_dir();
 bool running_in_ci();
 std::filesystem::path expected_reference_dir();
 
+/// Solves the dense square system a x = b (a row-major, size b.size()) in long double by
+/// Gaussian elimination with partial pivoting: the independent reference of the solver tests.
+std::vector<long double> solve_long_double(std::vector<long double> a, std::vector<long double> b);
+
 /// A fresh empty folder under the system temp dir, removed by the destructor.
 class TempDir {
  public:
