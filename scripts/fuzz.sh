@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (tests/fuzz) with clang, AddressSanitizer and UBSan into
-# ${GPEDE_FUZZ_BUILD_DIR:-build-fuzz} and runs each for a while (idempotent: installs and rebuilds
+# Builds the libFuzzer targets (tests/fuzz) with clang, AddressSanitizer and UBSan in the sanitized
+# build that scripts/sanitize.sh uses, ${GPEDE_ASAN_BUILD_DIR:-build-asan}
+# (scripts/lib/sanitized_build.sh), and runs each for a while (idempotent: installs and rebuilds
 # only what is missing).
 #
 #   scripts/fuzz.sh [--seconds N] [--jobs J] [--seed S] [target ...]
@@ -18,7 +19,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-usage() { sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 seconds=60
 seed=""
@@ -50,53 +51,12 @@ for t in "${targets[@]}"; do
   [[ -n "${corpus_of[$t]:-}" ]] || { echo "fuzz: unknown target ${t#fuzz_} (mille_reader, steering, solve)" >&2; exit 2; }
 done
 
-# ---- tools: the project's packages, then clang with its libFuzzer runtime ----------------------
-"$root/scripts/setup.sh"
-find_clang() {
-  local cxx
-  for cxx in clang++ $(compgen -c clang++- | sort -t- -k2 -n -r | uniq); do
-    if command -v "$cxx" >/dev/null 2>&1; then
-      echo "$cxx"
-      return 0
-    fi
-  done
-  return 1
-}
-links_fuzzer() {  # whether $1 can build a libFuzzer program with the sanitizers
-  local dir
-  dir="$(mktemp -d)"
-  echo 'extern "C" int LLVMFuzzerTestOneInput(const char*, unsigned long) { return 0; }' >"$dir/t.cpp"
-  "$1" -fsanitize=fuzzer,address,undefined "$dir/t.cpp" -o "$dir/t" >/dev/null 2>&1
-  local rc=$?
-  rm -rf "$dir"
-  return $rc
-}
-cxx="$(find_clang || true)"
-if [[ -z "$cxx" ]] || ! links_fuzzer "$cxx"; then
-  packages=(clang)
-  # Debian 12 and later ship the sanitizer and libFuzzer runtimes in libclang-rt-dev.
-  apt-cache show libclang-rt-dev >/dev/null 2>&1 && packages+=(libclang-rt-dev)
-  echo "fuzz: installing ${packages[*]}"
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${packages[@]}" >/dev/null
-  cxx="$(find_clang)"
-  links_fuzzer "$cxx" || { echo "fuzz: $cxx cannot link -fsanitize=fuzzer programs" >&2; exit 1; }
-fi
-cc="${cxx/clang++/clang}"
-
-# ---- build -------------------------------------------------------------------------------------
-build="$(realpath -m "${GPEDE_FUZZ_BUILD_DIR:-$root/build-fuzz}")"
-# Every object file carries the sanitizers and libFuzzer's coverage hooks; no NDEBUG, so that
-# Eigen's own checks stay on.
-flags="-fsanitize=address,undefined -fsanitize=fuzzer-no-link -fno-omit-frame-pointer"
+# ---- tools and build: the sanitized build that scripts/sanitize.sh also uses -------------------
+# shellcheck source=lib/sanitized_build.sh
+source "$root/scripts/lib/sanitized_build.sh"
 build_start=$SECONDS
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DCMAKE_C_COMPILER="$cc" -DCMAKE_CXX_COMPILER="$cxx" \
-  -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" \
-  -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O2 -g" -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g" \
-  -DGPEDE_FUZZ=ON -DGPEDE_CUDA=OFF -DGPEDE_TESTS=OFF -DGPEDE_BENCHMARKS=OFF -DGPEDE_NATIVE_ARCH=OFF >/dev/null
+sanitized_build_configure fuzz
+build="$sanitized_build"
 build_targets=()
 for t in "${targets[@]}"; do build_targets+=(--target "$t"); done
 cmake --build "$build" -j "$jobs" "${build_targets[@]}"

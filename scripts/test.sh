@@ -4,7 +4,8 @@
 #      findings, the differential test against pede; GPU tests skip with a message where no CUDA
 #      device is present;
 #   2. the CPU tests again under AddressSanitizer and UBSan (scripts/sanitize.sh, build-asan/);
-#   3. each fuzz target for a minute with a fixed seed (scripts/fuzz.sh, build-fuzz/).
+#   3. the three fuzz targets side by side for a minute with a fixed seed (scripts/fuzz.sh, in the
+#      same sanitized build).
 # GPEDE_TEST_SANITIZERS=0 leaves out step 2, GPEDE_FUZZ_SECONDS=0 step 3 (any other number sets the
 # time per fuzz target). The exit status is that of the first step that failed.
 set -euo pipefail
@@ -20,7 +21,9 @@ else
 fi
 fuzz_seconds="${GPEDE_FUZZ_SECONDS:-60}"
 if [[ "$fuzz_seconds" != 0 ]]; then
-  "$root/scripts/fuzz.sh" --seconds "$fuzz_seconds" --seed 1
+  fuzz_jobs="${GPEDE_JOBS:-$(nproc)}"
+  ((fuzz_jobs >= 3)) || fuzz_jobs=3
+  "$root/scripts/fuzz.sh" --seconds "$fuzz_seconds" --seed 1 --jobs "$fuzz_jobs"
 else
   echo "test: fuzzing left out (GPEDE_FUZZ_SECONDS=0)"
 fi

@@ -277,19 +277,23 @@ class EngineMinres : public EngineSolution {};
 
 TEST_P(EngineMinres, EqualsTheCpuReference) {
   const Problem p = make_problem(50, constraints(), 33);
-  FactorOptions options = options_of(Method::minres, mode());
-  options.want_covariance = false;
-  options.minres_tolerance = 1e-12;
-  DenseSolver reference;
-  ASSERT_TRUE(reference.factorize(p.c, p.n, p.cons, options).ok);
-  DenseSolution solution(*engine);
-  ASSERT_TRUE(solution.factorize(linalg::upload_matrix(*engine, p.c, p.n, p.n), p.n, p.cons, options).ok);
-  expect_close(solution.solve(p.b), reference.solve(p.b), 1e-9, "step");
-  EXPECT_EQ(solution.last_solve_info().iterations, reference.last_solve_info().iterations);
-  if (constraints() > 0) {
-    expect_close(solution.solve(p.b, p.residual), reference.solve(p.b, p.residual), 1e-9, "step with a residual");
+  for (int bandwidth : {0, 5}) {  // the diagonal and a band preconditioner (the band read in blocks)
+    SCOPED_TRACE("bandwidth " + std::to_string(bandwidth));
+    FactorOptions options = options_of(Method::minres, mode());
+    options.want_covariance = false;
+    options.minres_tolerance = 1e-12;
+    options.minres_bandwidth = bandwidth;
+    DenseSolver reference;
+    ASSERT_TRUE(reference.factorize(p.c, p.n, p.cons, options).ok);
+    DenseSolution solution(*engine);
+    ASSERT_TRUE(solution.factorize(linalg::upload_matrix(*engine, p.c, p.n, p.n), p.n, p.cons, options).ok);
+    expect_close(solution.solve(p.b), reference.solve(p.b), 1e-9, "step");
+    EXPECT_EQ(solution.last_solve_info().iterations, reference.last_solve_info().iterations);
+    if (constraints() > 0) {
+      expect_close(solution.solve(p.b, p.residual), reference.solve(p.b, p.residual), 1e-9, "step with a residual");
+    }
+    EXPECT_TRUE(solution.covariance_diagonal().empty());
   }
-  EXPECT_TRUE(solution.covariance_diagonal().empty());
   if (auto* counting = dynamic_cast<CountingEngine*>(engine.get())) {
     // No factorisation of the matrix: products with it, and the constraints' reflectors.
     EXPECT_EQ(counting->calls["cholesky"] + counting->calls["ldlt"] + counting->calls["eigen"], 0);

@@ -199,6 +199,18 @@ TEST(SparseMatrix, ProductsMatchALongDoubleProductAndTakeElementsOutsideThePatte
   std::vector<double> x(static_cast<std::size_t>(n)), y(static_cast<std::size_t>(n));
   for (double& v : x) v = u(rng);
   sparse.multiply(x, y);
+  // The band (the band preconditioner's input), elements outside the pattern included.
+  for (std::int64_t w : {std::int64_t{1}, std::int64_t{4}, n + 2}) {
+    const std::vector<double> band = sparse.band(w);
+    ASSERT_EQ(band.size(), static_cast<std::size_t>(n * w));
+    for (std::int64_t i = 0; i < n; ++i) {
+      for (std::int64_t k = 0; k < w; ++k) {
+        const double want = i - k >= 0 ? dense[static_cast<std::size_t>(i + (i - k) * n)] : 0.0;
+        EXPECT_NEAR(band[static_cast<std::size_t>(i * w + k)], want, 1e-13 * (1.0 + std::fabs(want)))
+            << "width " << w << " at (" << i << ", " << i - k << ")";
+      }
+    }
+  }
   std::vector<double> y2(static_cast<std::size_t>(n)), y3(static_cast<std::size_t>(n));
   gpede::detail::WorkerPool pool(3);
   sparse.multiply(x, y2, &pool, 0);  // threaded: columns split over 3 threads

@@ -607,10 +607,14 @@ TEST(SteeringOptions, MinresControls) {
     EXPECT_TRUE(has_warning(s, {"steer.txt:2", "1e-10", "1e-4"})) << describe(s);
   }
   {
-    // a band preconditioner: the diagonal one instead, said
+    // the band preconditioner, and pede's second number (rows kept as their diagonal)
     const Steering s = parse_text(dir, "bandwidth 5\n");
-    EXPECT_EQ(s.minres_bandwidth, 0);
-    EXPECT_TRUE(has_warning(s, {"steer.txt:1", "band preconditioner", "diagonal"})) << describe(s);
+    EXPECT_EQ(s.minres_bandwidth, 5);
+    EXPECT_FALSE(s.minres_band_skyline);
+    EXPECT_TRUE(s.warnings.empty()) << describe(s);
+    const Steering t = parse_text(dir, "bandwidth 7 1\n");
+    EXPECT_EQ(t.minres_bandwidth, 7);
+    EXPECT_TRUE(t.minres_band_skyline);
   }
 }
 

@@ -103,9 +103,12 @@ struct Steering {
   /// MINRES controls. `mrestol t`: relative tolerance (pede accepts 1e-10 to 1e-4; its default is
   /// the single-precision 1e-6 that it stores).
   double minres_tolerance = static_cast<double>(1.0e-6f);
-  /// `bandwidth n`: MINRES preconditioner: 0 the diagonal (with multipliers, the diagonal bordered
-  /// by the constraints), below 0 none, above 0 a band of width n (not implemented: the diagonal).
+  /// `bandwidth n [s]`: MINRES preconditioner: 0 the diagonal (with multipliers, the diagonal
+  /// bordered by the constraints), below 0 none, above 0 the band of width n (diagonal included)
+  /// of the (reduced) matrix, factorised by Cholesky; s > 0 keeps a dependent row of the band as
+  /// its diagonal element instead of dropping it (pede's `lprecm`).
   int minres_bandwidth = 0;
+  bool minres_band_skyline = false;
   /// `mrestranscond c` and `mresmode m`: MINRES-QLP's transition condition and mode (0 QR then
   /// QLP, 1 QR only, 2 QLP only); read and reported, the -QLP methods run MINRES's QR iteration.
   double minres_transition_condition = 1.0e7;

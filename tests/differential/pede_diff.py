@@ -27,6 +27,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -589,6 +590,7 @@ class RunResult:
     error: str = ""
     seconds: dict = field(default_factory=dict)
     folder: str = ""
+    pede_folders: list = field(default_factory=list)  # the pede runs compared with (shared)
 
 
 def write_setup(folder: Path, setup: vt.Setup, ctx: vt.ProblemContext, title: str,
@@ -615,16 +617,59 @@ def run_pede(args, setup: vt.Setup, ctx: vt.ProblemContext, folder: Path, title:
     return read_outputs(folder, process)
 
 
-def run_one(args, spec: RunSpec, ctx: vt.ProblemContext, baseline: ResFile | None) -> RunResult:
+class PedeRuns:
+    """The pede runs of one harness process, shared by every variant with the same pede input.
+
+    Several variants give pede the same steering, title aside (the packed-storage variants, the
+    inversion behind a diagonalization's errors, the baseline): pede runs once for them, in
+    runs/<problem>/_pede/<first variant>/, and each compares with its outputs.
+    """
+
+    def __init__(self, args):
+        self.args = args
+        self.lock = threading.Lock()
+        self.entries: dict[tuple, dict] = {}
+
+    @staticmethod
+    def key(setup: vt.Setup, ctx: vt.ProblemContext) -> tuple:
+        extra = vt.PEDE_ONLY_LINES.get(ctx.name, ())
+        files = tuple(sorted((name, content(ctx) if callable(content) else content)
+                             for name, content in setup.files.items()))
+        return ctx.name, setup.steering(ctx, "", extra), files, tuple(setup.args)
+
+    def run(self, setup: vt.Setup, ctx: vt.ProblemContext, name: str, title: str,
+            user: str) -> Outputs:
+        """pede's outputs for setup; name names the folder of a new run, user the variant."""
+        key = self.key(setup, ctx)
+        with self.lock:
+            entry = self.entries.setdefault(key, {"lock": threading.Lock(), "outputs": None,
+                                                  "users": set()})
+            entry["users"].add((ctx.name, user))
+        with entry["lock"]:  # the first user runs pede, the others wait for its outputs
+            if entry["outputs"] is None:
+                folder = self.args.work / "runs" / ctx.name / "_pede" / name
+                entry["outputs"] = run_pede(self.args, setup, ctx, folder, title)
+            return entry["outputs"]
+
+    def remove_passed(self, passed: set) -> None:
+        """Removes the folders of the pede runs whose every user passed."""
+        for entry in self.entries.values():
+            if entry["outputs"] is not None and entry["users"] <= passed:
+                shutil.rmtree(entry["outputs"].folder, ignore_errors=True)
+
+
+def run_one(args, spec: RunSpec, ctx: vt.ProblemContext, baseline: ResFile | None,
+            pede_runs: PedeRuns) -> RunResult:
     variant = spec.variant
     title = f"gpede differential test {spec.problem}/{variant.name}"
     result = RunResult(spec.problem, variant.name, False, folder=str(spec.folder))
     try:
         pede_setup = variant.pede or variant.gpede
-        pede = run_pede(args, pede_setup, ctx, spec.folder / "pede", title)
+        pede = pede_runs.run(pede_setup, ctx, variant.name, title, variant.name)
         errors_ref = None
         if variant.pede_errors is not None:
-            errors_ref = run_pede(args, variant.pede_errors, ctx, spec.folder / "pede-errors", title)
+            errors_ref = pede_runs.run(variant.pede_errors, ctx, variant.name + "-errors", title,
+                                       variant.name)
         skip = set(variant.skip)
         gpede_setup = variant.gpede
         if args.self_test:
@@ -638,6 +683,7 @@ def run_one(args, spec: RunSpec, ctx: vt.ProblemContext, baseline: ResFile | Non
         write_setup(folder, gpede_setup, ctx, title, for_pede=args.self_test)
         process = run_process(gpede_command(args, gpede_setup), folder, GPEDE_TIMEOUT_S)
         gpede = read_outputs(folder, process)
+        result.pede_folders = [str(out.folder) for out in (pede, errors_ref) if out is not None]
         result.seconds = {"pede": round(pede.seconds, 2), "gpede": round(gpede.seconds, 2)}
         if errors_ref is not None:
             result.seconds["pede-errors"] = round(errors_ref.seconds, 2)
@@ -830,6 +876,7 @@ def main(argv=None) -> int:
     jobs = max(1, args.jobs)
     contexts: dict[str, vt.ProblemContext] = {}
     baselines: dict[str, Outputs] = {}
+    pede_runs = PedeRuns(args)
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         # the problems, then a baseline pede run of each (labels, and errors for 4-column methods)
         futures = {p: pool.submit(generate_problem, args.pede_path, p, args.work / "problems" / p)
@@ -843,8 +890,8 @@ def main(argv=None) -> int:
 
         def baseline_run(name: str) -> Outputs:
             ctx = vt.ProblemContext.plain(name, args.work / "problems" / name)
-            return run_pede(args, vt.BASELINE, ctx, args.work / "runs" / name / "_baseline" / "pede",
-                            f"gpede differential test {name}/baseline")
+            return pede_runs.run(vt.BASELINE, ctx, "_baseline", f"gpede differential test {name}/baseline",
+                                 "_baseline")
 
         futures = {p: pool.submit(baseline_run, p) for p in used}
         for name, future in futures.items():
@@ -865,8 +912,8 @@ def main(argv=None) -> int:
               f"{jobs} in parallel", flush=True)
 
         specs = [RunSpec(p, v, args.work / "runs" / p / v.name) for p, v in runs]
-        futures = [pool.submit(run_one, args, s, contexts[s.problem], baselines[s.problem].res)
-                   for s in specs]
+        futures = [pool.submit(run_one, args, s, contexts[s.problem], baselines[s.problem].res,
+                               pede_runs) for s in specs]
         results: list[RunResult] = []
         for spec, future in zip(specs, futures):
             result = future.result()
@@ -875,8 +922,14 @@ def main(argv=None) -> int:
             seeded = f" [random seed {seed}]" if spec.variant.name.startswith("random-") else ""
             print(f"{state} {spec.problem:5s} {spec.variant.name:34s} {summary_of(result)}{seeded}",
                   flush=True)
+            if not result.ok:
+                print(f"     gpede in {spec.folder / 'gpede'}, pede in "
+                      + ", ".join(result.pede_folders or ["(no run)"]), flush=True)
             if result.ok and not args.keep:
                 shutil.rmtree(spec.folder, ignore_errors=True)
+        if not args.keep:
+            pede_runs.remove_passed({(r.problem, r.variant) for r in results if r.ok} |
+                                    {(p, "_baseline") for p in used})
 
     elapsed = time.monotonic() - started
     failed = [r for r in results if not r.ok]
@@ -906,6 +959,7 @@ def write_report(args, seed, variants, results, elapsed) -> None:
             "error": r.error,
             "seconds": r.seconds,
             "folder": r.folder,
+            "pede_folders": r.pede_folders,
             "note": by_name[r.variant].note,
             "steering": by_name[r.variant].gpede.describe(),
             "checks": [{"name": c.name, "ok": c.ok, "message": c.message, "worst": c.worst}

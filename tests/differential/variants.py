@@ -281,6 +281,13 @@ add(variant("sparseMINRES-QLP", "method sparseMINRES-QLP 3 0.001", problems=("SL
 add(variant("fullMINRES-QLP-mult", "withmultipliers", "method fullMINRES-QLP 3 0.001", problems=("SL0", "WC")))
 add(variant("sparseMINRES-combo", "chisqcut 30 6", "outlierdownweighting 3", "dwfractioncut 0.1",
             "presigma 0.01", "method sparseMINRES 5 0.001", problems=("SL0", "BRLC", "BP")))
+# pede's band preconditioner (`bandwidth w`, and `bandwidth w 1`, which keeps dependent rows as
+# their diagonal): the band of the reduced matrix with elimination, C's band bordered by the
+# constraints with multipliers. gpede's iteration counts equal pede's on these problems.
+add(variant("sparseMINRES-band", "bandwidth 6", "method sparseMINRES 3 0.001", problems=("SL0", "BRLC", "BP", "WC")))
+add(variant("sparseMINRES-band-mult", "withmultipliers", "bandwidth 6", "method sparseMINRES 3 0.001",
+            problems=("SL0", "BRLC")))
+add(variant("fullMINRES-band-skyline", "bandwidth 30 1", "method fullMINRES 3 0.001", problems=("SL0", "BP")))
 for method in ("fullLAPACK", "unpackedLAPACK"):
     for errors in (False, True):
         for multipliers in (False, True):

@@ -771,16 +771,9 @@ class Parser {
         s.wolfe_c2 = n > 1 ? d[1] : 0.0;
         return;
       case Key::bandwidth:
-        at_most(2);  // pede's second number (lprecm, an option of the band preconditioner) is read only
-        if (n > 0) {
-          s.minres_bandwidth = std::max(-1, to_int(d[0], line));
-          if (s.minres_bandwidth > 0) {
-            warn(line, as_written + ": a band preconditioner is not implemented by gpede; MINRES uses the diagonal "
-                                    "preconditioner (bandwidth 0) instead: the same solution to the tolerance, other "
-                                    "iteration counts");
-            s.minres_bandwidth = 0;
-          }
-        }
+        at_most(2);
+        if (n > 0) s.minres_bandwidth = std::max(-1, to_int(d[0], line));
+        if (n > 1) s.minres_band_skyline = to_int(d[1], line) > 0;
         return;
       case Key::mrestol:
         at_most(1);

@@ -150,6 +150,8 @@ void DenseSolution::reset() {
   m_constraint_product.clear();
   m_constraint_order.clear();
   m_precondition = true;
+  m_band = BandFactor{};
+  m_band_note.clear();
   m_vector_in.reset();
   m_vector_out.reset();
   m_product = VectorMap{};
@@ -173,7 +175,9 @@ FactorReport DenseSolution::factorize(Matrix matrix, std::int64_t n, const Const
   check_sizes(matrix.rows(), matrix.cols(), n, constraints);
   std::vector<std::int64_t> bad = n > 0 ? m_engine.nonfinite_rows(matrix.view()) : std::vector<std::int64_t>{};
   std::vector<double> diagonal = n > 0 ? m_engine.diagonal(matrix.view()) : std::vector<double>{};
+  std::vector<double> band;
   if (options.method == Method::minres) {
+    if (options.minres_bandwidth > 0 && n > 0) band = band_of(matrix.view(), n, options.minres_bandwidth);
     m_factor = std::move(matrix);
     m_product = [this](const std::vector<double>& x, std::vector<double>& y) {
       m_engine.upload(x, m_vector_in.view());
@@ -185,19 +189,40 @@ FactorReport DenseSolution::factorize(Matrix matrix, std::int64_t n, const Const
       m_vector_out = m_engine.allocate(n, 1);
     }
   }
-  return factorize_checked(std::move(matrix), std::move(bad), diagonal, n, constraints, options);
+  return factorize_checked(std::move(matrix), std::move(bad), diagonal, n, constraints, options, band);
 }
 
 FactorReport DenseSolution::factorize_product(VectorMap product, std::vector<double> diagonal,
                                               std::vector<std::int64_t> nonfinite, std::int64_t n,
-                                              const ConstraintSystem& constraints, const FactorOptions& options) {
+                                              const ConstraintSystem& constraints, const FactorOptions& options,
+                                              std::vector<double> band) {
   reset();
   check_sizes(n, n, n, constraints);
   if (options.method != Method::minres || static_cast<std::int64_t>(diagonal.size()) != n) {
     throw RuntimeError("dense solution: a matrix given by its products is solved by MINRES only, with its diagonal");
   }
+  if (options.minres_bandwidth > 0 && band.size() != static_cast<std::size_t>(n * options.minres_bandwidth)) {
+    throw RuntimeError("dense solution: the band preconditioner needs the matrix's band (" + std::to_string(n) +
+                       " x " + std::to_string(options.minres_bandwidth) + "), given " + std::to_string(band.size()) +
+                       " values");
+  }
   m_product = std::move(product);
-  return factorize_checked(Matrix(), std::move(nonfinite), diagonal, n, constraints, options);
+  return factorize_checked(Matrix(), std::move(nonfinite), diagonal, n, constraints, options, band);
+}
+
+std::vector<double> DenseSolution::band_of(View c, std::int64_t n, std::int64_t w) const {
+  // Blocks of w rows with the w - 1 columns left of them, one download each.
+  std::vector<double> band(static_cast<std::size_t>(n * w), 0.0);
+  for (std::int64_t r = 0; r < n; r += w) {
+    const std::int64_t rows = std::min(w, n - r), c0 = std::max<std::int64_t>(0, r - w + 1), cols = r + rows - c0;
+    const std::vector<double> block = m_engine.download(c.block(r, c0, rows, cols));
+    for (std::int64_t i = 0; i < rows; ++i) {
+      for (std::int64_t k = 0; k < w && r + i - k >= c0; ++k) {
+        band[static_cast<std::size_t>((r + i) * w + k)] = block[static_cast<std::size_t>(i + (r + i - k - c0) * rows)];
+      }
+    }
+  }
+  return band;
 }
 
 void DenseSolution::check_sizes(std::int64_t rows, std::int64_t cols, std::int64_t n,
@@ -214,7 +239,8 @@ void DenseSolution::check_sizes(std::int64_t rows, std::int64_t cols, std::int64
 
 FactorReport DenseSolution::factorize_checked(Matrix matrix, std::vector<std::int64_t> bad,
                                               const std::vector<double>& diagonal, std::int64_t n,
-                                              const ConstraintSystem& constraints, const FactorOptions& options) {
+                                              const ConstraintSystem& constraints, const FactorOptions& options,
+                                              const std::vector<double>& band) {
   const std::int64_t m = constraints.m;
   m_n = n;
   m_m = m;
@@ -240,7 +266,7 @@ FactorReport DenseSolution::factorize_checked(Matrix matrix, std::vector<std::in
 
   if (options.method == Method::minres) {
     m_eliminated = options.mode == ConstraintMode::elimination ? m : 0;
-    return factorize_minres(constraints, diagonal, std::move(report));
+    return factorize_minres(constraints, diagonal, band, std::move(report));
   }
   if (options.mode == ConstraintMode::multipliers && m > 0) {
     return factorize_bordered(std::move(matrix), constraints, diagonal, std::move(report));
@@ -878,8 +904,10 @@ std::vector<double> DenseSolution::solve(const std::vector<double>& b, const std
 // Q = I - V T V^T of the reflectors (O(n^2 m) work, as pede's transformation of its diagonal).
 // Multipliers: the bordered operator [[C, A^T], [A, 0]] with the diagonal of C bordered by A, solved
 // exactly through the Schur complement of the diagonal (pede's constrained preconditioner).
+// `bandwidth` w > 0 puts the band of width w in place of the diagonal (pede's band preconditioner):
+// the band of Q^T C Q from the same products, or C's band, factorised by band_cholesky.
 FactorReport DenseSolution::factorize_minres(const ConstraintSystem& constraints, const std::vector<double>& diagonal,
-                                             FactorReport report) {
+                                             const std::vector<double>& band, FactorReport report) {
   const std::int64_t n = m_n, m = m_m, mr = m_eliminated;
   const std::size_t nn = static_cast<std::size_t>(n);
   m_kind = Kind::minres;
@@ -891,15 +919,18 @@ FactorReport DenseSolution::factorize_minres(const ConstraintSystem& constraints
     m_tau.reset();
     m_r.clear();
   }
+  const std::int64_t band_width = m_precondition ? std::max(0, m_options.minres_bandwidth) : 0;  // > 0: band
   if (bordered) {
     m_constraints = constraints.a;
-    std::vector<double> root(nn, 0.0);  // 1/sqrt(C_ii), 0 where C_ii <= 0
-    for (std::int64_t i = 0; i < n; ++i) root[i] = diagonal[i] > 0.0 ? 1.0 / std::sqrt(diagonal[i]) : 0.0;
-    m_inverse_diagonal = root;
-    m_scaled_constraints.assign(m_constraints.size(), 0.0);
-    for (std::int64_t k = 0; k < m; ++k) {
-      for (std::int64_t i = 0; i < n; ++i) m_scaled_constraints[k * n + i] = m_constraints[k * n + i] * root[i];
+    if (band_width > 0) {
+      factorize_band(band, n, band_width);
+    } else {
+      m_inverse_diagonal.assign(nn, 0.0);  // 1/sqrt(C_ii), 0 where C_ii <= 0
+      for (std::int64_t i = 0; i < n; ++i) m_inverse_diagonal[i] = diagonal[i] > 0.0 ? 1.0 / std::sqrt(diagonal[i]) : 0.0;
     }
+    // K = M1^-1 A^T, row by row.
+    m_scaled_constraints = m_constraints;
+    for (std::int64_t k = 0; k < m; ++k) precondition_forward(m_scaled_constraints.data() + k * n);
     // S = K K^T, then S = L D L^T in place (no pivoting; a zero pivot gives 1/D = 0, as pede does).
     const std::size_t mm = static_cast<std::size_t>(m);
     std::vector<double>& f = m_constraint_product;
@@ -961,6 +992,18 @@ FactorReport DenseSolution::factorize_minres(const ConstraintSystem& constraints
     m_engine.householder_qr(m_q.view(), m_tau.view());
     m_r = from_engine(m_q.view().block(0, 0, mr, mr));
   }
+  // The band preconditioner: C's band in the reversed order, rows and columns from mr on (the
+  // reduced matrix's, before the corrections below).
+  std::vector<double> reduced_band;
+  if (band_width > 0) {
+    reduced_band.assign(static_cast<std::size_t>((n - mr) * band_width), 0.0);
+    for (std::int64_t i = mr; i < n; ++i) {
+      for (std::int64_t k = 0; k < band_width && i - k >= mr; ++k) {
+        // C'(i, i - k) = C(n - 1 - i + k, n - 1 - i): row n - 1 - (i - k) of the band, k left.
+        reduced_band[(i - mr) * band_width + k] = band[static_cast<std::size_t>((n - 1 - (i - k)) * band_width + k)];
+      }
+    }
+  }
   if (mr > 0 && m_precondition) {
     // Reflectors with their unit diagonal, on the host.
     const std::size_t mrs = static_cast<std::size_t>(mr);
@@ -1007,22 +1050,74 @@ FactorReport DenseSolution::factorize_minres(const ConstraintSystem& constraints
         for (std::int64_t r = 0; r < n; ++r) w[r + k * nn] += v[r + j * nn] * tkj;
       }
     }
-    std::vector<double> gw(mrs);
-    for (std::int64_t i = 0; i < n; ++i) {
-      double cross = 0.0, quad = 0.0;
+    // GW = W G (row i: G w_i). Element (i, j) of Q^T C' Q is
+    // C'_ij - cv_i.w_j - w_i.cv_j + (G w_i).w_j.
+    std::vector<double> gw(nn * mrs, 0.0);
+    for (std::int64_t i = mr; i < n; ++i) {
       for (std::int64_t a = 0; a < mr; ++a) {
-        cross += cv[i + a * nn] * w[i + a * nn];
         double sum = 0.0;
         for (std::int64_t c = 0; c < mr; ++c) sum += g[a + c * mrs] * w[i + c * nn];
-        gw[a] = sum;
+        gw[i + a * nn] = sum;
       }
-      for (std::int64_t a = 0; a < mr; ++a) quad += w[i + a * nn] * gw[a];
-      d[i] += quad - 2.0 * cross;
     }
+    const auto correction = [&](std::int64_t i, std::int64_t j) {
+      double sum = 0.0;
+      for (std::int64_t a = 0; a < mr; ++a) {
+        sum += gw[i + a * nn] * w[j + a * nn] - cv[i + a * nn] * w[j + a * nn] - w[i + a * nn] * cv[j + a * nn];
+      }
+      return sum;
+    };
+    if (band_width > 0) {
+      for (std::int64_t i = mr; i < n; ++i) {
+        for (std::int64_t k = 0; k < band_width && i - k >= mr; ++k) reduced_band[(i - mr) * band_width + k] += correction(i, i - k);
+      }
+    } else {
+      for (std::int64_t i = mr; i < n; ++i) d[i] += correction(i, i);
+    }
+  }
+  if (band_width > 0) {
+    factorize_band(std::move(reduced_band), n - mr, band_width);
+    return report;
   }
   m_inverse_diagonal.assign(nn - static_cast<std::size_t>(mr), 0.0);
   for (std::int64_t i = mr; i < n; ++i) m_inverse_diagonal[i - mr] = d[i] > 0.0 ? 1.0 / d[i] : 0.0;
   return report;
+}
+
+void DenseSolution::factorize_band(std::vector<double> band, std::int64_t n, std::int64_t w) {
+  // A band of a positive definite matrix need not be positive definite. pede drops the rows whose
+  // pivots vanish, and MINRES then cannot reach the solution's components along them: keep those
+  // rows as their diagonal element instead (pede's own option, `bandwidth w 1`), and say so.
+  m_band_note.clear();
+  if (!m_options.minres_band_skyline) {
+    BandFactor f = band_cholesky(band, n, w, false);
+    if (f.dropped == 0) {
+      m_band = std::move(f);
+      return;
+    }
+    m_band_note = "the band preconditioner of width " + std::to_string(w) + " is not positive definite (" +
+                  std::to_string(f.dropped) + " dependent row" + (f.dropped == 1 ? "" : "s") + ", the first " +
+                  std::to_string(f.first_dropped + 1) + " of " + std::to_string(n) +
+                  "); kept as their diagonal elements, as `bandwidth " + std::to_string(w) +
+                  " 1` asks (pede drops them and misses those components of the solution)";
+  }
+  m_band = band_cholesky(std::move(band), n, w, true);
+}
+
+void DenseSolution::precondition_forward(double* x) const {
+  if (m_band.w > 0) {
+    band_forward(m_band, x);
+  } else {
+    for (std::int64_t i = 0; i < m_n; ++i) x[i] *= m_inverse_diagonal[static_cast<std::size_t>(i)];
+  }
+}
+
+void DenseSolution::precondition_backward(double* x) const {
+  if (m_band.w > 0) {
+    band_backward(m_band, x);
+  } else {
+    for (std::int64_t i = 0; i < m_n; ++i) x[i] *= m_inverse_diagonal[static_cast<std::size_t>(i)];
+  }
 }
 
 void DenseSolution::multiply_matrix(const std::vector<double>& x, std::vector<double>& y) const { m_product(x, y); }
@@ -1072,9 +1167,10 @@ std::vector<double> DenseSolution::solve_minres(const std::vector<double>& b, co
     };
     const std::size_t mm = static_cast<std::size_t>(m);
     const VectorMap precondition = [&](const std::vector<double>& x, std::vector<double>& y) {
-      // u = C^-1/2 x1; lambda = S^-1 (K u - x2); y1 = C^-1/2 (u - K^T lambda); y2 = lambda.
-      const std::vector<double>& root = m_inverse_diagonal;
-      for (std::int64_t i = 0; i < n; ++i) y[i] = x[i] * root[i];
+      // With M = M1 M1^T the diagonal or band of C and K = M1^-1 A^T: u = M1^-1 x1;
+      // lambda = S^-1 (K u - x2); y1 = M1^-T (u - K^T lambda); y2 = lambda.
+      std::copy(x.begin(), x.begin() + n, y.begin());
+      precondition_forward(y.data());
       std::vector<double> t(mm);
       for (std::int64_t k = 0; k < m; ++k) {
         const double* kk = m_scaled_constraints.data() + k * n;
@@ -1088,19 +1184,20 @@ std::vector<double> DenseSolution::solve_minres(const std::vector<double>& b, co
         for (std::int64_t i = 0; i < n; ++i) y[i] -= kk[i] * t[k];
         y[nn + k] = t[k];
       }
-      for (std::int64_t i = 0; i < n; ++i) y[i] *= root[i];
+      precondition_backward(y.data());
     };
     out = minres(multiply, m_precondition ? precondition : VectorMap{}, rhs, settings);
     if (m_precondition && (out.stop == MinresStop::preconditioner_indefinite ||
                            out.stop == MinresStop::matrix_not_symmetric)) {
       // pede's constrained preconditioner is indefinite, and MINRES needs a definite one: pede
       // stops here with a zero or partial step. Solve again with the definite block-diagonal
-      // preconditioner diag(C) (+) A diag(C)^-1 A^T from the same factors.
+      // preconditioner M (+) A M^-1 A^T from the same factors.
       const std::int64_t first_iterations = out.iterations;
       const MinresStop first_stop = out.stop;
       const VectorMap block_diagonal = [&](const std::vector<double>& x, std::vector<double>& y) {
-        const std::vector<double>& root = m_inverse_diagonal;
-        for (std::int64_t i = 0; i < n; ++i) y[i] = x[i] * root[i] * root[i];
+        std::copy(x.begin(), x.begin() + n, y.begin());
+        precondition_forward(y.data());
+        precondition_backward(y.data());
         std::vector<double> t(x.begin() + n, x.end());
         solve_constraint_product(t);
         std::copy(t.begin(), t.end(), y.begin() + n);
@@ -1153,13 +1250,21 @@ std::vector<double> DenseSolution::solve_minres(const std::vector<double>& b, co
       std::copy(product.begin() + mr, product.end(), y.begin());
     };
     const VectorMap precondition = [&](const std::vector<double>& x, std::vector<double>& y) {
-      for (std::int64_t i = 0; i < nr; ++i) y[i] = x[i] * m_inverse_diagonal[i];
+      if (m_band.w > 0) {
+        std::copy(x.begin(), x.begin() + nr, y.begin());
+        band_solve(m_band, y.data());
+      } else {
+        for (std::int64_t i = 0; i < nr; ++i) y[i] = x[i] * m_inverse_diagonal[i];
+      }
     };
     out = minres(multiply, m_precondition ? precondition : VectorMap{}, rhs, settings);
     std::copy(y1.begin(), y1.end(), dp.begin());
     std::copy(out.x.begin(), out.x.end(), dp.begin() + mr);
     q_times(dp, false);
     reverse(dp);
+  }
+  if (!m_band_note.empty()) {
+    m_last_solve.note = m_last_solve.note.empty() ? m_band_note : m_band_note + "; " + m_last_solve.note;
   }
   m_last_solve.iterative = true;
   m_last_solve.iterations = out.iterations;

@@ -301,6 +301,21 @@ void SparseMatrix::multiply(const std::vector<double>& x, std::vector<double>& y
   }
 }
 
+std::vector<double> SparseMatrix::band(std::int64_t w) const {
+  std::vector<double> out(static_cast<std::size_t>(m_n * w), 0.0);
+  for (std::int64_t j = 0; j < m_n; ++j) {
+    for (std::int64_t p = m_start[static_cast<std::size_t>(j)]; p < m_start[static_cast<std::size_t>(j) + 1]; ++p) {
+      const std::int64_t i = m_row[static_cast<std::size_t>(p)];
+      if (i - j >= w) break;  // rows ascend within a column
+      out[static_cast<std::size_t>(i * w + (i - j))] += m_values[static_cast<std::size_t>(p)];
+    }
+  }
+  for (const auto& [at, v] : m_extra) {
+    if (at.first - at.second < w) out[static_cast<std::size_t>(at.first * w + (at.first - at.second))] += v;
+  }
+  return out;
+}
+
 std::vector<std::int64_t> SparseMatrix::nonfinite_rows() const {
   std::vector<char> bad(static_cast<std::size_t>(m_n), 0);
   for (std::int64_t j = 0; j < m_n; ++j) {

@@ -344,6 +344,7 @@ Iterations::Flow Iterations::solve() {
     options.solve_singular = true;
     options.minres_tolerance = m_steering.minres_tolerance;
     options.minres_bandwidth = m_steering.minres_bandwidth;
+    options.minres_band_skyline = m_steering.minres_band_skyline;
     m_problem.data.check_stop();
     const auto t0 = Clock::now();
     m_out.factorization = m_backend.factorize(m_problem.constraints.system, options);

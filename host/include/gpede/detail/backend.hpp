@@ -74,10 +74,12 @@ struct FactorOptions {
   /// elimination would reject.
   bool solve_singular = false;
   /// Method::minres: the relative tolerance, the iteration limit (pede's 2000) and the
-  /// preconditioner (0: the diagonal, bordered by the constraints with multipliers; below 0: none).
+  /// preconditioner (0: the diagonal, bordered by the constraints with multipliers; below 0: none;
+  /// w > 0: the band of width w, with dependent rows kept as their diagonal if band_skyline).
   double minres_tolerance = 1.0e-6;
   std::int64_t minres_iteration_limit = 2000;
   int minres_bandwidth = 0;
+  bool minres_band_skyline = false;
 };
 
 /// How the last solve went where it was iterative (Method::minres).

@@ -6,9 +6,11 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "gpede/detail/backend.hpp"
+#include "gpede/detail/band_cholesky.hpp"
 #include "gpede/detail/linalg.hpp"
 #include "gpede/detail/minres.hpp"
 
@@ -52,8 +54,11 @@ class DenseSolution {
                          const FactorOptions& options);
   /// MINRES (options.method == Method::minres) over a matrix given by its product y := C x, its
   /// diagonal and the rows holding non-finite values (sparse storage, say); constraints as above.
+  /// With a band preconditioner (options.minres_bandwidth = w > 0), `band` is C's band, row-major
+  /// n x w: band[i * w + k] = C(i, i - k).
   FactorReport factorize_product(VectorMap product, std::vector<double> diagonal, std::vector<std::int64_t> nonfinite,
-                                 std::int64_t n, const ConstraintSystem& constraints, const FactorOptions& options);
+                                 std::int64_t n, const ConstraintSystem& constraints, const FactorOptions& options,
+                                 std::vector<double> band = {});
   /// Newton step dp (size n): minimises 1/2 dp.C.dp - b.dp subject to A dp = residual (size m;
   /// empty means zero). Throws RuntimeError after a failed factorisation, except for
   /// diagonalization, where the eigen-directions with eigenvalues at the rounding level (or
@@ -90,11 +95,21 @@ class DenseSolution {
   void check_sizes(std::int64_t rows, std::int64_t cols, std::int64_t n, const ConstraintSystem& constraints) const;
   // After the sizes: the checks, the constraints' decomposition, then the method.
   FactorReport factorize_checked(linalg::Matrix matrix, std::vector<std::int64_t> bad, const std::vector<double>& diagonal,
-                                 std::int64_t n, const ConstraintSystem& constraints, const FactorOptions& options);
-  // MINRES over m_product: builds the preconditioner (diagonal of the reduced matrix with
-  // elimination; the diagonal bordered by the constraints with multipliers).
+                                 std::int64_t n, const ConstraintSystem& constraints, const FactorOptions& options,
+                                 const std::vector<double>& band);
+  // MINRES over m_product: builds the preconditioner (diagonal or band of the reduced matrix with
+  // elimination; the diagonal or band of C bordered by the constraints with multipliers).
   FactorReport factorize_minres(const ConstraintSystem& constraints, const std::vector<double>& diagonal,
-                                FactorReport report);
+                                const std::vector<double>& band, FactorReport report);
+  // The band (row-major n x w, see factorize_product) of the n x n matrix c in the engine.
+  std::vector<double> band_of(linalg::View c, std::int64_t n, std::int64_t w) const;
+  // m_band := the Cholesky factor of the band (n x w), dependent rows kept as their diagonal
+  // (m_band_note says so where the steering did not ask for it).
+  void factorize_band(std::vector<double> band, std::int64_t n, std::int64_t w);
+  // x := M1^-1 x and x := M1^-T x for the preconditioner's factor M1 (M = M1 M1^T) of C (with
+  // multipliers: 1/sqrt of the diagonal, or the band's Cholesky factor).
+  void precondition_forward(double* x) const;
+  void precondition_backward(double* x) const;
   std::vector<double> solve_minres(const std::vector<double>& b, const std::vector<double>& residual) const;
   // y := C x through the engine (x, y of size n on the host).
   void multiply_matrix(const std::vector<double>& x, std::vector<double>& y) const;
@@ -138,6 +153,10 @@ class DenseSolution {
   std::vector<double> m_constraint_product;  // LDL^T of K K^T, m x m, 1/D on the diagonal
   std::vector<std::int64_t> m_constraint_order;  // elimination: pede's order of the constraints
   bool m_precondition = true;
+  // minres with a band preconditioner (m_band.w > 0): the Cholesky factor of the reduced matrix's
+  // band (elimination) or of C's band (multipliers); m_inverse_diagonal then stays empty.
+  BandFactor m_band;
+  std::string m_band_note;
   mutable linalg::Matrix m_vector_in, m_vector_out;  // n x 1 engine vectors for C x and Q x
   VectorMap m_product;  // minres: y := C x
   mutable IterativeSolveInfo m_last_solve;

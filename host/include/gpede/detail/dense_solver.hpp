@@ -26,9 +26,10 @@ class DenseSolver {
   }
   /// See DenseSolution::factorize_product.
   FactorReport factorize_product(VectorMap product, std::vector<double> diagonal, std::vector<std::int64_t> nonfinite,
-                                 std::int64_t n, const ConstraintSystem& constraints, const FactorOptions& options) {
+                                 std::int64_t n, const ConstraintSystem& constraints, const FactorOptions& options,
+                                 std::vector<double> band = {}) {
     return m_solution.factorize_product(std::move(product), std::move(diagonal), std::move(nonfinite), n, constraints,
-                                        options);
+                                        options, std::move(band));
   }
   /// See DenseSolution::solve.
   std::vector<double> solve(const std::vector<double>& b, const std::vector<double>& residual = {}) const {

@@ -83,6 +83,8 @@ class SparseMatrix {
   void add_element(std::int64_t row, std::int64_t col, double value);
 
   std::vector<double> diagonal() const;
+  /// The band of width w (diagonal included), row-major n x w: [i * w + k] = C(i, i - k).
+  std::vector<double> band(std::int64_t w) const;
   /// y := C x (x and y of size n), on the pool's threads if given and the matrix has at least
   /// `threaded_from` elements (columns split by their elements, each thread's sums apart, then added).
   void multiply(const std::vector<double>& x, std::vector<double>& y, WorkerPool* pool = nullptr,

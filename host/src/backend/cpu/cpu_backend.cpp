@@ -123,7 +123,8 @@ class CpuBackend final : public Backend {
       }
       return m_solver.factorize_product(
           [this](const std::vector<double>& x, std::vector<double>& y) { m_matrix.multiply(x, y, &m_pool); },
-          m_matrix.diagonal(), m_matrix.nonfinite_rows(), m_n, constraints, options);
+          m_matrix.diagonal(), m_matrix.nonfinite_rows(), m_n, constraints, options,
+          options.minres_bandwidth > 0 ? m_matrix.band(options.minres_bandwidth) : std::vector<double>{});
     }
     if (m_packed) {
       return m_packed_solution.factorize(std::exchange(m_packed_matrix, PackedMatrix()), constraints, options);
