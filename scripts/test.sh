@@ -11,8 +11,11 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/build.sh"
+echo "test: set-up and Release build took $SECONDS s"
 build="${GPEDE_BUILD_DIR:-$root/build}"
+start=$SECONDS
 (cd "$build" && ctest --output-on-failure -j "${GPEDE_JOBS:-$(nproc)}" --timeout 900)
+echo "test: Release tests took $((SECONDS - start)) s"
 
 if [[ "${GPEDE_TEST_SANITIZERS:-1}" != 0 ]]; then
   "$root/scripts/sanitize.sh"
@@ -27,3 +30,4 @@ if [[ "$fuzz_seconds" != 0 ]]; then
 else
   echo "test: fuzzing left out (GPEDE_FUZZ_SECONDS=0)"
 fi
+echo "test: everything took $SECONDS s"

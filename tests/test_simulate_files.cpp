@@ -165,7 +165,7 @@ TEST(SimulateCommandLine, WritesAFolder) {
   const std::string out = (dir.path() / "out").string();
   ASSERT_EQ(run_simulate({"-o", out, "--tracks", "600", "--seed", "4", "--files", "2", "--field", "off",
                           "--scattering", "none", "--precision", "double", "--cosmics-fraction", "0.5",
-                          "--no-constraints"}),
+                          "--no-constraints", "--steer", "bandwidth 18", "--steer", "mrestol 1e-8"}),
             0);
   EXPECT_TRUE(fs::exists(dir.path() / "out" / "mille_000.bin"));
   EXPECT_TRUE(fs::exists(dir.path() / "out" / "mille_001.bin"));
@@ -175,6 +175,11 @@ TEST(SimulateCommandLine, WritesAFolder) {
   EXPECT_NE(steer.find("mille_001.bin"), std::string::npos);
   EXPECT_EQ(steer.find("constraints.txt"), std::string::npos);
   EXPECT_NE(steer.find("method inversion"), std::string::npos);
+  // the extra lines, in order, before the method
+  const auto band = steer.find("bandwidth 18\nmrestol 1e-8\n");
+  ASSERT_NE(band, std::string::npos) << steer;
+  EXPECT_LT(band, steer.find("method inversion"));
+  EXPECT_NE(run_simulate({"-o", out, "--steer", "bandwidth 18\nend"}), 0);  // one line only
 }
 
 }  // namespace

@@ -163,6 +163,7 @@ struct SimulationConfig {
   bool fix_wires = false;
   int iterations = 3;               ///< `method METHOD N 0.1` in steer.txt
   std::string method = "inversion"; ///< the method of steer.txt (any of pede's names)
+  std::vector<std::string> steering_lines;  ///< more lines of steer.txt, before `method` (e.g. `bandwidth 18`)
 };
 
 /// The configuration of a preset: `small` (1,833 parameters), `medium`, `belle2` (61,520) or `cms`.

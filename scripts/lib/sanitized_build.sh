@@ -1,9 +1,12 @@
 # Sourced by scripts/sanitize.sh and scripts/fuzz.sh: the one sanitized build both use.
 #
-# Every object file carries AddressSanitizer (with LeakSanitizer), UBSan and libFuzzer's coverage
-# hooks (-fsanitize=fuzzer-no-link), so the same build holds the GoogleTest suite (scripts/
-# sanitize.sh) and the libFuzzer programs (scripts/fuzz.sh, GPEDE_FUZZ=ON). -O1 with line tables
-# keeps the build short and the reports readable. No NDEBUG, so that Eigen's own checks stay on.
+# Every object file carries AddressSanitizer (with LeakSanitizer), UBSan and libFuzzer's edge
+# counters (-fsanitize-coverage=inline-8bit-counters,pc-table), so the same build holds the
+# GoogleTest suite (scripts/sanitize.sh) and the libFuzzer programs (scripts/fuzz.sh,
+# GPEDE_FUZZ=ON). The comparison hooks (trace-cmp) of -fsanitize=fuzzer-no-link would make the
+# tests four times slower: GPEDE_FUZZ=ON adds them to the readers and the steering parser only
+# (host/src/io), where the fuzzers need them to get past magic numbers and keywords. Line tables
+# keep the reports readable. No NDEBUG, so that Eigen's own checks stay on.
 #
 #   sanitized_build_configure NAME   installs clang if needed, sets $sanitized_build (the folder:
 #                                    ${GPEDE_ASAN_BUILD_DIR:-build-asan}) and configures it;
@@ -50,13 +53,13 @@ sanitized_build_configure() {
   fi
   cc="${cxx/clang++/clang}"
   sanitized_build="$(realpath -m "${GPEDE_ASAN_BUILD_DIR:-$root/build-asan}")"
-  flags="-fsanitize=address,undefined -fsanitize=fuzzer-no-link -fno-omit-frame-pointer"
+  flags="-fsanitize=address,undefined -fsanitize-coverage=inline-8bit-counters,pc-table -fno-omit-frame-pointer"
   flags+=" -fno-sanitize-recover=undefined"
   cmake -S "$root" -B "$sanitized_build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_C_COMPILER="$cc" -DCMAKE_CXX_COMPILER="$cxx" \
     -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" \
-    -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only" \
-    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only" \
+    -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O2 -gline-tables-only" \
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -gline-tables-only" \
     -DGPEDE_TESTS=ON -DGPEDE_FUZZ=ON -DGPEDE_BENCHMARKS=OFF -DGPEDE_CUDA=OFF \
     -DGPEDE_NATIVE_ARCH=OFF >/dev/null
 }

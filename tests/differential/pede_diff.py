@@ -815,6 +815,9 @@ def parse_args(argv):
                         help=f"problems to run: {' '.join(vt.PROBLEMS)} (default: all)")
     parser.add_argument("--variant", nargs="+", metavar="GLOB", help="variant names (shell patterns)")
     parser.add_argument("--quick", action="store_true", help="only the variants marked quick")
+    parser.add_argument("--all-problems", action="store_true",
+                        help="every variant on every problem it lists (default: on WC and BP only the "
+                             "quick, random and core ones, see variants.in_default_selection)")
     parser.add_argument("--random", type=int, default=0, metavar="N",
                         help="N extra variants drawn at random from keyword choices")
     parser.add_argument("--seed", type=int, help="seed of the random variants (default: new)")
@@ -847,11 +850,12 @@ def main(argv=None) -> int:
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
     variants = select_variants(args, seed)
     problems = args.problem or list(vt.PROBLEMS)
-    runs = [(p, v) for v in variants for p in problems if p in v.problems]
+    runs = [(p, v) for v in variants for p in problems
+            if p in v.problems and (args.all_problems or vt.in_default_selection(v, p))]
     if args.list:
-        listed = [v for v in variants if any(p in problems for p in v.problems)]
+        listed = [v for v in variants if any(rv is v for _, rv in runs)]
         for v in listed:
-            where = ",".join(p for p in v.problems if p in problems)
+            where = ",".join(p for p, rv in runs if rv is v)
             print(f"{v.name:34s} {'quick ' if v.quick else '      '}{where:28s} {v.note}")
         print(f"{len(listed)} variants, {len(runs)} runs")
         return 0

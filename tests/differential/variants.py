@@ -238,6 +238,18 @@ def measurement_several_file(ctx: ProblemContext) -> str:
 INV3 = "method inversion 3 0.001"
 VARIANTS: list = []
 
+# pede takes 4 to 6 s for a run of WC or BP, against about 1 s on the other problems. By default
+# (the test suite's run) a variant runs there only where it is quick, random, listed for no other
+# problem, or in EXPENSIVE_ALSO (each method and constraint mode once more on the large problems);
+# pede_diff.py --all-problems runs every variant on every problem it lists.
+EXPENSIVE = ("WC", "BP")
+EXPENSIVE_ALSO = {"inversion-mult", "decomposition", "diagonalization-mult", "fullMINRES", "sparseMINRES-band"}
+
+
+def in_default_selection(v: "Variant", problem: str) -> bool:
+    return (problem not in EXPENSIVE or v.quick or v.name.startswith("random-") or v.name in EXPENSIVE_ALSO
+            or all(p in EXPENSIVE for p in v.problems))
+
 
 def add(*variants: Variant) -> None:
     VARIANTS.extend(variants)
@@ -279,6 +291,8 @@ add(variant("sparseMINRES-mrestol", "mrestol 1e-9", "method sparseMINRES 2 0.001
 add(variant("sparseMINRES-1", "method sparseMINRES 1 0.001", problems=("SL0", "BP", "WC")))
 add(variant("sparseMINRES-QLP", "method sparseMINRES-QLP 3 0.001", problems=("SL0", "BP", "WC")))
 add(variant("fullMINRES-QLP-mult", "withmultipliers", "method fullMINRES-QLP 3 0.001", problems=("SL0", "WC")))
+# pede runs the QLP phase from the first iteration with `mresmode 2`: its answers stay MINRES's.
+add(variant("sparseMINRES-QLP-only", "mresmode 2", "method sparseMINRES-QLP 3 0.001", problems=("SL0", "BP")))
 add(variant("sparseMINRES-combo", "chisqcut 30 6", "outlierdownweighting 3", "dwfractioncut 0.1",
             "presigma 0.01", "method sparseMINRES 5 0.001", problems=("SL0", "BRLC", "BP")))
 # pede's band preconditioner (`bandwidth w`, and `bandwidth w 1`, which keeps dependent rows as

@@ -50,6 +50,8 @@ void print_usage(std::ostream& out) {
          "                              keep their wire derivatives; belle2 goes from 61,520 to 4,176\n"
          "                              fitted parameters\n"
          "  --iterations N              `method METHOD N 0.1` in steer.txt (default 3)\n"
+         "  --steer LINE                one more line of steer.txt, before `method` (repeatable),\n"
+         "                              e.g. --steer 'bandwidth 18'\n"
          "  --method NAME               the method of steer.txt (default inversion; sparseMINRES for\n"
          "                              the large presets: no errors then, so no pulls, and the\n"
          "                              misalignment left over per kind of parameter instead)\n"
@@ -161,6 +163,7 @@ int simulate_main(int argc, char** argv) {
     bool no_constraints = false, fix_wires = false, solve = false;
     std::int64_t iterations = -1;
     std::string method;
+    std::vector<std::string> steering_lines;
     BackendKind backend = BackendKind::cpu;
   } o;
   try {
@@ -212,6 +215,12 @@ int simulate_main(int argc, char** argv) {
         o.fix_wires = true;
       } else if (arg == "--solve") {
         o.solve = true;
+      } else if (arg == "--steer") {
+        const std::string line = value();
+        if (line.find_first_of("\n\r") != std::string::npos) {
+          throw std::invalid_argument("--steer takes one steering line, without line breaks");
+        }
+        o.steering_lines.push_back(line);
       } else if (arg == "--iterations") {
         o.iterations = parse_integer(arg, value(), 1);
       } else if (arg == "--method") {
@@ -250,6 +259,7 @@ int simulate_main(int argc, char** argv) {
     }
     if (o.iterations > 0) config.iterations = static_cast<int>(std::min<std::int64_t>(o.iterations, 1000));
     if (!o.method.empty()) config.method = o.method;
+    config.steering_lines = o.steering_lines;
   } catch (const std::exception& e) {
     std::cerr << "gpede simulate: " << e.what() << " (see gpede simulate --help)\n";
     return 2;

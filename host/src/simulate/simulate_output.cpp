@@ -197,6 +197,7 @@ SteeringFiles write_steering(const Simulation& simulation, const std::filesystem
   }
   if (!files.constraints.empty()) out << "constraints.txt\n";
   if (!files.fixed_wires.empty()) out << "fixed_wires.txt\n";
+  for (const std::string& line : cfg.steering_lines) out << line << '\n';
   out << "method " << cfg.method << " " << cfg.iterations << " 0.1\n"
       << "end\n";
   files.steering = folder / "steer.txt";
