@@ -211,7 +211,7 @@ TEST(CApi, TheLogCallbackStopsARun) {
   EXPECT_EQ(result, nullptr);
   EXPECT_GE(lines, 3);
   options.log = nullptr;
-  options.backend = static_cast<gpede_backend>(7);
+  options.backend = 7;
   EXPECT_EQ(gpede_solve(steering, &options, nullptr, &result), GPEDE_ERROR_INPUT);
   EXPECT_NE(std::string(gpede_last_error()).find("unknown backend 7"), std::string::npos);
   gpede_steering_free(steering);

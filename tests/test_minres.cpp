@@ -481,4 +481,36 @@ TEST(DenseSolverMinres, ABandPreconditionerFollowsNeighbourCouplings) {
   }
 }
 
+TEST(DenseSolverMinres, ANearlySingularBandGivesWayToTheDiagonal) {
+  // Blocks of three parameters, well determined, whose tridiagonal band (width 2) is nearly
+  // singular: 1 - a^2 - c^2 = 1e-13 once the coupling of the block's first and last parameter is
+  // left out. The band's pivots pass the dependence test, its inverse is huge along one direction
+  // per block, and MINRES's residual estimates then stop it with almost nothing solved. The true
+  // residual shows it, and the solve runs again with the diagonal preconditioner.
+  const std::size_t blocks = 40, n = 3 * blocks;
+  const double a = std::sqrt(0.5 - 0.5e-13), b = 0.9;
+  Constrained p = random_constrained(n, 0, 5);
+  std::fill(p.c.begin(), p.c.end(), 0.0);
+  for (std::size_t k = 0; k < blocks; ++k) {
+    const std::size_t o = 3 * k;
+    const double s = 1.0 + 0.1 * static_cast<double>(k % 5);  // blocks of different scales
+    const double block[3][3] = {{1.0, a, b}, {a, 1.0, a}, {b, a, 1.0}};
+    for (std::size_t i = 0; i < 3; ++i) {
+      for (std::size_t j = 0; j < 3; ++j) p.c[(o + i) * n + o + j] = s * block[i][j];
+    }
+  }
+  const std::vector<LD> want = constrained_solution(p);
+  FactorOptions options;
+  options.method = Method::minres;
+  options.want_covariance = false;
+  options.minres_tolerance = 1e-10;
+  options.minres_bandwidth = 2;
+  DenseSolver solver;
+  ASSERT_TRUE(solver.factorize(p.c, static_cast<std::int64_t>(n), p.cons, options).ok);
+  const std::vector<double> dp = solver.solve(p.b, p.residual);
+  const auto info = solver.last_solve_info();
+  EXPECT_LT(relative_difference(dp, want), 1e-6) << info.note;
+  EXPECT_NE(info.note.find("solved again with the diagonal preconditioner"), std::string::npos) << info.note;
+}
+
 }  // namespace

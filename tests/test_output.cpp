@@ -16,6 +16,7 @@
 #include <regex>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "gpede/error.hpp"
@@ -740,6 +741,17 @@ TEST(WriteLog, FilesMethodWarningsTimesAndMemory) {
   EXPECT_TRUE(has(printf_string("%11.6f GB", 0.102177)));
   EXPECT_TRUE(has("10000"));
   EXPECT_TRUE(has("Ended with warnings (bad measurements)"));
+  EXPECT_FALSE(has("pre-conditioning"));  // MINRES only
+  // MINRES: the preconditioner named as pede names it
+  for (const auto& [width, skyline, says] : {std::tuple<int, bool, const char*>{0, false, "pre-conditioning: diagonal\n"},
+                                             {-1, false, "pre-conditioning: none\n"},
+                                             {18, false, "pre-conditioning: band-matrix, width 18\n"},
+                                             {6, true, "band-matrix, width 6, dependent rows kept as their diagonal\n"}}) {
+    steering.method = result.method = gpede::Method::minres;
+    steering.minres_bandwidth = width;
+    steering.minres_band_skyline = skyline;
+    EXPECT_NE(gpede::log_text(result, steering).find(says), std::string::npos) << says;
+  }
 }
 
 // ===== millepede.end ==================================================================================

@@ -261,7 +261,7 @@ gpede_status gpede_solve(const gpede_steering* steering, const gpede_options* op
       case GPEDE_BACKEND_CPU: so.backend = gpede::BackendKind::cpu; break;
       case GPEDE_BACKEND_CUDA: so.backend = gpede::BackendKind::cuda; break;
       case GPEDE_BACKEND_AUTO: so.backend = gpede::BackendKind::automatic; break;
-      default: return fail(GPEDE_ERROR_INPUT, "gpede_solve: unknown backend " + std::to_string(static_cast<int>(o.backend)));
+      default: return fail(GPEDE_ERROR_INPUT, "gpede_solve: unknown backend " + std::to_string(o.backend));
     }
     if (o.threads < 0) return fail(GPEDE_ERROR_INPUT, "gpede_solve: threads " + std::to_string(o.threads) + " is negative");
     so.threads = o.threads;

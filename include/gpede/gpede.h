@@ -89,7 +89,7 @@ typedef enum gpede_backend { GPEDE_BACKEND_CPU = 0, GPEDE_BACKEND_CUDA = 1, GPED
 typedef int (*gpede_log_function)(const char* line, void* user);
 
 typedef struct gpede_options {
-  gpede_backend backend; /* GPEDE_BACKEND_CPU by default */
+  int backend;           /* a gpede_backend: GPEDE_BACKEND_CPU by default */
   int threads;           /* 0: the steering's `threads`, else all cores */
   int deterministic;     /* non-zero: the same results bit for bit, run after run */
   int cache_records;     /* non-zero (default): keep the records read in memory between passes */

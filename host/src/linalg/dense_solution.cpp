@@ -16,6 +16,7 @@
 #include "gpede/detail/dense_solution.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <cmath>
 #include <cstddef>
 #include <limits>
@@ -152,6 +153,10 @@ void DenseSolution::reset() {
   m_precondition = true;
   m_band = BandFactor{};
   m_band_note.clear();
+  m_fallback_root.clear();
+  m_fallback_constraints.clear();
+  m_fallback_product.clear();
+  m_band_iterations = 0;
   m_vector_in.reset();
   m_vector_out.reset();
   m_product = VectorMap{};
@@ -928,29 +933,16 @@ FactorReport DenseSolution::factorize_minres(const ConstraintSystem& constraints
       m_inverse_diagonal.assign(nn, 0.0);  // 1/sqrt(C_ii), 0 where C_ii <= 0
       for (std::int64_t i = 0; i < n; ++i) m_inverse_diagonal[i] = diagonal[i] > 0.0 ? 1.0 / std::sqrt(diagonal[i]) : 0.0;
     }
-    // K = M1^-1 A^T, row by row.
-    m_scaled_constraints = m_constraints;
-    for (std::int64_t k = 0; k < m; ++k) precondition_forward(m_scaled_constraints.data() + k * n);
-    // S = K K^T, then S = L D L^T in place (no pivoting; a zero pivot gives 1/D = 0, as pede does).
-    const std::size_t mm = static_cast<std::size_t>(m);
-    std::vector<double>& f = m_constraint_product;
-    f.assign(mm * mm, 0.0);
-    for (std::int64_t a = 0; a < m; ++a) {
-      for (std::int64_t c = 0; c <= a; ++c) {
-        double sum = 0.0;
-        for (std::int64_t i = 0; i < n; ++i) sum += m_scaled_constraints[a * n + i] * m_scaled_constraints[c * n + i];
-        f[a * mm + c] = sum;
-      }
-    }
-    for (std::int64_t j = 0; j < m; ++j) {
-      double& pivot = f[j * mm + j];
-      const double inv = pivot != 0.0 ? 1.0 / pivot : 0.0;
-      for (std::int64_t i = j + 1; i < m; ++i) {
-        const double ratio = f[i * mm + j] * inv;
-        for (std::int64_t k = j + 1; k <= i; ++k) f[i * mm + k] -= ratio * f[k * mm + j];
-      }
-      for (std::int64_t i = j + 1; i < m; ++i) f[i * mm + j] *= inv;
-      pivot = inv;
+    constrained_factors([this](double* x) { precondition_forward(x); }, m_scaled_constraints, m_constraint_product);
+    if (band_width > 0) {
+      // The diagonal preconditioner beside it, for a band that fails (see solve_minres).
+      m_fallback_root.assign(nn, 0.0);
+      for (std::int64_t i = 0; i < n; ++i) m_fallback_root[i] = diagonal[i] > 0.0 ? 1.0 / std::sqrt(diagonal[i]) : 0.0;
+      constrained_factors(
+          [this](double* x) {
+            for (std::int64_t i = 0; i < m_n; ++i) x[i] *= m_fallback_root[static_cast<std::size_t>(i)];
+          },
+          m_fallback_constraints, m_fallback_product);
     }
     return report;
   }
@@ -1076,12 +1068,42 @@ FactorReport DenseSolution::factorize_minres(const ConstraintSystem& constraints
     }
   }
   if (band_width > 0) {
+    // The reduced diagonal is the band's first column: the diagonal preconditioner, kept for a
+    // band that fails (see solve_minres).
+    for (std::int64_t i = mr; i < n; ++i) d[i] = reduced_band[(i - mr) * band_width];
     factorize_band(std::move(reduced_band), n - mr, band_width);
-    return report;
   }
   m_inverse_diagonal.assign(nn - static_cast<std::size_t>(mr), 0.0);
   for (std::int64_t i = mr; i < n; ++i) m_inverse_diagonal[i - mr] = d[i] > 0.0 ? 1.0 / d[i] : 0.0;
   return report;
+}
+
+void DenseSolution::constrained_factors(const std::function<void(double*)>& forward, std::vector<double>& k,
+                                        std::vector<double>& s) const {
+  const std::int64_t n = m_n, m = m_m;
+  // K = M1^-1 A^T, row by row.
+  k = m_constraints;
+  for (std::int64_t r = 0; r < m; ++r) forward(k.data() + r * n);
+  // S = K K^T, then S = L D L^T in place (no pivoting; a zero pivot gives 1/D = 0, as pede does).
+  const std::size_t mm = static_cast<std::size_t>(m);
+  s.assign(mm * mm, 0.0);
+  for (std::int64_t a = 0; a < m; ++a) {
+    for (std::int64_t c = 0; c <= a; ++c) {
+      double sum = 0.0;
+      for (std::int64_t i = 0; i < n; ++i) sum += k[a * n + i] * k[c * n + i];
+      s[a * mm + c] = sum;
+    }
+  }
+  for (std::int64_t j = 0; j < m; ++j) {
+    double& pivot = s[j * mm + j];
+    const double inv = pivot != 0.0 ? 1.0 / pivot : 0.0;
+    for (std::int64_t i = j + 1; i < m; ++i) {
+      const double ratio = s[i * mm + j] * inv;
+      for (std::int64_t c = j + 1; c <= i; ++c) s[i * mm + c] -= ratio * s[c * mm + j];
+    }
+    for (std::int64_t i = j + 1; i < m; ++i) s[i * mm + j] *= inv;
+    pivot = inv;
+  }
 }
 
 void DenseSolution::factorize_band(std::vector<double> band, std::int64_t n, std::int64_t w) {
@@ -1104,6 +1126,34 @@ void DenseSolution::factorize_band(std::vector<double> band, std::int64_t n, std
   m_band = band_cholesky(std::move(band), n, w, true);
 }
 
+void DenseSolution::add_note(const std::string& note) const {
+  m_last_solve.note = m_last_solve.note.empty() ? note : m_last_solve.note + "; " + note;
+}
+
+bool DenseSolution::band_solve_failed(const VectorMap& multiply, const std::vector<double>& rhs,
+                                      const MinresOutcome& out) const {
+  // MINRES stops on residual estimates in the preconditioner's norm. A band preconditioner that is
+  // nearly singular (its rows close to dependent, with pivots just above the dependence test)
+  // makes those estimates meaningless: MINRES then "converges" in a few iterations with almost
+  // nothing solved. The true residual shows it; a good solution leaves far less than 1 %.
+  std::vector<double> ax(rhs.size());
+  multiply(out.x, ax);
+  double r2 = 0.0, b2 = 0.0;
+  for (std::size_t i = 0; i < rhs.size(); ++i) {
+    r2 += (rhs[i] - ax[i]) * (rhs[i] - ax[i]);
+    b2 += rhs[i] * rhs[i];
+  }
+  const double relative = b2 > 0.0 ? std::sqrt(r2 / b2) : 0.0;
+  if (!(relative > kBandResidualLimit)) return false;
+  char text[64];
+  std::snprintf(text, sizeof text, "%.3g", relative);
+  add_note("the band preconditioner of width " + std::to_string(m_band.w) + " left a relative residual of " + text +
+           " after " + std::to_string(out.iterations) +
+           " iterations (its rows are close to dependent); solved again with the diagonal preconditioner");
+  m_band_iterations += out.iterations;
+  return true;
+}
+
 void DenseSolution::precondition_forward(double* x) const {
   if (m_band.w > 0) {
     band_forward(m_band, x);
@@ -1122,10 +1172,9 @@ void DenseSolution::precondition_backward(double* x) const {
 
 void DenseSolution::multiply_matrix(const std::vector<double>& x, std::vector<double>& y) const { m_product(x, y); }
 
-void DenseSolution::solve_constraint_product(std::vector<double>& t) const {
+void DenseSolution::solve_constraint_product(const std::vector<double>& f, std::vector<double>& t) const {
   const std::int64_t m = m_m;
   const std::size_t mm = static_cast<std::size_t>(m);
-  const std::vector<double>& f = m_constraint_product;
   for (std::int64_t i = 0; i < m; ++i) {  // L z = t
     for (std::int64_t k = 0; k < i; ++k) t[i] -= f[i * mm + k] * t[k];
   }
@@ -1166,49 +1215,70 @@ std::vector<double> DenseSolution::solve_minres(const std::vector<double>& b, co
       std::copy(ys.begin(), ys.end(), y.begin());
     };
     const std::size_t mm = static_cast<std::size_t>(m);
-    const VectorMap precondition = [&](const std::vector<double>& x, std::vector<double>& y) {
-      // With M = M1 M1^T the diagonal or band of C and K = M1^-1 A^T: u = M1^-1 x1;
-      // lambda = S^-1 (K u - x2); y1 = M1^-T (u - K^T lambda); y2 = lambda.
-      std::copy(x.begin(), x.begin() + n, y.begin());
-      precondition_forward(y.data());
-      std::vector<double> t(mm);
-      for (std::int64_t k = 0; k < m; ++k) {
-        const double* kk = m_scaled_constraints.data() + k * n;
-        double sum = 0.0;
-        for (std::int64_t i = 0; i < n; ++i) sum += kk[i] * y[i];
-        t[k] = sum - x[nn + k];
-      }
-      solve_constraint_product(t);
-      for (std::int64_t k = 0; k < m; ++k) {
-        const double* kk = m_scaled_constraints.data() + k * n;
-        for (std::int64_t i = 0; i < n; ++i) y[i] -= kk[i] * t[k];
-        y[nn + k] = t[k];
-      }
-      precondition_backward(y.data());
+    // M1 of the band (or diagonal) preconditioner, or (diagonal_only) of the diagonal one kept
+    // beside a band.
+    const auto forward = [&](bool diagonal_only, double* x) {
+      if (!diagonal_only) return precondition_forward(x);
+      for (std::int64_t i = 0; i < n; ++i) x[i] *= m_fallback_root[static_cast<std::size_t>(i)];
     };
-    out = minres(multiply, m_precondition ? precondition : VectorMap{}, rhs, settings);
-    if (m_precondition && (out.stop == MinresStop::preconditioner_indefinite ||
-                           out.stop == MinresStop::matrix_not_symmetric)) {
-      // pede's constrained preconditioner is indefinite, and MINRES needs a definite one: pede
-      // stops here with a zero or partial step. Solve again with the definite block-diagonal
-      // preconditioner M (+) A M^-1 A^T from the same factors.
-      const std::int64_t first_iterations = out.iterations;
-      const MinresStop first_stop = out.stop;
-      const VectorMap block_diagonal = [&](const std::vector<double>& x, std::vector<double>& y) {
+    const auto backward = [&](bool diagonal_only, double* x) {
+      if (!diagonal_only) return precondition_backward(x);
+      for (std::int64_t i = 0; i < n; ++i) x[i] *= m_fallback_root[static_cast<std::size_t>(i)];
+    };
+    const auto constrained = [&](bool diagonal_only) -> VectorMap {
+      const std::vector<double>& kf = diagonal_only ? m_fallback_constraints : m_scaled_constraints;
+      const std::vector<double>& sf = diagonal_only ? m_fallback_product : m_constraint_product;
+      return [&, diagonal_only](const std::vector<double>& x, std::vector<double>& y) {
+        // With M = M1 M1^T the diagonal or band of C and K = M1^-1 A^T: u = M1^-1 x1;
+        // lambda = S^-1 (K u - x2); y1 = M1^-T (u - K^T lambda); y2 = lambda.
         std::copy(x.begin(), x.begin() + n, y.begin());
-        precondition_forward(y.data());
-        precondition_backward(y.data());
+        forward(diagonal_only, y.data());
+        std::vector<double> t(mm);
+        for (std::int64_t k = 0; k < m; ++k) {
+          const double* kk = kf.data() + k * n;
+          double sum = 0.0;
+          for (std::int64_t i = 0; i < n; ++i) sum += kk[i] * y[i];
+          t[k] = sum - x[nn + k];
+        }
+        solve_constraint_product(sf, t);
+        for (std::int64_t k = 0; k < m; ++k) {
+          const double* kk = kf.data() + k * n;
+          for (std::int64_t i = 0; i < n; ++i) y[i] -= kk[i] * t[k];
+          y[nn + k] = t[k];
+        }
+        backward(diagonal_only, y.data());
+      };
+    };
+    const auto block_diagonal = [&](bool diagonal_only) -> VectorMap {
+      const std::vector<double>& sf = diagonal_only ? m_fallback_product : m_constraint_product;
+      return [&, diagonal_only](const std::vector<double>& x, std::vector<double>& y) {
+        std::copy(x.begin(), x.begin() + n, y.begin());
+        forward(diagonal_only, y.data());
+        backward(diagonal_only, y.data());
         std::vector<double> t(x.begin() + n, x.end());
-        solve_constraint_product(t);
+        solve_constraint_product(sf, t);
         std::copy(t.begin(), t.end(), y.begin() + n);
       };
-      out = minres(multiply, block_diagonal, rhs, settings);
-      m_last_solve.note = "pede's constrained preconditioner is indefinite for this right-hand side (stop code " +
-                          std::to_string(static_cast<int>(first_stop)) + " after " +
-                          std::to_string(first_iterations) +
-                          " iterations); solved again with the block-diagonal preconditioner";
-      out.iterations += first_iterations;
-    }
+    };
+    const auto solve_with = [&](bool diagonal_only) {
+      MinresOutcome o = minres(multiply, m_precondition ? constrained(diagonal_only) : VectorMap{}, rhs, settings);
+      if (m_precondition && (o.stop == MinresStop::preconditioner_indefinite ||
+                             o.stop == MinresStop::matrix_not_symmetric)) {
+        // pede's constrained preconditioner is indefinite, and MINRES needs a definite one: pede
+        // stops here with a zero or partial step. Solve again with the definite block-diagonal
+        // preconditioner M (+) A M^-1 A^T from the same factors.
+        const std::int64_t first_iterations = o.iterations;
+        const MinresStop first_stop = o.stop;
+        o = minres(multiply, block_diagonal(diagonal_only), rhs, settings);
+        add_note("pede's constrained preconditioner is indefinite for this right-hand side (stop code " +
+                 std::to_string(static_cast<int>(first_stop)) + " after " + std::to_string(first_iterations) +
+                 " iterations); solved again with the block-diagonal preconditioner");
+        o.iterations += first_iterations;
+      }
+      return o;
+    };
+    out = solve_with(false);
+    if (m_band.w > 0 && band_solve_failed(multiply, rhs, out)) out = solve_with(true);
     std::copy(out.x.begin(), out.x.begin() + n, dp.begin());
   } else {
     // Elimination (mr > 0) or no constraints, in the reversed order of factorize_minres:
@@ -1257,7 +1327,11 @@ std::vector<double> DenseSolution::solve_minres(const std::vector<double>& b, co
         for (std::int64_t i = 0; i < nr; ++i) y[i] = x[i] * m_inverse_diagonal[i];
       }
     };
+    const VectorMap diagonal = [&](const std::vector<double>& x, std::vector<double>& y) {
+      for (std::int64_t i = 0; i < nr; ++i) y[i] = x[i] * m_inverse_diagonal[i];
+    };
     out = minres(multiply, m_precondition ? precondition : VectorMap{}, rhs, settings);
+    if (m_band.w > 0 && band_solve_failed(multiply, rhs, out)) out = minres(multiply, diagonal, rhs, settings);
     std::copy(y1.begin(), y1.end(), dp.begin());
     std::copy(out.x.begin(), out.x.end(), dp.begin() + mr);
     q_times(dp, false);
@@ -1266,8 +1340,10 @@ std::vector<double> DenseSolution::solve_minres(const std::vector<double>& b, co
   if (!m_band_note.empty()) {
     m_last_solve.note = m_last_solve.note.empty() ? m_band_note : m_band_note + "; " + m_last_solve.note;
   }
+  m_last_solve.iterations += m_band_iterations;
+  m_band_iterations = 0;
   m_last_solve.iterative = true;
-  m_last_solve.iterations = out.iterations;
+  m_last_solve.iterations += out.iterations;
   m_last_solve.stop = static_cast<int>(out.stop);
   m_last_solve.stop_text = minres_stop_text(out.stop);
   m_last_solve.a_norm = out.a_norm;

@@ -650,6 +650,14 @@ std::string log_text(const SolveResult& result, const Steering& steering) {
     if (steering.method_name != method_name(result.method)) {
       out += ListLine().text("                  (steered as ").text(printable(steering.method_name, 80)).text(")").str();
     }
+    if (result.method == Method::minres) {
+      // pede's words for the preconditioner
+      const int w = steering.minres_bandwidth;
+      out += ListLine().text("                  pre-conditioning: ")
+                 .text(w < 0 ? "none" : w == 0 ? "diagonal" : "band-matrix, width " + std::to_string(w) +
+                                                                 (steering.minres_band_skyline ? ", dependent rows kept as their diagonal" : ""))
+                 .str();
+    }
     out += " Convergence assumed, if expected dF <" + fortran_e(steering.dflim, 12, 4) + "\n";
     out += ListLine()
                .text(result.constraint_mode == ConstraintMode::multipliers

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -113,8 +114,18 @@ class DenseSolution {
   std::vector<double> solve_minres(const std::vector<double>& b, const std::vector<double>& residual) const;
   // y := C x through the engine (x, y of size n on the host).
   void multiply_matrix(const std::vector<double>& x, std::vector<double>& y) const;
-  // t := (K K^T)^-1 t with m_constraint_product's LDL^T (multipliers' preconditioners).
-  void solve_constraint_product(std::vector<double>& t) const;
+  // t := (K K^T)^-1 t with the LDL^T f of K K^T (multipliers' preconditioners).
+  void solve_constraint_product(const std::vector<double>& f, std::vector<double>& t) const;
+  // k := M1^-1 A^T row by row (forward applies M1^-1) and s := the LDL^T of k k^T (m x m, 1/D on
+  // the diagonal): the factors of pede's constrained preconditioner.
+  void constrained_factors(const std::function<void(double*)>& forward, std::vector<double>& k,
+                           std::vector<double>& s) const;
+  // Whether a solve with the band preconditioner left a relative residual above
+  // kBandResidualLimit (then noted, its iterations counted): the caller solves again with the
+  // diagonal preconditioner.
+  bool band_solve_failed(const VectorMap& multiply, const std::vector<double>& rhs, const MinresOutcome& out) const;
+  void add_note(const std::string& note) const;
+  static constexpr double kBandResidualLimit = 0.01;
   // v := Q v for an n x k block (left), with the reflectors of the constraints' QR.
   void apply_q(linalg::Side side, bool transpose, linalg::View c) const;
   // With elimination: the part of the step that meets the constraints, y1 = R^-T (residual / |a_k|),
@@ -157,6 +168,11 @@ class DenseSolution {
   // band (elimination) or of C's band (multipliers); m_inverse_diagonal then stays empty.
   BandFactor m_band;
   std::string m_band_note;
+  // Beside a band, the diagonal preconditioner for a band that fails: with elimination
+  // m_inverse_diagonal (kept in both modes); with multipliers 1/sqrt of C's diagonal and its K
+  // and LDL^T of K K^T.
+  std::vector<double> m_fallback_root, m_fallback_constraints, m_fallback_product;
+  mutable std::int64_t m_band_iterations = 0;  // a failed band solve's iterations, added to the solve's
   mutable linalg::Matrix m_vector_in, m_vector_out;  // n x 1 engine vectors for C x and Q x
   VectorMap m_product;  // minres: y := C x
   mutable IterativeSolveInfo m_last_solve;
