@@ -293,18 +293,24 @@ std::vector<LD> constrained_solution(const Constrained& p) {
   return x;
 }
 
+// The dense solver's MINRES options: no covariance, the given mode, tolerance and bandwidth.
+FactorOptions minres_options(ConstraintMode mode, double tolerance, int bandwidth) {
+  FactorOptions options;
+  options.method = Method::minres;
+  options.mode = mode;
+  options.want_covariance = false;
+  options.minres_tolerance = tolerance;
+  options.minres_bandwidth = bandwidth;
+  return options;
+}
+
 TEST(DenseSolverMinres, MatchesTheExactConstrainedSolution) {
   for (const auto& [n, m] : {std::pair<std::size_t, std::size_t>{60, 0}, {60, 4}, {45, 7}}) {
     const Constrained p = random_constrained(n, m, static_cast<unsigned>(11 * n + m));
     const std::vector<LD> want = constrained_solution(p);
     for (ConstraintMode mode : {ConstraintMode::elimination, ConstraintMode::multipliers}) {
       for (int bandwidth : {0, -1, 1, 4, 9}) {
-        FactorOptions options;
-        options.method = Method::minres;
-        options.mode = mode;
-        options.want_covariance = false;
-        options.minres_tolerance = 1e-14;
-        options.minres_bandwidth = bandwidth;
+        const FactorOptions options = minres_options(mode, 1e-14, bandwidth);
         DenseSolver solver;
         const auto report = solver.factorize(p.c, static_cast<std::int64_t>(n), p.cons, options);
         ASSERT_TRUE(report.ok && report.solvable) << report.message;
@@ -423,12 +429,7 @@ TEST(DenseSolverMinres, ABandPreconditionerOfTheFullWidthIsExact) {
   for (const auto& [n, m] : {std::pair<std::size_t, std::size_t>{40, 0}, {40, 3}, {33, 6}}) {
     const Constrained p = random_constrained(n, m, static_cast<unsigned>(3 * n + m));
     const std::vector<LD> want = constrained_solution(p);
-    FactorOptions options;
-    options.method = Method::minres;
-    options.mode = ConstraintMode::elimination;
-    options.want_covariance = false;
-    options.minres_tolerance = 1e-12;
-    options.minres_bandwidth = static_cast<int>(n);
+    const FactorOptions options = minres_options(ConstraintMode::elimination, 1e-12, static_cast<int>(n));
     DenseSolver solver;
     ASSERT_TRUE(solver.factorize(p.c, static_cast<std::int64_t>(n), p.cons, options).ok);
     const std::vector<double> dp = solver.solve(p.b, p.residual);
@@ -463,12 +464,7 @@ TEST(DenseSolverMinres, ABandPreconditionerFollowsNeighbourCouplings) {
   for (ConstraintMode mode : {ConstraintMode::elimination, ConstraintMode::multipliers}) {
     std::int64_t iterations[2] = {0, 0};  // diagonal, band
     for (int bandwidth : {0, 2}) {
-      FactorOptions options;
-      options.method = Method::minres;
-      options.mode = mode;
-      options.want_covariance = false;
-      options.minres_tolerance = 1e-10;
-      options.minres_bandwidth = bandwidth;
+      const FactorOptions options = minres_options(mode, 1e-10, bandwidth);
       DenseSolver solver;
       ASSERT_TRUE(solver.factorize(p.c, static_cast<std::int64_t>(n), p.cons, options).ok);
       const std::vector<double> dp = solver.solve(p.b, p.residual);
@@ -500,11 +496,7 @@ TEST(DenseSolverMinres, ANearlySingularBandGivesWayToTheDiagonal) {
     }
   }
   const std::vector<LD> want = constrained_solution(p);
-  FactorOptions options;
-  options.method = Method::minres;
-  options.want_covariance = false;
-  options.minres_tolerance = 1e-10;
-  options.minres_bandwidth = 2;
+  const FactorOptions options = minres_options(ConstraintMode::elimination, 1e-10, 2);
   DenseSolver solver;
   ASSERT_TRUE(solver.factorize(p.c, static_cast<std::int64_t>(n), p.cons, options).ok);
   const std::vector<double> dp = solver.solve(p.b, p.residual);
