@@ -153,10 +153,8 @@ void DenseSolution::reset() {
   m_precondition = true;
   m_band = BandFactor{};
   m_band_note.clear();
-  m_fallback_root.clear();
   m_fallback_constraints.clear();
   m_fallback_product.clear();
-  m_band_iterations = 0;
   m_vector_in.reset();
   m_vector_out.reset();
   m_product = VectorMap{};
@@ -927,22 +925,15 @@ FactorReport DenseSolution::factorize_minres(const ConstraintSystem& constraints
   const std::int64_t band_width = m_precondition ? std::max(0, m_options.minres_bandwidth) : 0;  // > 0: band
   if (bordered) {
     m_constraints = constraints.a;
+    m_inverse_diagonal.assign(nn, 0.0);  // 1/sqrt(C_ii), 0 where C_ii <= 0
+    for (std::int64_t i = 0; i < n; ++i) m_inverse_diagonal[i] = diagonal[i] > 0.0 ? 1.0 / std::sqrt(diagonal[i]) : 0.0;
+    if (band_width > 0) factorize_band(band, n, band_width);
+    constrained_factors([this](double* x) { precondition_forward(x, false); }, m_scaled_constraints,
+                        m_constraint_product);
     if (band_width > 0) {
-      factorize_band(band, n, band_width);
-    } else {
-      m_inverse_diagonal.assign(nn, 0.0);  // 1/sqrt(C_ii), 0 where C_ii <= 0
-      for (std::int64_t i = 0; i < n; ++i) m_inverse_diagonal[i] = diagonal[i] > 0.0 ? 1.0 / std::sqrt(diagonal[i]) : 0.0;
-    }
-    constrained_factors([this](double* x) { precondition_forward(x); }, m_scaled_constraints, m_constraint_product);
-    if (band_width > 0) {
-      // The diagonal preconditioner beside it, for a band that fails (see solve_minres).
-      m_fallback_root.assign(nn, 0.0);
-      for (std::int64_t i = 0; i < n; ++i) m_fallback_root[i] = diagonal[i] > 0.0 ? 1.0 / std::sqrt(diagonal[i]) : 0.0;
-      constrained_factors(
-          [this](double* x) {
-            for (std::int64_t i = 0; i < m_n; ++i) x[i] *= m_fallback_root[static_cast<std::size_t>(i)];
-          },
-          m_fallback_constraints, m_fallback_product);
+      // The diagonal preconditioner beside the band, for a band that fails (see solve_minres).
+      constrained_factors([this](double* x) { precondition_forward(x, true); }, m_fallback_constraints,
+                          m_fallback_product);
     }
     return report;
   }
@@ -1150,20 +1141,19 @@ bool DenseSolution::band_solve_failed(const VectorMap& multiply, const std::vect
   add_note("the band preconditioner of width " + std::to_string(m_band.w) + " left a relative residual of " + text +
            " after " + std::to_string(out.iterations) +
            " iterations (its rows are close to dependent); solved again with the diagonal preconditioner");
-  m_band_iterations += out.iterations;
   return true;
 }
 
-void DenseSolution::precondition_forward(double* x) const {
-  if (m_band.w > 0) {
+void DenseSolution::precondition_forward(double* x, bool diagonal_only) const {
+  if (m_band.w > 0 && !diagonal_only) {
     band_forward(m_band, x);
   } else {
     for (std::int64_t i = 0; i < m_n; ++i) x[i] *= m_inverse_diagonal[static_cast<std::size_t>(i)];
   }
 }
 
-void DenseSolution::precondition_backward(double* x) const {
-  if (m_band.w > 0) {
+void DenseSolution::precondition_backward(double* x, bool diagonal_only) const {
+  if (m_band.w > 0 && !diagonal_only) {
     band_backward(m_band, x);
   } else {
     for (std::int64_t i = 0; i < m_n; ++i) x[i] *= m_inverse_diagonal[static_cast<std::size_t>(i)];
@@ -1215,16 +1205,7 @@ std::vector<double> DenseSolution::solve_minres(const std::vector<double>& b, co
       std::copy(ys.begin(), ys.end(), y.begin());
     };
     const std::size_t mm = static_cast<std::size_t>(m);
-    // M1 of the band (or diagonal) preconditioner, or (diagonal_only) of the diagonal one kept
-    // beside a band.
-    const auto forward = [&](bool diagonal_only, double* x) {
-      if (!diagonal_only) return precondition_forward(x);
-      for (std::int64_t i = 0; i < n; ++i) x[i] *= m_fallback_root[static_cast<std::size_t>(i)];
-    };
-    const auto backward = [&](bool diagonal_only, double* x) {
-      if (!diagonal_only) return precondition_backward(x);
-      for (std::int64_t i = 0; i < n; ++i) x[i] *= m_fallback_root[static_cast<std::size_t>(i)];
-    };
+    // diagonal_only: the diagonal preconditioner kept beside a band.
     const auto constrained = [&](bool diagonal_only) -> VectorMap {
       const std::vector<double>& kf = diagonal_only ? m_fallback_constraints : m_scaled_constraints;
       const std::vector<double>& sf = diagonal_only ? m_fallback_product : m_constraint_product;
@@ -1232,7 +1213,7 @@ std::vector<double> DenseSolution::solve_minres(const std::vector<double>& b, co
         // With M = M1 M1^T the diagonal or band of C and K = M1^-1 A^T: u = M1^-1 x1;
         // lambda = S^-1 (K u - x2); y1 = M1^-T (u - K^T lambda); y2 = lambda.
         std::copy(x.begin(), x.begin() + n, y.begin());
-        forward(diagonal_only, y.data());
+        precondition_forward(y.data(), diagonal_only);
         std::vector<double> t(mm);
         for (std::int64_t k = 0; k < m; ++k) {
           const double* kk = kf.data() + k * n;
@@ -1246,15 +1227,15 @@ std::vector<double> DenseSolution::solve_minres(const std::vector<double>& b, co
           for (std::int64_t i = 0; i < n; ++i) y[i] -= kk[i] * t[k];
           y[nn + k] = t[k];
         }
-        backward(diagonal_only, y.data());
+        precondition_backward(y.data(), diagonal_only);
       };
     };
     const auto block_diagonal = [&](bool diagonal_only) -> VectorMap {
       const std::vector<double>& sf = diagonal_only ? m_fallback_product : m_constraint_product;
       return [&, diagonal_only](const std::vector<double>& x, std::vector<double>& y) {
         std::copy(x.begin(), x.begin() + n, y.begin());
-        forward(diagonal_only, y.data());
-        backward(diagonal_only, y.data());
+        precondition_forward(y.data(), diagonal_only);
+        precondition_backward(y.data(), diagonal_only);
         std::vector<double> t(x.begin() + n, x.end());
         solve_constraint_product(sf, t);
         std::copy(t.begin(), t.end(), y.begin() + n);
@@ -1278,7 +1259,11 @@ std::vector<double> DenseSolution::solve_minres(const std::vector<double>& b, co
       return o;
     };
     out = solve_with(false);
-    if (m_band.w > 0 && band_solve_failed(multiply, rhs, out)) out = solve_with(true);
+    if (m_band.w > 0 && band_solve_failed(multiply, rhs, out)) {
+      const std::int64_t band_iterations = out.iterations;
+      out = solve_with(true);
+      out.iterations += band_iterations;
+    }
     std::copy(out.x.begin(), out.x.begin() + n, dp.begin());
   } else {
     // Elimination (mr > 0) or no constraints, in the reversed order of factorize_minres:
@@ -1319,19 +1304,19 @@ std::vector<double> DenseSolution::solve_minres(const std::vector<double>& b, co
       q_times(product, true);
       std::copy(product.begin() + mr, product.end(), y.begin());
     };
-    const VectorMap precondition = [&](const std::vector<double>& x, std::vector<double>& y) {
-      if (m_band.w > 0) {
-        std::copy(x.begin(), x.begin() + nr, y.begin());
-        band_solve(m_band, y.data());
-      } else {
-        for (std::int64_t i = 0; i < nr; ++i) y[i] = x[i] * m_inverse_diagonal[i];
-      }
-    };
     const VectorMap diagonal = [&](const std::vector<double>& x, std::vector<double>& y) {
       for (std::int64_t i = 0; i < nr; ++i) y[i] = x[i] * m_inverse_diagonal[i];
     };
-    out = minres(multiply, m_precondition ? precondition : VectorMap{}, rhs, settings);
-    if (m_band.w > 0 && band_solve_failed(multiply, rhs, out)) out = minres(multiply, diagonal, rhs, settings);
+    const VectorMap band = [&](const std::vector<double>& x, std::vector<double>& y) {
+      std::copy(x.begin(), x.begin() + nr, y.begin());
+      band_solve(m_band, y.data());
+    };
+    out = minres(multiply, !m_precondition ? VectorMap{} : m_band.w > 0 ? band : diagonal, rhs, settings);
+    if (m_band.w > 0 && band_solve_failed(multiply, rhs, out)) {
+      const std::int64_t band_iterations = out.iterations;
+      out = minres(multiply, diagonal, rhs, settings);
+      out.iterations += band_iterations;
+    }
     std::copy(y1.begin(), y1.end(), dp.begin());
     std::copy(out.x.begin(), out.x.end(), dp.begin() + mr);
     q_times(dp, false);
@@ -1340,10 +1325,8 @@ std::vector<double> DenseSolution::solve_minres(const std::vector<double>& b, co
   if (!m_band_note.empty()) {
     m_last_solve.note = m_last_solve.note.empty() ? m_band_note : m_band_note + "; " + m_last_solve.note;
   }
-  m_last_solve.iterations += m_band_iterations;
-  m_band_iterations = 0;
   m_last_solve.iterative = true;
-  m_last_solve.iterations += out.iterations;
+  m_last_solve.iterations = out.iterations;
   m_last_solve.stop = static_cast<int>(out.stop);
   m_last_solve.stop_text = minres_stop_text(out.stop);
   m_last_solve.a_norm = out.a_norm;

@@ -108,9 +108,10 @@ class DenseSolution {
   // (m_band_note says so where the steering did not ask for it).
   void factorize_band(std::vector<double> band, std::int64_t n, std::int64_t w);
   // x := M1^-1 x and x := M1^-T x for the preconditioner's factor M1 (M = M1 M1^T) of C (with
-  // multipliers: 1/sqrt of the diagonal, or the band's Cholesky factor).
-  void precondition_forward(double* x) const;
-  void precondition_backward(double* x) const;
+  // multipliers: the band's Cholesky factor, or 1/sqrt of the diagonal where there is no band or
+  // diagonal_only).
+  void precondition_forward(double* x, bool diagonal_only) const;
+  void precondition_backward(double* x, bool diagonal_only) const;
   std::vector<double> solve_minres(const std::vector<double>& b, const std::vector<double>& residual) const;
   // y := C x through the engine (x, y of size n on the host).
   void multiply_matrix(const std::vector<double>& x, std::vector<double>& y) const;
@@ -121,8 +122,7 @@ class DenseSolution {
   void constrained_factors(const std::function<void(double*)>& forward, std::vector<double>& k,
                            std::vector<double>& s) const;
   // Whether a solve with the band preconditioner left a relative residual above
-  // kBandResidualLimit (then noted, its iterations counted): the caller solves again with the
-  // diagonal preconditioner.
+  // kBandResidualLimit (then noted): the caller solves again with the diagonal preconditioner.
   bool band_solve_failed(const VectorMap& multiply, const std::vector<double>& rhs, const MinresOutcome& out) const;
   void add_note(const std::string& note) const;
   static constexpr double kBandResidualLimit = 0.01;
@@ -155,9 +155,10 @@ class DenseSolution {
   std::vector<double> m_scale;                // bordered kinds: symmetric scaling (powers of two)
   linalg::Matrix m_swept;                     // swept kinds: the inverse (see Kind)
   std::vector<double> m_cov_diag;
-  // minres: 1 / the preconditioner's diagonal (0 where it is not positive); with multipliers
-  // 1/sqrt of C's diagonal, the constraints (row-major m x n, as given and scaled by it) and the
-  // factor of their product (pede's constrained preconditioner).
+  // minres: 1 / the diagonal of the reduced matrix (0 where it is not positive); with multipliers
+  // 1/sqrt of C's diagonal, the constraints (row-major m x n, as given and scaled by the
+  // preconditioner's M1^-1) and the factor of their product (pede's constrained preconditioner).
+  // The diagonal is kept beside a band preconditioner, for a band that fails.
   std::vector<double> m_inverse_diagonal;
   std::vector<double> m_constraints;
   std::vector<double> m_scaled_constraints;
@@ -165,14 +166,11 @@ class DenseSolution {
   std::vector<std::int64_t> m_constraint_order;  // elimination: pede's order of the constraints
   bool m_precondition = true;
   // minres with a band preconditioner (m_band.w > 0): the Cholesky factor of the reduced matrix's
-  // band (elimination) or of C's band (multipliers); m_inverse_diagonal then stays empty.
+  // band (elimination) or of C's band (multipliers).
   BandFactor m_band;
   std::string m_band_note;
-  // Beside a band, the diagonal preconditioner for a band that fails: with elimination
-  // m_inverse_diagonal (kept in both modes); with multipliers 1/sqrt of C's diagonal and its K
-  // and LDL^T of K K^T.
-  std::vector<double> m_fallback_root, m_fallback_constraints, m_fallback_product;
-  mutable std::int64_t m_band_iterations = 0;  // a failed band solve's iterations, added to the solve's
+  // Beside a band, with multipliers: K and the LDL^T of K K^T of the diagonal preconditioner.
+  std::vector<double> m_fallback_constraints, m_fallback_product;
   mutable linalg::Matrix m_vector_in, m_vector_out;  // n x 1 engine vectors for C x and Q x
   VectorMap m_product;  // minres: y := C x
   mutable IterativeSolveInfo m_last_solve;
