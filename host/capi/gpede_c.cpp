@@ -13,6 +13,7 @@
 
 #include "gpede/error.hpp"
 #include "gpede/output.hpp"
+#include "gpede/record_builder.hpp"
 #include "gpede/solver.hpp"
 #include "gpede/steering.hpp"
 #include "gpede/version.hpp"
@@ -22,9 +23,7 @@ struct gpede_steering {
 };
 
 struct gpede_records {
-  gpede::RecordBatch done;     // the ended records
-  gpede::RecordBatch current;  // the measurements of the record being built (one record, open)
-  std::size_t measurement = 0; // measurements added to the current record
+  gpede::RecordBuilder builder;
 };
 
 struct gpede_result {
@@ -64,50 +63,6 @@ gpede_status guarded(F&& f) noexcept {
 gpede_status null_argument(const char* call, const char* name) {
   return fail(GPEDE_ERROR_INPUT, std::string(call) + ": " + name + " is NULL");
 }
-
-// Records [r0, r1) of `from` appended to `to`.
-void append_records(const gpede::RecordBatch& from, std::size_t r0, std::size_t r1, gpede::RecordBatch& to) {
-  for (std::size_t r = r0; r < r1; ++r) {
-    const std::int64_t m0 = from.record_begin[r], m1 = from.record_begin[r + 1];
-    for (std::int64_t m = m0; m < m1; ++m) {
-      to.meas_value.push_back(from.meas_value[m]);
-      to.meas_sigma.push_back(from.meas_sigma[m]);
-      for (std::int64_t k = from.local_begin[m]; k < from.local_begin[m + 1]; ++k) {
-        to.local_index.push_back(from.local_index[k]);
-        to.local_deriv.push_back(from.local_deriv[k]);
-      }
-      for (std::int64_t k = from.global_begin[m]; k < from.global_begin[m + 1]; ++k) {
-        to.global_label.push_back(from.global_label[k]);
-        to.global_index.push_back(-1);
-        to.global_deriv.push_back(from.global_deriv[k]);
-      }
-      to.local_begin.push_back(static_cast<std::int64_t>(to.local_index.size()));
-      to.global_begin.push_back(static_cast<std::int64_t>(to.global_label.size()));
-    }
-    to.record_begin.push_back(static_cast<std::int64_t>(to.meas_value.size()));
-    to.record_weight.push_back(1.0);
-    to.record_file.push_back(0);
-    to.record_number.push_back(from.record_number[r]);
-  }
-}
-
-// The ended records of a gpede_records, pass after pass.
-class MemorySource final : public gpede::RecordSource {
- public:
-  explicit MemorySource(const gpede::RecordBatch& records) : m_records(records) {}
-  std::size_t next(gpede::RecordBatch& batch, std::size_t max_records) override {
-    const std::size_t r1 = std::min(m_records.n_records(), m_next + max_records);
-    const std::size_t count = r1 - m_next;
-    append_records(m_records, m_next, r1, batch);
-    m_next = r1;
-    return count;
-  }
-  void rewind() override { m_next = 0; }
-
- private:
-  const gpede::RecordBatch& m_records;
-  std::size_t m_next = 0;
-};
 
 gpede_parameter to_c(const gpede::ParameterResult& p) {
   gpede_parameter c{};
@@ -168,9 +123,7 @@ gpede_status gpede_records_new(gpede_records** records) {
 void gpede_records_free(gpede_records* records) { delete records; }
 
 void gpede_records_kill(gpede_records* records) {
-  if (records == nullptr) return;
-  records->current.clear();
-  records->measurement = 0;
+  if (records != nullptr) records->builder.kill_record();
 }
 
 gpede_status gpede_records_add_measurement(gpede_records* records, int n_local, const double* local_derivatives,
@@ -178,11 +131,10 @@ gpede_status gpede_records_add_measurement(gpede_records* records, int n_local, 
                                            double measurement, double sigma) {
   if (records == nullptr) return null_argument("gpede_records_add_measurement", "records");
   return guarded([&] {
-    const std::size_t record = records->done.n_records() + 1, index = records->measurement + 1;
     const auto refuse = [&](const std::string& what) {
-      gpede_records_kill(records);
-      return fail(GPEDE_ERROR_INPUT, "gpede_records_add_measurement: record " + std::to_string(record) +
-                                         ", measurement " + std::to_string(index) + ": " + what +
+      records->builder.kill_record();
+      return fail(GPEDE_ERROR_INPUT, "gpede_records_add_measurement: record " +
+                                         std::to_string(records->builder.records() + 1) + ": " + what +
                                          "; the record is discarded");
     };
     if (n_local < 0 || n_global < 0) return refuse("negative number of derivatives");
@@ -190,32 +142,13 @@ gpede_status gpede_records_add_measurement(gpede_records* records, int n_local, 
         (n_global > 0 && (global_derivatives == nullptr || labels == nullptr))) {
       return refuse("derivatives or labels are NULL");
     }
-    if (!std::isfinite(measurement)) return refuse("the measurement is not finite");
-    if (!(sigma > 0.0) || !std::isfinite(sigma)) return refuse("sigma " + std::to_string(sigma) + " is not positive and finite");
-    for (int k = 0; k < n_local; ++k) {
-      if (!std::isfinite(local_derivatives[k])) return refuse("local derivative " + std::to_string(k + 1) + " is not finite");
+    try {
+      records->builder.add_measurement({local_derivatives, static_cast<std::size_t>(n_local)},
+                                       {global_derivatives, static_cast<std::size_t>(n_global)},
+                                       {labels, static_cast<std::size_t>(n_global)}, measurement, sigma);
+    } catch (const gpede::InputError& e) {
+      return fail(GPEDE_ERROR_INPUT, std::string("gpede_records_add_measurement: ") + e.what());
     }
-    for (int k = 0; k < n_global; ++k) {
-      if (!std::isfinite(global_derivatives[k])) return refuse("global derivative " + std::to_string(k + 1) + " is not finite");
-      if (labels[k] <= 0) return refuse("label " + std::to_string(labels[k]) + " is not positive (1 to 2147483647)");
-    }
-    gpede::RecordBatch& b = records->current;
-    b.meas_value.push_back(measurement);
-    b.meas_sigma.push_back(sigma);
-    for (int k = 0; k < n_local; ++k) {
-      if (local_derivatives[k] == 0.0) continue;
-      b.local_index.push_back(k);
-      b.local_deriv.push_back(local_derivatives[k]);
-    }
-    for (int k = 0; k < n_global; ++k) {
-      if (global_derivatives[k] == 0.0) continue;
-      b.global_label.push_back(labels[k]);
-      b.global_index.push_back(-1);
-      b.global_deriv.push_back(global_derivatives[k]);
-    }
-    b.local_begin.push_back(static_cast<std::int64_t>(b.local_index.size()));
-    b.global_begin.push_back(static_cast<std::int64_t>(b.global_label.size()));
-    ++records->measurement;
     return GPEDE_OK;
   });
 }
@@ -223,20 +156,16 @@ gpede_status gpede_records_add_measurement(gpede_records* records, int n_local, 
 gpede_status gpede_records_end(gpede_records* records) {
   if (records == nullptr) return null_argument("gpede_records_end", "records");
   return guarded([&] {
-    if (records->measurement == 0) {
-      return fail(GPEDE_ERROR_INPUT, "gpede_records_end: record " + std::to_string(records->done.n_records() + 1) +
-                                         " has no measurements");
+    try {
+      records->builder.end_record();
+    } catch (const gpede::InputError& e) {
+      return fail(GPEDE_ERROR_INPUT, std::string("gpede_records_end: ") + e.what());
     }
-    gpede::RecordBatch& b = records->current;
-    b.record_begin.push_back(static_cast<std::int64_t>(b.meas_value.size()));
-    b.record_number.push_back(static_cast<std::int64_t>(records->done.n_records()) + 1);
-    append_records(b, 0, 1, records->done);
-    gpede_records_kill(records);
     return GPEDE_OK;
   });
 }
 
-size_t gpede_records_count(const gpede_records* records) { return records != nullptr ? records->done.n_records() : 0; }
+size_t gpede_records_count(const gpede_records* records) { return records != nullptr ? records->builder.records() : 0; }
 
 gpede_options gpede_options_default(void) {
   gpede_options o{};
@@ -275,8 +204,8 @@ gpede_status gpede_solve(const gpede_steering* steering, const gpede_options* op
         if (o.log(line.c_str(), o.log_user) != 0) stop = true;
       };
     }
-    std::unique_ptr<MemorySource> source;
-    if (records != nullptr) source = std::make_unique<MemorySource>(records->done);
+    std::unique_ptr<gpede::RecordSource> source;
+    if (records != nullptr) source = records->builder.source();
     auto owned = std::make_unique<gpede_result>();
     owned->result = gpede::solve(steering->steering, so, source.get());
     *result = owned.release();

@@ -198,7 +198,8 @@ SolveResult solve(const Steering& steering, const SolverOptions& options = {},
 /// Record source that reads the steering's binary files (honours maxrecord and file weights).
 std::unique_ptr<RecordSource> make_file_source(const Steering& steering);
 
-/// True if gpede was built with the CUDA backend.
+/// True if the CUDA backend (the plugin libgpede_cuda, loaded only when a CUDA run is asked for or
+/// considered) was built with this library.
 bool cuda_available_in_build() noexcept;
 
 }  // namespace gpede

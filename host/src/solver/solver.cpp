@@ -156,7 +156,7 @@ void collect_parameters(const detail::ParameterTable& table, const detail::Const
 }  // namespace
 
 bool cuda_available_in_build() noexcept {
-#ifdef GPEDE_WITH_CUDA
+#ifdef GPEDE_CUDA_PLUGIN_BUILT
   return true;
 #else
   return false;

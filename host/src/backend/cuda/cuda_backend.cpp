@@ -16,6 +16,7 @@
 #include <string>
 #include <utility>
 
+#include "cuda_entry_points.hpp"
 #include "accumulate_launch.hpp"
 #include "cuda_resources.hpp"
 #include "cuda_engine.hpp"
@@ -638,22 +639,21 @@ CudaBackend& as_cuda(Backend& backend) {
 }  // namespace
 }  // namespace cuda
 
-std::unique_ptr<Backend> make_cuda_backend(const CudaBackendOptions& options) {
-  CudaDeviceInfo device = query_cuda_device();
+namespace cuda {
+
+std::unique_ptr<Backend> make_backend(const CudaBackendOptions& options) {
+  CudaDeviceInfo device = query_device();
   if (!device.present) {
     throw RuntimeError("no usable CUDA device (" + device.reason + "); use the CPU backend (--backend cpu)");
   }
-  return std::make_unique<cuda::CudaBackend>(options, std::move(device));
+  return std::make_unique<CudaBackend>(options, std::move(device));
 }
 
-std::unique_ptr<Backend> make_cuda_backend() { return make_cuda_backend(CudaBackendOptions{}); }
+std::vector<double> download_global_matrix(Backend& backend) { return as_cuda(backend).download_matrix(); }
 
-std::vector<double> download_global_matrix(Backend& backend) { return cuda::as_cuda(backend).download_matrix(); }
+void fill_test_matrix(Backend& backend, std::uint64_t seed) { as_cuda(backend).fill_test(seed); }
 
-void fill_test_matrix(Backend& backend, std::uint64_t seed) { cuda::as_cuda(backend).fill_test(seed); }
+double time_on_device(Backend& backend, const std::function<void()>& work) { return as_cuda(backend).time(work); }
 
-double time_on_device(Backend& backend, const std::function<void()>& work) {
-  return cuda::as_cuda(backend).time(work);
-}
-
+}  // namespace cuda
 }  // namespace gpede::detail

@@ -2,6 +2,7 @@
 #include <string>
 
 #include "accumulate_launch.hpp"
+#include "cuda_entry_points.hpp"
 #include "cuda_check.hpp"
 #include "gpede/detail/cuda_device.hpp"
 
@@ -14,7 +15,9 @@ std::string describe(const char* call, cudaError_t status) {
 
 }  // namespace
 
-CudaDeviceInfo query_cuda_device() noexcept {
+namespace cuda {
+
+CudaDeviceInfo query_device() noexcept {
   CudaDeviceInfo info;
   try {
     int count = 0;
@@ -74,4 +77,5 @@ CudaDeviceInfo query_cuda_device() noexcept {
   return info;
 }
 
+}  // namespace cuda
 }  // namespace gpede::detail

@@ -9,6 +9,7 @@
 #include <limits>
 #include <string>
 
+#include "cuda_entry_points.hpp"
 #include "cuda_resources.hpp"
 #include "gpede/detail/cuda_device.hpp"
 
@@ -26,7 +27,9 @@ void check(cusolverStatus_t status, const char* routine) {
 
 }  // namespace
 
-SolverWorkspace query_cuda_workspace(std::int64_t n, std::int64_t m, Method method, ConstraintMode mode) noexcept {
+namespace cuda {
+
+SolverWorkspace query_workspace(std::int64_t n, std::int64_t m, Method method, ConstraintMode mode) noexcept {
   SolverWorkspace out;
   try {
     cusolverDnHandle_t raw = nullptr;
@@ -92,4 +95,5 @@ SolverWorkspace query_cuda_workspace(std::int64_t n, std::int64_t m, Method meth
   return out;
 }
 
+}  // namespace cuda
 }  // namespace gpede::detail

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda_entry_points.hpp"
 #include "cuda_check.hpp"
 #include "dense_launch.hpp"
 #include "gpede/error.hpp"
@@ -535,17 +536,13 @@ linalg::Matrix adopt_device_matrix(DeviceBuffer<double>&& buffer, std::int64_t r
   return linalg::Matrix(std::move(storage), data, rows, cols);
 }
 
-}  // namespace gpede::detail::cuda
-
-namespace gpede::detail::linalg {
-
-std::unique_ptr<Engine> make_cuda_engine() {
+std::unique_ptr<linalg::Engine> make_engine() {
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
     (void)cudaGetLastError();
     throw RuntimeError("no CUDA device for the CUDA linear-algebra engine");
   }
-  return std::make_unique<cuda::OwningCudaEngine>();
+  return std::make_unique<OwningCudaEngine>();
 }
 
-}  // namespace gpede::detail::linalg
+}  // namespace gpede::detail::cuda
