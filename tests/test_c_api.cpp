@@ -88,11 +88,28 @@ TEST(CApi, SolvesSl0FromItsFilesAsPede) {
       << gpede_last_error();
   gpede_options options = gpede_options_default();
   options.threads = 2;
+  // The covariance of the first three fitted labels of pede's millepede.res.
+  const auto pede = gpede::test::read_res(gpede::test::reference_dir() / "sl0" / "pede" / "inversion" / "millepede.res");
+  std::vector<std::int32_t> asked;
+  for (const auto& [label, line] : pede) {
+    if (line.columns.size() >= 4 && asked.size() < 3) asked.push_back(label);
+  }
+  options.covariance_labels = asked.data();
+  options.n_covariance_labels = asked.size();
   gpede_result* result = nullptr;
   ASSERT_EQ(gpede_solve(steering, &options, nullptr, &result), GPEDE_OK) << gpede_last_error();
   EXPECT_LE(gpede_result_exit_code(result), 4) << gpede_result_message(result);  // solved (sl0 warns of bad records)
   EXPECT_GT(gpede_result_records_used(result), 0);
   expect_pede_results(result);
+  ASSERT_EQ(gpede_result_covariance_size(result), 3u);
+  std::vector<std::int32_t> labels(3);
+  std::vector<double> covariance(9);
+  ASSERT_EQ(gpede_result_covariance(result, labels.data(), covariance.data()), GPEDE_OK);
+  EXPECT_EQ(labels, asked);
+  for (std::size_t i = 0; i < 3; ++i) {
+    const double error = pede.at(labels[i]).columns[3];
+    EXPECT_NEAR(std::sqrt(covariance[4 * i]), error, 1.05e-3 * error) << "label " << labels[i];
+  }
   gpede_parameter p;
   EXPECT_EQ(gpede_result_find(result, 2147483647, &p), GPEDE_ERROR_INPUT);
   EXPECT_NE(std::string(gpede_last_error()).find("no label 2147483647"), std::string::npos);

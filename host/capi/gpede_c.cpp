@@ -175,6 +175,9 @@ gpede_options gpede_options_default(void) {
   o.cache_records = 1;
   o.log = nullptr;
   o.log_user = nullptr;
+  o.covariance_labels = nullptr;
+  o.n_covariance_labels = 0;
+  o.covariance_all = 0;
   return o;
 }
 
@@ -196,6 +199,12 @@ gpede_status gpede_solve(const gpede_steering* steering, const gpede_options* op
     so.threads = o.threads;
     so.deterministic = o.deterministic != 0;
     so.cache_records = o.cache_records != 0;
+    if (o.n_covariance_labels > 0 && o.covariance_labels == nullptr) {
+      return fail(GPEDE_ERROR_INPUT, "gpede_solve: covariance_labels is NULL but n_covariance_labels is " +
+                                         std::to_string(o.n_covariance_labels));
+    }
+    so.covariance_labels.assign(o.covariance_labels, o.covariance_labels + o.n_covariance_labels);
+    so.covariance_all = o.covariance_all != 0;
     so.record_printout.clear();
     std::atomic<bool> stop{false};
     so.stop = &stop;
@@ -259,6 +268,20 @@ gpede_status gpede_result_find(const gpede_result* result, int32_t label, gpede_
   last_error.clear();
   *parameter = to_c(*it);
   return GPEDE_OK;
+}
+
+size_t gpede_result_covariance_size(const gpede_result* result) {
+  return result != nullptr ? result->result.covariance.labels.size() : 0;
+}
+
+gpede_status gpede_result_covariance(const gpede_result* result, int32_t* labels, double* matrix) {
+  if (result == nullptr) return null_argument("gpede_result_covariance", "result");
+  return guarded([&] {
+    const gpede::CovarianceBlock& block = result->result.covariance;
+    if (labels != nullptr) std::copy(block.labels.begin(), block.labels.end(), labels);
+    if (matrix != nullptr) std::copy(block.matrix.begin(), block.matrix.end(), matrix);
+    return GPEDE_OK;
+  });
 }
 
 gpede_status gpede_result_write(gpede_result* result, const gpede_steering* steering, const char* folder) {

@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 /** Incremented when a call or a struct of this header changes incompatibly. */
-#define GPEDE_C_API_VERSION 1
+#define GPEDE_C_API_VERSION 2
 
 typedef enum gpede_status {
   GPEDE_OK = 0,
@@ -95,6 +95,12 @@ typedef struct gpede_options {
   int cache_records;     /* non-zero (default): keep the records read in memory between passes */
   gpede_log_function log;
   void* log_user;
+  /* The covariance block to bring back (gpede_result_covariance): these labels, in this order
+   * (fixed ones and ones not in the run are left out, with a warning in the log), or with
+   * covariance_all non-zero every variable parameter. Not for the MINRES methods. */
+  const int32_t* covariance_labels;
+  size_t n_covariance_labels;
+  int covariance_all;
 } gpede_options;
 
 /** The defaults (those of the command line). */
@@ -139,6 +145,14 @@ GPEDE_C_API gpede_status gpede_result_parameter(const gpede_result* result, size
 /** The result of `label`; GPEDE_ERROR_INPUT if the run has no such label. */
 GPEDE_C_API gpede_status gpede_result_find(const gpede_result* result, int32_t label,
                                            gpede_parameter* parameter);
+/** Rows (and columns) of the covariance block asked for in gpede_options; 0 if none. */
+GPEDE_C_API size_t gpede_result_covariance_size(const gpede_result* result);
+/**
+ * Copies the covariance block: its labels (size k = gpede_result_covariance_size) and the k x k
+ * matrix, row-major. Either pointer may be NULL to leave that part out.
+ */
+GPEDE_C_API gpede_status gpede_result_covariance(const gpede_result* result, int32_t* labels, double* matrix);
+
 /**
  * Writes pede's result files into `folder` as the command line does (millepede.res, .log, .end,
  * gpede.json; millepede.eve for diagonalization), whole or not at all.

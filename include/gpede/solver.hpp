@@ -73,6 +73,21 @@ struct SolverOptions {
   /// When this flag becomes true (from any thread, or a signal handler), solve() throws Interrupted
   /// at the next batch of records or step of the solution. Null: never.
   const std::atomic<bool>* stop = nullptr;
+  /// Labels whose covariance block SolveResult::covariance brings back, in this order (fixed
+  /// labels and labels not in the run are left out and named in the warnings). From the final
+  /// factorisation of inversion, diagonalization or decomposition, one solution per label
+  /// (dp = V b, so column j of V solves with b = e_j): about n^2 operations each. Not for MINRES.
+  std::vector<std::int32_t> covariance_labels;
+  /// The whole covariance of the variable parameters (n^2 doubles; n solutions).
+  bool covariance_all = false;
+};
+
+/// A block of the covariance matrix of the fitted parameters.
+struct CovarianceBlock {
+  std::vector<std::int32_t> labels;  ///< its rows and columns
+  std::vector<double> matrix;        ///< labels.size()^2 values, row-major (symmetric)
+  /// The correlation of labels i and j, V_ij / sqrt(V_ii V_jj) (0 where a variance is not positive).
+  double correlation(std::size_t i, std::size_t j) const;
 };
 
 /// The result for one label, in millepede.res terms.
@@ -180,6 +195,8 @@ struct SolveResult {
   std::vector<std::string> log;
   std::vector<IterationRecord> iterations;
   EigenResult eigen;
+  /// The covariance block asked for in SolverOptions (empty otherwise).
+  CovarianceBlock covariance;
   PhaseFigures figures;
   std::string backend;
   /// How the global matrix was stored: empty for dense, else e.g. "sparse, 233509 elements ...".

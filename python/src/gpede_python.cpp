@@ -204,8 +204,16 @@ struct Result {
 };
 
 Result solve(const gpede::Steering& steering, Records* records, const std::string& backend, int threads,
-             bool deterministic, const std::function<py::object(const std::string&)>& log) {
+             bool deterministic, const std::function<py::object(const std::string&)>& log,
+             const py::object& covariance) {
   gpede::SolverOptions options;
+  if (py::isinstance<py::bool_>(covariance)) {
+    options.covariance_all = covariance.cast<bool>();
+  } else if (!covariance.is_none()) {
+    const Labels labels = covariance.cast<Labels>();
+    if (labels.ndim() != 1) throw py::value_error("covariance must be True or a one-dimensional list of labels");
+    options.covariance_labels.assign(labels.data(), labels.data() + labels.size());
+  }
   const auto kind = gpede::backend_from_name(backend);
   if (!kind) throw py::value_error("backend must be 'cpu', 'cuda' or 'auto', not '" + backend + "'");
   if (threads < 0) throw py::value_error("threads must not be negative");
@@ -321,6 +329,46 @@ PYBIND11_MODULE(_gpede, m) {
       .def_property_readonly("fixed_by", [](const Result& r) { return r.column<std::int32_t>([](const auto& p) { return p.fixed_by; }); })
       .def_property_readonly("entries", [](const Result& r) { return r.column<std::int64_t>([](const auto& p) { return p.entries_files; }); })
       .def_property_readonly("eigenvalues", [](const Result& r) { return py::array_t<double>(static_cast<py::ssize_t>(r.result.eigen.eigenvalues.size()), r.result.eigen.eigenvalues.data()); })
+      .def_property_readonly("covariance",
+                             [](const Result& r) {
+                               const gpede::CovarianceBlock& b = r.result.covariance;
+                               const auto k = static_cast<py::ssize_t>(b.labels.size());
+                               py::array_t<double> matrix({k, k});
+                               std::copy(b.matrix.begin(), b.matrix.end(), matrix.mutable_data());
+                               return py::make_tuple(py::array_t<std::int32_t>(k, b.labels.data()), matrix);
+                             },
+                             "(labels, matrix): the covariance block asked for with solve(covariance=...).")
+      .def_property_readonly("correlations",
+                             [](const Result& r) {
+                               const gpede::CovarianceBlock& b = r.result.covariance;
+                               const auto k = static_cast<py::ssize_t>(b.labels.size());
+                               py::array_t<double> matrix({k, k});
+                               for (py::ssize_t i = 0; i < k; ++i) {
+                                 for (py::ssize_t j = 0; j < k; ++j) matrix.mutable_data()[i * k + j] = b.correlation(i, j);
+                               }
+                               return matrix;
+                             },
+                             "The correlation matrix of the covariance block.")
+      .def_property_readonly("eigenvectors",
+                             [](const Result& r) {
+                               const auto& vectors = r.result.eigen.eigenvectors;
+                               const auto count = static_cast<py::ssize_t>(vectors.size());
+                               const auto n = static_cast<py::ssize_t>(r.result.variable_labels.size());
+                               py::array_t<std::int64_t> which(count);
+                               py::array_t<double> matrix({count, n});
+                               for (py::ssize_t k = 0; k < count; ++k) {
+                                 which.mutable_data()[k] = vectors[k].first;
+                                 std::copy_n(vectors[k].second.begin(), std::min<py::ssize_t>(n, vectors[k].second.size()),
+                                             matrix.mutable_data() + k * n);
+                               }
+                               return py::make_tuple(which, matrix);
+                             },
+                             "(indices into eigenvalues, vectors): diagonalization's listed eigenvectors, one "
+                             "row each over variable_labels.")
+      .def_property_readonly("variable_labels", [](const Result& r) {
+        return py::array_t<std::int32_t>(static_cast<py::ssize_t>(r.result.variable_labels.size()),
+                                         r.result.variable_labels.data());
+      })
       .def("index", &Result::index, py::arg("label"), "The position of `label` in the arrays (KeyError if absent).")
       .def("parameter", &Result::parameter, py::arg("label"), "One label's result as a dict.")
       .def("write", [](Result& r, const gpede::Steering& steering, const std::filesystem::path& folder) {
@@ -336,5 +384,7 @@ PYBIND11_MODULE(_gpede, m) {
 
   m.def("solve", &solve, py::arg("steering"), py::arg("records") = nullptr, py::arg("backend") = "cpu",
         py::arg("threads") = 0, py::arg("deterministic") = false, py::arg("log") = nullptr,
-        "Solves; records from `records` if given, else from the steering's binary files.");
+        py::arg("covariance") = py::none(),
+        "Solves; records from `records` if given, else from the steering's binary files. covariance: "
+        "True for the whole covariance of the fitted parameters, or a list of labels for their block.");
 }

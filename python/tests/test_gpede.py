@@ -180,3 +180,41 @@ def test_the_log_callback_can_stop_a_run(tmp_path):
 def test_version():
     assert gpede.__version__ == gpede.version()
     assert gpede.version().count(".") == 2
+
+
+def three_plane_records(n):
+    """Planes 1, 2, 3 seen by every track (y = t + s_plane, sigma 1)."""
+    records = gpede.Records()
+    for r in range(n):
+        t = 0.01 * r
+        y = [t, t + 0.1 + 0.001 * ((2 * r) % 5 - 2), t - 0.1 + 0.001 * ((3 * r) % 5 - 2)]
+        records.add_record(y, [1.0] * 3, np.ones((3, 1)), np.eye(3), [1, 2, 3])
+    return records
+
+
+@pytest.mark.parametrize("method", ["inversion", "diagonalization", "decomposition"])
+def test_the_covariance_block_is_the_analytic_one(tmp_path, method):
+    # With plane 1 fixed, N tracks give (s2, s3) the covariance [[2, 1], [1, 2]] / N.
+    (tmp_path / "steer.txt").write_text(f"Parameter\n1 0.0 -1.0\nmethod {method} 1 0.1\nend\n")
+    n = 40
+    result = gpede.solve(gpede.Steering(tmp_path / "steer.txt"), three_plane_records(n), covariance=[3, 2])
+    labels, matrix = result.covariance
+    assert labels.tolist() == [3, 2]
+    np.testing.assert_allclose(matrix, np.array([[2.0, 1.0], [1.0, 2.0]]) / n, atol=1e-12)
+    np.testing.assert_allclose(result.correlations, [[1.0, 0.5], [0.5, 1.0]], atol=1e-12)
+    everything = gpede.solve(gpede.Steering(tmp_path / "steer.txt"), three_plane_records(n), covariance=True)
+    assert everything.covariance[0].tolist() == [2, 3]
+
+
+def test_diagonalization_gives_its_eigenvectors(tmp_path):
+    (tmp_path / "steer.txt").write_text("Parameter\n1 0.0 -1.0\nmethod diagonalization 1 0.1\nend\n")
+    n = 40
+    result = gpede.solve(gpede.Steering(tmp_path / "steer.txt"), three_plane_records(n))
+    # The global matrix of (s2, s3) is N [[2, -1], [-1, 2]] / 3: eigenvalues N/3 and N.
+    np.testing.assert_allclose(np.sort(result.eigenvalues), [n / 3.0, n], rtol=1e-12)
+    which, vectors = result.eigenvectors
+    assert result.variable_labels.tolist() == [2, 3]
+    assert vectors.shape == (len(which), 2)
+    for k, v in zip(which, vectors):
+        if result.eigenvalues[k] == pytest.approx(n / 3.0):
+            np.testing.assert_allclose(abs(v), [2 ** -0.5, 2 ** -0.5], atol=1e-12)

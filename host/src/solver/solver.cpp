@@ -155,6 +155,12 @@ void collect_parameters(const detail::ParameterTable& table, const detail::Const
 
 }  // namespace
 
+double CovarianceBlock::correlation(std::size_t i, std::size_t j) const {
+  const std::size_t k = labels.size();
+  const double vi = matrix[i * k + i], vj = matrix[j * k + j];
+  return vi > 0.0 && vj > 0.0 ? matrix[i * k + j] / std::sqrt(vi * vj) : 0.0;
+}
+
 bool cuda_available_in_build() noexcept {
 #ifdef GPEDE_CUDA_PLUGIN_BUILT
   return true;
@@ -267,7 +273,9 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
   }
 
   // ---- iterations --------------------------------------------------------------------------------
-  const detail::Problem problem{steering, data, labels, parameters, constraints, measurements, read.records};
+  const detail::Problem problem{steering,    data,         labels,
+                                parameters,  constraints,  measurements,
+                                read.records, &options.covariance_labels, options.covariance_all};
   detail::RecordPrintout printout(steering, options.record_printout);
   const detail::IterationOutcome outcome =
       detail::iterate(problem, *backend, result, log, printout.active() ? &printout : nullptr);

@@ -183,6 +183,9 @@ struct Problem {
   const ConstraintTable& constraints;
   const std::vector<MeasurementEquation>& measurements;
   std::int64_t records = 0;  ///< records read (pede's NREC)
+  /// The covariance block to bring back (SolverOptions::covariance_labels, covariance_all).
+  const std::vector<std::int32_t>* covariance_labels = nullptr;
+  bool covariance_all = false;
 };
 
 /// Reads the data once: counts entries per label and builds the label map of all labels (binary

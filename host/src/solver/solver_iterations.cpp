@@ -95,6 +95,7 @@ class Iterations {
   void add_host_terms(PassTotals& totals, bool build_matrix);
   Flow solve();
   Flow step_and_search();
+  void covariance_block();
   void record_pass(bool build_matrix, Clock::time_point t0);
   bool final_evaluation_is_redundant() const;
   std::int64_t variables() const { return m_problem.parameters.variables(); }
@@ -597,7 +598,78 @@ IterationOutcome Iterations::run() {
     m_out.covariance_diagonal = m_backend.covariance_diagonal();
     m_result.figures.solving_s += seconds_since(t0);
   }
+  if (m_out.solved && (m_problem.covariance_all ||
+                       (m_problem.covariance_labels != nullptr && !m_problem.covariance_labels->empty()))) {
+    covariance_block();
+  }
   return m_out;
+}
+
+/// SolverOptions::covariance_labels (or all variables) from the final factorisation: column j of
+/// the covariance V is the step for b = e_j with the constraints' residual zero (dp = V b).
+void Iterations::covariance_block() {
+  if (m_steering.method == Method::minres) {
+    m_result.warnings.push_back("no covariance block: MINRES gives no covariance (use inversion, diagonalization "
+                                "or decomposition)");
+    m_log("warning: " + m_result.warnings.back());
+    return;
+  }
+  const ParameterTable& table = m_problem.parameters;
+  std::vector<std::int64_t> variables;
+  CovarianceBlock& block = m_result.covariance;
+  if (m_problem.covariance_all) {
+    for (std::int64_t v = 0; v < table.variables(); ++v) {
+      variables.push_back(v);
+      block.labels.push_back(table.label[table.variable_label[v]]);
+    }
+  } else {
+    std::vector<std::int32_t> missing, fixed;
+    for (const std::int32_t label : *m_problem.covariance_labels) {
+      const auto it = std::lower_bound(table.label.begin(), table.label.end(), label);
+      if (it == table.label.end() || *it != label) {
+        missing.push_back(label);
+        continue;
+      }
+      const std::int32_t v = table.variable_index[it - table.label.begin()];
+      if (v < 0) {
+        fixed.push_back(label);
+        continue;
+      }
+      variables.push_back(v);
+      block.labels.push_back(label);
+    }
+    const auto say = [&](const std::vector<std::int32_t>& labels, const char* why) {
+      if (labels.empty()) return;
+      std::string text = "covariance block: " + std::to_string(labels.size()) + " label(s) " + why + " left out:";
+      for (std::size_t i = 0; i < labels.size() && i < 10; ++i) text += " " + std::to_string(labels[i]);
+      if (labels.size() > 10) text += " ...";
+      m_result.warnings.push_back(text);
+      m_log("warning: " + text);
+    };
+    say(missing, "not in the run");
+    say(fixed, "that are fixed");
+  }
+  const auto t0 = Clock::now();
+  const std::size_t k = variables.size();
+  block.matrix.assign(k * k, 0.0);
+  std::vector<double> unit(static_cast<std::size_t>(table.variables()), 0.0);
+  for (std::size_t j = 0; j < k; ++j) {
+    m_problem.data.check_stop();
+    unit[variables[j]] = 1.0;
+    const std::vector<double> column = m_backend.solve(unit, {});
+    unit[variables[j]] = 0.0;
+    for (std::size_t i = 0; i < k; ++i) block.matrix[i * k + j] = column[variables[i]];
+  }
+  // Symmetric by construction; averaged so that rounding leaves it exactly symmetric.
+  for (std::size_t i = 0; i < k; ++i) {
+    for (std::size_t j = i + 1; j < k; ++j) {
+      const double mean = 0.5 * (block.matrix[i * k + j] + block.matrix[j * k + i]);
+      block.matrix[i * k + j] = block.matrix[j * k + i] = mean;
+    }
+  }
+  m_result.figures.solving_s += seconds_since(t0);
+  m_log("covariance block: " + std::to_string(k) + " x " + std::to_string(k) + " from " + std::to_string(k) +
+        " solutions in " + std::to_string(seconds_since(t0)) + " s");
 }
 
 }  // namespace
