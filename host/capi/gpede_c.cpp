@@ -178,6 +178,8 @@ gpede_options gpede_options_default(void) {
   o.covariance_labels = nullptr;
   o.n_covariance_labels = 0;
   o.covariance_all = 0;
+  o.progress = nullptr;
+  o.progress_user = nullptr;
   return o;
 }
 
@@ -205,6 +207,21 @@ gpede_status gpede_solve(const gpede_steering* steering, const gpede_options* op
     }
     so.covariance_labels.assign(o.covariance_labels, o.covariance_labels + o.n_covariance_labels);
     so.covariance_all = o.covariance_all != 0;
+    if (o.progress != nullptr) {
+      so.progress = [&](const gpede::Progress& p) {
+        gpede_progress c{};
+        c.phase = static_cast<int>(p.phase);
+        c.phase_name = gpede::phase_name(p.phase);
+        c.iteration = p.iteration;
+        c.records_done = p.records_done;
+        c.records_total = p.records_total;
+        c.seconds = p.seconds;
+        c.records_per_second = p.records_per_second;
+        c.seconds_left = p.seconds_left;
+        c.finished = p.finished ? 1 : 0;
+        return o.progress(&c, o.progress_user) != 0;
+      };
+    }
     so.record_printout.clear();
     std::atomic<bool> stop{false};
     so.stop = &stop;

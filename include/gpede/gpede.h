@@ -88,6 +88,25 @@ typedef enum gpede_backend { GPEDE_BACKEND_CPU = 0, GPEDE_BACKEND_CUDA = 1, GPED
  */
 typedef int (*gpede_log_function)(const char* line, void* user);
 
+/** Where a run stands (gpede::Progress): phase 0 reading, 1 local fits, 2 matrix, 3 solving. */
+typedef struct gpede_progress {
+  int phase;
+  const char* phase_name;
+  int iteration;
+  int64_t records_done;
+  int64_t records_total; /* -1 where not known */
+  double seconds;        /* since the phase began */
+  double records_per_second;
+  double seconds_left;   /* estimated; -1 where not known */
+  int finished;          /* the phase's last call */
+} gpede_progress;
+
+/**
+ * Receives the run's progress about once a second during reading and passes over the records,
+ * and at the end of each phase; a non-zero return stops the run (GPEDE_ERROR_INTERRUPTED).
+ */
+typedef int (*gpede_progress_function)(const gpede_progress* progress, void* user);
+
 typedef struct gpede_options {
   int backend;           /* a gpede_backend: GPEDE_BACKEND_CPU by default */
   int threads;           /* 0: the steering's `threads`, else all cores */
@@ -101,6 +120,8 @@ typedef struct gpede_options {
   const int32_t* covariance_labels;
   size_t n_covariance_labels;
   int covariance_all;
+  gpede_progress_function progress;
+  void* progress_user;
 } gpede_options;
 
 /** The defaults (those of the command line). */

@@ -42,6 +42,27 @@ class RecordSource {
   virtual void rewind() = 0;
 };
 
+/// Where a run stands, for SolverOptions::progress.
+struct Progress {
+  enum class Phase {
+    reading,     ///< the first read of the records (labels, entries, checks)
+    local_fits,  ///< a pass of local fits only (chi2, the gradient)
+    matrix,      ///< a pass that also builds the global matrix
+    solving,     ///< the factorisation and solution of the global system
+  };
+  Phase phase = Phase::reading;
+  int iteration = 0;                ///< the solution the pass belongs to (0: the first pass)
+  std::int64_t records_done = 0;    ///< records of this phase so far
+  std::int64_t records_total = -1;  ///< records of a pass; -1 where not known (reading, solving)
+  double seconds = 0.0;             ///< since the phase began
+  double records_per_second = 0.0;  ///< 0 until known
+  double seconds_left = -1.0;       ///< estimated; -1 where not known
+  bool finished = false;            ///< the phase's last call
+};
+
+/// The phase's name in words ("reading", "local fits", "matrix", "solving").
+const char* phase_name(Progress::Phase phase) noexcept;
+
 /// Options of a run that are not pede steering options.
 /// How the CPU backend stores the global matrix of decomposition and inversion.
 enum class MatrixStorage {
@@ -73,6 +94,11 @@ struct SolverOptions {
   /// When this flag becomes true (from any thread, or a signal handler), solve() throws Interrupted
   /// at the next batch of records or step of the solution. Null: never.
   const std::atomic<bool>* stop = nullptr;
+  /// Receives the run's progress: during reading and every pass over the records about every
+  /// progress_interval_s seconds, and at the end of every phase (finished). Returning true stops
+  /// the run (Interrupted, as `stop`). Called on the thread that runs solve().
+  std::function<bool(const Progress&)> progress;
+  double progress_interval_s = 1.0;
   /// Labels whose covariance block SolveResult::covariance brings back, in this order (fixed
   /// labels and labels not in the run are left out and named in the warnings). From the final
   /// factorisation of inversion, diagonalization or decomposition, one solution per label

@@ -205,7 +205,7 @@ struct Result {
 
 Result solve(const gpede::Steering& steering, Records* records, const std::string& backend, int threads,
              bool deterministic, const std::function<py::object(const std::string&)>& log,
-             const py::object& covariance) {
+             const py::object& covariance, const std::function<py::object(py::dict)>& progress) {
   gpede::SolverOptions options;
   if (py::isinstance<py::bool_>(covariance)) {
     options.covariance_all = covariance.cast<bool>();
@@ -235,6 +235,28 @@ Result solve(const gpede::Steering& steering, Records* records, const std::strin
       } catch (py::error_already_set& e) {
         raised = std::make_unique<py::error_already_set>(std::move(e));
         stop = true;
+      }
+    };
+  }
+  if (progress) {
+    options.progress = [&](const gpede::Progress& p) {
+      py::gil_scoped_acquire hold;
+      if (raised) return true;
+      try {
+        py::dict d;
+        d["phase"] = gpede::phase_name(p.phase);
+        d["iteration"] = p.iteration;
+        d["records_done"] = p.records_done;
+        d["records_total"] = p.records_total;
+        d["seconds"] = p.seconds;
+        d["records_per_second"] = p.records_per_second;
+        d["seconds_left"] = p.seconds_left;
+        d["finished"] = p.finished;
+        const py::object answer = progress(d);
+        return !answer.is_none() && static_cast<bool>(py::bool_(answer));
+      } catch (py::error_already_set& e) {
+        raised = std::make_unique<py::error_already_set>(std::move(e));
+        return true;
       }
     };
   }
@@ -384,7 +406,10 @@ PYBIND11_MODULE(_gpede, m) {
 
   m.def("solve", &solve, py::arg("steering"), py::arg("records") = nullptr, py::arg("backend") = "cpu",
         py::arg("threads") = 0, py::arg("deterministic") = false, py::arg("log") = nullptr,
-        py::arg("covariance") = py::none(),
+        py::arg("covariance") = py::none(), py::arg("progress") = nullptr,
         "Solves; records from `records` if given, else from the steering's binary files. covariance: "
-        "True for the whole covariance of the fitted parameters, or a list of labels for their block.");
+        "True for the whole covariance of the fitted parameters, or a list of labels for their block. "
+        "progress: called with a dict (phase, iteration, records_done, records_total, seconds, "
+        "records_per_second, seconds_left, finished) about once a second and at each phase's end; "
+        "a true return stops the run (Interrupted).");
 }

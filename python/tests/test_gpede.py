@@ -218,3 +218,21 @@ def test_diagonalization_gives_its_eigenvectors(tmp_path):
     for k, v in zip(which, vectors):
         if result.eigenvalues[k] == pytest.approx(n / 3.0):
             np.testing.assert_allclose(abs(v), [2 ** -0.5, 2 ** -0.5], atol=1e-12)
+
+
+def test_progress_reports_each_phase_and_can_stop_the_run(tmp_path):
+    (tmp_path / "steer.txt").write_text("Parameter\n1 0.0 -1.0\nmethod inversion 2 0.1\nend\n")
+    steering = gpede.Steering(tmp_path / "steer.txt")
+    records = three_plane_records(40)
+    calls = []
+    result = gpede.solve(steering, records, progress=calls.append)
+    assert result.exit_code < 10
+    finished = [c for c in calls if c["finished"]]
+    phases = [c["phase"] for c in finished]
+    assert phases[0] == "reading" and "matrix" in phases and "solving" in phases
+    for c in finished:
+        if c["phase"] in ("reading", "matrix", "local fits"):
+            assert c["records_done"] == 40
+        assert c["seconds_left"] == 0.0
+    with pytest.raises(gpede.Interrupted, match="progress callback"):
+        gpede.solve(steering, records, progress=lambda p: p["phase"] == "matrix")

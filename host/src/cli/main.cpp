@@ -8,6 +8,8 @@
 #include <atomic>
 #include <cerrno>
 #include <charconv>
+#include <cmath>
+#include <cstdio>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -218,6 +220,113 @@ void start_signal_watcher() {
   sigaction(SIGTERM, &action, nullptr);
 }
 
+/// "1,234,567"
+std::string grouped(std::int64_t value) {
+  std::string digits = std::to_string(value < 0 ? -value : value), out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return value < 0 ? "-" + out : out;
+}
+
+std::string seconds_text(double s) {
+  char buffer[32];
+  if (s < 100.0) {
+    std::snprintf(buffer, sizeof buffer, "%.1f s", s);
+  } else if (s < 6000.0) {
+    std::snprintf(buffer, sizeof buffer, "%d min %02d s", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
+  } else {
+    std::snprintf(buffer, sizeof buffer, "%d h %02d min", static_cast<int>(s) / 3600, static_cast<int>(s) / 60 % 60);
+  }
+  return buffer;
+}
+
+/// The progress of phases that last longer than a few seconds, on standard error: on a terminal
+/// one line rewritten in place, else a plain line every 10 s and one when the phase ends.
+class ProgressDisplay {
+ public:
+  explicit ProgressDisplay(bool terminal) : m_terminal(terminal) {}
+
+  bool operator()(const gpede::Progress& p) {
+    if (p.phase != m_phase || p.iteration != m_iteration) {  // a new phase
+      m_phase = p.phase;
+      m_iteration = p.iteration;
+      m_shown = false;
+      m_next_plain = kFirst;
+    }
+    if (p.seconds < kFirst && !m_shown) return false;
+    if (!m_terminal && !p.finished && p.seconds < m_next_plain) return false;
+    const std::string text = describe(p);
+    if (m_terminal) {
+      std::string line = "\r" + text;
+      if (text.size() < m_width) line.append(m_width - text.size(), ' ');
+      m_width = text.size();
+      std::cerr << line << (p.finished ? "\n" : "") << std::flush;
+      if (p.finished) m_width = 0;
+    } else {
+      std::cerr << text << "\n";
+      while (m_next_plain <= p.seconds) m_next_plain += kEvery;
+    }
+    m_shown = !p.finished;
+    return false;
+  }
+
+ private:
+  static constexpr double kFirst = 3.0;   // phases shorter than this stay silent
+  static constexpr double kEvery = 10.0;  // between plain lines
+
+  static std::string describe(const gpede::Progress& p) {
+    std::string text = std::string("gpede: ") + gpede::phase_name(p.phase);
+    if (p.phase == gpede::Progress::Phase::local_fits || p.phase == gpede::Progress::Phase::matrix) {
+      text += " pass, iteration " + std::to_string(p.iteration);
+    }
+    text += ": ";
+    if (p.phase != gpede::Progress::Phase::solving) {
+      text += grouped(p.records_done);
+      if (p.records_total > 0) text += " of " + grouped(p.records_total);
+      text += " records";
+      if (p.records_per_second > 0.0) text += ", " + grouped(std::llround(p.records_per_second)) + "/s";
+      text += ", ";
+    }
+    text += p.finished ? "done in " + seconds_text(p.seconds) : seconds_text(p.seconds);
+    if (!p.finished && p.seconds_left >= 0.0) text += ", about " + seconds_text(p.seconds_left) + " left";
+    return text;
+  }
+
+  bool m_terminal;
+  gpede::Progress::Phase m_phase = gpede::Progress::Phase::reading;
+  int m_iteration = -1;
+  bool m_shown = false;
+  double m_next_plain = kFirst;
+  std::size_t m_width = 0;
+};
+
+/// The run in a few lines, after pede's own: records, chi2/ndf, time and memory per phase, files.
+void print_summary(const gpede::SolveResult& result, const gpede::Steering& steering,
+                   const std::filesystem::path& folder) {
+  const gpede::PhaseFigures& f = result.figures;
+  char line[512];
+  std::cout << " gpede: " << result.message << " (exit code " << result.exit_code << "); method "
+            << steering.method_name << " on the " << result.backend << " backend\n";
+  std::snprintf(line, sizeof line, " gpede: records %s read, %s used, %s rejected; chi2/ndf %.4g\n",
+                grouped(result.records_read).c_str(), grouped(result.records_used).c_str(),
+                grouped(result.records_rejected).c_str(), result.chi2_ndf);
+  std::cout << line;
+  std::snprintf(line, sizeof line,
+                " gpede: time %.2f s (reading %.2f, local fits %.2f, matrix %.2f, solving %.2f, output %.2f); "
+                "peak memory %.3f GB\n",
+                f.total_s + f.output_s, f.reading_s, f.local_fits_s, f.matrix_s, f.solving_s, f.output_s,
+                static_cast<double>(f.peak_rss_bytes) * 1e-9);
+  std::cout << line;
+  std::string files;
+  for (const char* name : {"millepede.res", "millepede.eve", "millepede.log", "millepede.end", "gpede.json"}) {
+    std::error_code ec;
+    if (std::filesystem::exists(folder / name, ec)) files += std::string(files.empty() ? "" : ", ") + name;
+  }
+  std::cout << " gpede: wrote " << files << " in " << folder.string() << "\n";
+}
+
 /// Writes millepede.end unless the watcher is ending the process.
 void write_end_file(int code, const std::string& message) {
   std::lock_guard<std::mutex> lock(g_output_mutex);
@@ -285,18 +394,31 @@ int main(int argc, char** argv) {
     options.log = [&](const std::string& line) {
       if (!cl.quiet) std::cout << line << "\n";
     };
+    ProgressDisplay display(isatty(STDERR_FILENO) != 0);
+    if (!cl.quiet) {
+      options.progress = [&](const gpede::Progress& p) {
+        std::cout << std::flush;  // the log's lines first
+        return display(p);
+      };
+    }
     gpede::SolveResult result = gpede::solve(steering, options);
     {
       std::lock_guard<std::mutex> lock(g_output_mutex);
       gpede::write_results(out, result, steering);
     }
+    // Warnings on standard error, -q or not.
+    for (const auto* list : {&steering.warnings, &result.warnings}) {
+      for (const auto& w : *list) std::cerr << "gpede: warning: " << gpede::bounded_message(w) << "\n";
+    }
     if (result.exit_code >= 10) {
       std::cerr << "gpede: " << result.message << "\n";
       return result.exit_code;
     }
-    // pede's closing lines, which workflows read: chi2/ndf, the end, the peak memory.
+    // pede's closing lines, which workflows read: chi2/ndf, the end, the peak memory; gpede's
+    // summary before the last two.
     if (!result.input_check) std::cout << gpede::chi2_summary(result);
     std::cout << " Exit code " << result.exit_code << ": " << result.message << "\n";
+    if (!cl.quiet) print_summary(result, steering, out);
     std::cout << gpede::ending_lines(result);
     return 0;
   } catch (const gpede::InputError& e) {

@@ -39,6 +39,8 @@ std::unique_ptr<detail::Backend> choose_backend(const Steering& steering, const 
                                                 std::vector<std::string>& warnings) {
   std::string note;
   const int threads = detail::capped_threads(options.threads > 0 ? options.threads : steering.threads, note);
+  // LAPACK's own threads (OpenBLAS) within the same bound as the run's.
+  detail::bound_blas_threads(threads);
   const bool packable = detail::packed_storage_method(steering.method);
   if (options.storage == MatrixStorage::packed && !packable) {
     throw InputError(std::string("--storage packed: method ") + method_name(steering.method) +
@@ -155,6 +157,16 @@ void collect_parameters(const detail::ParameterTable& table, const detail::Const
 
 }  // namespace
 
+const char* phase_name(Progress::Phase phase) noexcept {
+  switch (phase) {
+    case Progress::Phase::reading: return "reading";
+    case Progress::Phase::local_fits: return "local fits";
+    case Progress::Phase::matrix: return "matrix";
+    case Progress::Phase::solving: return "solving";
+  }
+  return "?";
+}
+
 double CovarianceBlock::correlation(std::size_t i, std::size_t j) const {
   const std::size_t k = labels.size();
   const double vi = matrix[i * k + i], vj = matrix[j * k + j];
@@ -214,9 +226,13 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
                                        : detail::query_host_memory().available_bytes / 2;
   detail::DataSet data(*source, options.cache_records, std::max<std::size_t>(1, options.batch_records), options.stop,
                        cache_budget);
+  detail::ProgressMeter meter(options.progress, options.progress_interval_s);
+  data.set_progress(&meter);
   detail::EntryCounter counter(steering.count_records);
   detail::LabelMap labels;
+  meter.begin(Progress::Phase::reading, 0, -1);
   const detail::ReadOutcome read = detail::read_records(steering, data, counter, labels);
+  meter.finish();
   result.records_read = read.records;
   result.figures.reading_s = seconds_since(t_read);
   log.progress("read " + std::to_string(read.records) + " records, " + std::to_string(read.measurements) +

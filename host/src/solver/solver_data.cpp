@@ -149,6 +149,51 @@ void check_stop(const std::atomic<bool>* stop) {
   }
 }
 
+void ProgressMeter::begin(Progress::Phase phase, int iteration, std::int64_t total) {
+  m_active = true;
+  m_now = Progress{};
+  m_now.phase = phase;
+  m_now.iteration = iteration;
+  m_now.records_total = total;
+  m_start = m_last = std::chrono::steady_clock::now();
+}
+
+void ProgressMeter::advance(std::int64_t records) {
+  if (!m_active) return;
+  m_now.records_done += records;
+  if (!m_callback) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (std::chrono::duration<double>(now - m_last).count() >= m_interval) report(false);
+}
+
+void ProgressMeter::finish() {
+  if (!m_active) return;
+  report(true);
+  m_active = false;
+}
+
+void ProgressMeter::report(bool finished) {
+  if (!m_callback) return;
+  const auto now = std::chrono::steady_clock::now();
+  m_last = now;
+  m_now.seconds = std::chrono::duration<double>(now - m_start).count();
+  m_now.finished = finished;
+  m_now.records_per_second = m_now.seconds > 0.0 && m_now.records_done > 0
+                                 ? static_cast<double>(m_now.records_done) / m_now.seconds
+                                 : 0.0;
+  m_now.seconds_left = -1.0;
+  if (finished) {
+    m_now.seconds_left = 0.0;
+  } else if (m_now.records_total > 0 && m_now.records_per_second > 0.0) {
+    m_now.seconds_left =
+        static_cast<double>(std::max<std::int64_t>(0, m_now.records_total - m_now.records_done)) / m_now.records_per_second;
+  }
+  if (m_callback(m_now)) {
+    m_active = false;
+    throw Interrupted("stopped by the progress callback");
+  }
+}
+
 void DataSet::first_read(const std::function<void(const RecordBatch&)>& per_batch) {
   m_source.rewind();
   while (true) {
@@ -158,6 +203,7 @@ void DataSet::first_read(const std::function<void(const RecordBatch&)>& per_batc
     check_source_batch(batch, m_records_read);
     m_records_read += static_cast<std::int64_t>(batch.n_records());
     per_batch(batch);
+    if (m_meter != nullptr) m_meter->advance(static_cast<std::int64_t>(batch.n_records()));
     if (!m_cache) continue;
     // kept in pieces of kCachePiece records: a pass expands one piece at a time
     for (std::size_t first = 0; first < batch.n_records(); first += kCachePiece) {
@@ -184,6 +230,7 @@ void DataSet::pass(const LabelMap& map, const std::function<void(const RecordBat
       check_stop();
       b.expand(map.labels(), m_expanded);
       per_batch(m_expanded);
+      if (m_meter != nullptr) m_meter->advance(static_cast<std::int64_t>(m_expanded.n_records()));
     }
     return;
   }
@@ -195,6 +242,7 @@ void DataSet::pass(const LabelMap& map, const std::function<void(const RecordBat
     if (m_source.next(batch, m_batch_records) == 0) break;
     map.map_batch(batch);
     per_batch(batch);
+    if (m_meter != nullptr) m_meter->advance(static_cast<std::int64_t>(batch.n_records()));
   }
 }
 

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <climits>
+#include <chrono>
 #include <functional>
 #include <string>
 #include <unordered_map>
@@ -86,6 +87,29 @@ class EntryCounter {
 
 /// The records of the run: kept in memory after the first read (compact, in pieces of
 /// kCachePiece records, each expanded in turn for a pass), or read again per pass.
+/// Feeds SolverOptions::progress: a phase begins, records advance, the phase ends. Calls the
+/// callback at most every `interval` seconds within a phase; a callback that returns true stops
+/// the run (Interrupted).
+class ProgressMeter {
+ public:
+  ProgressMeter(std::function<bool(const Progress&)> callback, double interval)
+      : m_callback(std::move(callback)), m_interval(interval) {}
+  void begin(Progress::Phase phase, int iteration, std::int64_t total);
+  /// `records` more of the phase's records are done (nothing outside a phase).
+  void advance(std::int64_t records);
+  /// Ends the phase with a last call (finished).
+  void finish();
+
+ private:
+  void report(bool finished);
+
+  std::function<bool(const Progress&)> m_callback;
+  double m_interval;
+  bool m_active = false;
+  Progress m_now;
+  std::chrono::steady_clock::time_point m_start, m_last;
+};
+
 class DataSet {
  public:
   static constexpr std::size_t kCachePiece = 4096;
@@ -100,6 +124,9 @@ class DataSet {
   void pass(const LabelMap& map, const std::function<void(const RecordBatch&)>& per_batch);
   /// Throws Interrupted if the run was asked to stop.
   void check_stop() const;
+  /// Where first_read and pass report the records they hand out (may be null).
+  void set_progress(ProgressMeter* meter) { m_meter = meter; }
+  ProgressMeter* progress() const { return m_meter; }
   /// The kept records went over the budget during the first read and were dropped: passes read
   /// the source again. Their size when dropped, in bytes (0: not dropped).
   std::size_t cache_dropped_at() const { return m_cache_dropped_at; }
@@ -115,6 +142,7 @@ class DataSet {
   std::vector<CompactBatch> m_batches;
   RecordBatch m_expanded;  // the batch of a pass over the cached records
   std::int64_t m_records_read = 0;  // by first_read, for record numbers a source leaves out
+  ProgressMeter* m_meter = nullptr;
 };
 
 /// Throws Interrupted if `stop` is set (SolverOptions::stop).

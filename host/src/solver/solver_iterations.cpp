@@ -247,8 +247,14 @@ void Iterations::data_pass(bool build_matrix) {
     m_problem.data.pass(m_problem.labels, [&](const RecordBatch& batch) { m_backend.bound(batch); });
   }
   m_backend.begin_pass(m_setup);
+  ProgressMeter* meter = m_problem.data.progress();
+  if (meter != nullptr) {
+    meter->begin(build_matrix ? Progress::Phase::matrix : Progress::Phase::local_fits, std::max(0, m_iteration),
+                 m_problem.records);
+  }
   m_problem.data.pass(m_problem.labels, [&](const RecordBatch& batch) { m_backend.accumulate(batch); });
   PassTotals totals = m_backend.end_pass();
+  if (meter != nullptr) meter->finish();
   add_host_terms(totals, build_matrix);
   m_pass = std::move(totals);
   m_function = m_pass.function_value;
@@ -347,9 +353,12 @@ Iterations::Flow Iterations::solve() {
     options.minres_bandwidth = m_steering.minres_bandwidth;
     options.minres_band_skyline = m_steering.minres_band_skyline;
     m_problem.data.check_stop();
+    ProgressMeter* meter = m_problem.data.progress();
+    if (meter != nullptr) meter->begin(Progress::Phase::solving, m_iteration, -1);
     const auto t0 = Clock::now();
     m_out.factorization = m_backend.factorize(m_problem.constraints.system, options);
     m_result.figures.solving_s += seconds_since(t0);
+    if (meter != nullptr) meter->finish();
     m_problem.data.check_stop();
     const FactorReport& report = m_out.factorization;
     if (!report.solvable) throw Abort{exit_code::factorisation_failed, report.message};

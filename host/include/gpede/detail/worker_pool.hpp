@@ -2,6 +2,8 @@
 // 0), and the number of threads a run may use.
 #pragma once
 
+#include <filesystem>
+
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -13,8 +15,17 @@
 
 namespace gpede::detail {
 
-/// The CPUs this process may run on (its affinity mask), at least 1.
+/// The CPUs this process may run on: its affinity mask, bounded by its cgroup's CPU quota; at
+/// least 1.
 int usable_cpus();
+
+/// The CPUs a cgroup's quota allows under the cgroup file system mounted at `root` (v2 cpu.max,
+/// else v1 cpu/cpu.cfs_quota_us over cpu.cfs_period_us), rounded up; 0 where there is no quota.
+int cgroup_cpu_limit(const std::filesystem::path& root);
+
+/// Bounds the threads of the BLAS library the process runs with (OpenBLAS) to `threads`; false
+/// where that library offers no such call.
+bool bound_blas_threads(int threads);
 
 /// The thread count for a request: `requested` (0 or less: every usable CPU), capped at
 /// usable_cpus(), since more threads than CPUs only share them. `note` receives a warning text
