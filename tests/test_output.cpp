@@ -21,6 +21,7 @@
 
 #include "gpede/error.hpp"
 #include "gpede/output.hpp"
+#include "gpede/version.hpp"
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;
@@ -776,6 +777,8 @@ TEST(WriteJson, ParsesBackWithAllFields) {
   result.method = gpede::Method::decomposition;
   result.constraint_mode = gpede::ConstraintMode::elimination;
   result.backend = "cpu";
+  result.threads = 3;
+  result.cpu_model = "Test CPU \xe9";
   result.chi2_sum = 173600.55776662310;
   result.ndf_sum = 99992;
   result.nfgb = 679;
@@ -806,6 +809,10 @@ TEST(WriteJson, ParsesBackWithAllFields) {
   EXPECT_EQ(text.find("inf"), std::string::npos);
 
   const Json j = JsonReader(text).parse();
+  EXPECT_EQ(j["schema_version"].number, gpede::kJsonSchemaVersion);
+  EXPECT_EQ(j["gpede_version"].string, gpede::version());
+  EXPECT_EQ(j["threads"].number, 3);
+  EXPECT_EQ(j["cpu_model"].string, "Test CPU \xc3\xa9");  // Latin-1 taken as such
   EXPECT_EQ(j["steering_file"].string, "dir/st\"eer\\\n.txt");
   EXPECT_EQ(j["method"].string, "decomposition");
   EXPECT_EQ(j["method_steered"].string, "sparseMINRES");

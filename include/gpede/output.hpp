@@ -37,6 +37,9 @@ std::string chi2_summary(const SolveResult& result);
 /// The closing lines of a run on standard output, which workflows check: pede's "ending" line with
 /// the date and its "Peak dynamic memory allocation" line (here the peak resident memory).
 std::string ending_lines(const SolveResult& result);
+/// gpede.json's schema_version: raised whenever a key changes meaning or goes away (new keys keep
+/// it). The schema is in README.md ("gpede.json").
+inline constexpr int kJsonSchemaVersion = 1;
 /// gpede.json: the run's figures (chi2, ndf, parameters, records, time and memory per phase, backend).
 void write_json(const std::filesystem::path& file, const SolveResult& result, const Steering& steering);
 

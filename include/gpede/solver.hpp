@@ -225,6 +225,9 @@ struct SolveResult {
   CovarianceBlock covariance;
   PhaseFigures figures;
   std::string backend;
+  int threads = 0;          ///< host threads of the backend
+  std::string cpu_model;    ///< the host's CPU ("model name" of /proc/cpuinfo; empty if unknown)
+  std::string gpu_model;    ///< the CUDA device of a cuda run; empty otherwise
   /// How the global matrix was stored: empty for dense, else e.g. "sparse, 233509 elements ...".
   std::string matrix_storage;
   int exit_code = 0;    ///< pede's millepede.end code

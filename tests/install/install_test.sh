@@ -16,6 +16,10 @@ fi
 rm -rf "$work"
 mkdir -p "$work/run"
 cmake --install "$build" --prefix "$work/prefix" >"$work/install.log"
+# pede's name for gpede, installed only on request.
+test ! -e "$work/prefix/bin/pede"
+cmake --install "$build" --prefix "$work/prefix" --component pede_command >>"$work/install.log"
+"$work/prefix/bin/pede" --version | grep -q "^gpede "
 # The consumer sees the installed tree only, from a prefix outside /usr and /usr/local.
 cmake -S "$here/consumer" -B "$work/consumer-build" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$work/prefix" >"$work/configure.log"

@@ -24,8 +24,10 @@
 #include <string>
 #include <string_view>
 #include <vector>
+#include <nlohmann/json.hpp>
 
 #include "gpede/error.hpp"
+#include "gpede/version.hpp"
 
 namespace gpede {
 
@@ -315,50 +317,30 @@ std::size_t utf8_sequence_length(const std::string& s, std::size_t i) {
   return n;
 }
 
-// A JSON string literal; control characters and bytes that are not valid UTF-8 are escaped
-// (the latter as the Latin-1 character of the same code).
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
+// Text for a JSON string: bytes that are not valid UTF-8 are taken as the Latin-1 characters of
+// the same code (nlohmann::json then escapes what JSON needs).
+std::string valid_utf8(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
   for (std::size_t i = 0; i < s.size();) {
     const auto c = static_cast<unsigned char>(s[i]);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-      ++i;
-    } else if (c == '\n') {
-      out += "\\n", ++i;
-    } else if (c == '\t') {
-      out += "\\t", ++i;
-    } else if (c == '\r') {
-      out += "\\r", ++i;
-    } else if (c < 0x20 || c == 0x7F) {
-      char buffer[8];
-      std::snprintf(buffer, sizeof buffer, "\\u%04x", c);
-      out += buffer, ++i;
-    } else if (c < 0x80) {
+    if (c < 0x80) {
       out += static_cast<char>(c), ++i;
     } else if (const std::size_t n = utf8_sequence_length(s, i); n > 0) {
       out.append(s, i, n), i += n;
     } else {
-      char buffer[8];
-      std::snprintf(buffer, sizeof buffer, "\\u%04x", c);
-      out += buffer, ++i;
+      out += static_cast<char>(0xC0 | (c >> 6));
+      out += static_cast<char>(0x80 | (c & 0x3F));
+      ++i;
     }
   }
-  return out + "\"";
+  return out;
 }
 
-// A JSON number: the shortest text that reads back as the same double; null for NaN and
-// infinities (JSON has no literal for them).
-std::string json_number(double x) {
-  if (!std::isfinite(x)) return "null";
-  char buffer[64];
-  const auto [end, error] = std::to_chars(buffer, buffer + sizeof buffer, x);
-  if (error != std::errc()) throw RuntimeError("cannot format number for JSON");
-  return std::string(buffer, end);
+// A JSON number: NaN and infinities become null (JSON has no literal for them).
+nlohmann::ordered_json json_number(double x) {
+  return std::isfinite(x) ? nlohmann::ordered_json(x) : nlohmann::ordered_json(nullptr);
 }
-
-std::string json_bool(bool b) { return b ? "true" : "false"; }
 
 // ----- temporary files ------------------------------------------------------------------------------
 
@@ -791,68 +773,94 @@ std::string ending_lines(const SolveResult& result) {
 }
 
 std::string json_text(const SolveResult& result, const Steering& steering) {
-  std::ostringstream out;
+  using json = nlohmann::ordered_json;  // keys in the order written
   const PhaseFigures& f = result.figures;
-  out << "{\n";
-  out << "  \"steering_file\": " << json_string(steering.steering_file.string()) << ",\n";
-  out << "  \"method\": " << json_string(method_name(result.method)) << ",\n";
-  out << "  \"method_steered\": " << json_string(steering.method_name) << ",\n";
-  out << "  \"constraint_mode\": " << json_string(constraint_text(result.constraint_mode)) << ",\n";
-  out << "  \"backend\": " << json_string(result.backend) << ",\n";
-  out << "  \"exit_code\": " << result.exit_code << ",\n";
-  out << "  \"message\": " << json_string(result.message) << ",\n";
-  out << "  \"chi2_sum\": " << json_number(result.chi2_sum) << ",\n";
-  out << "  \"ndf_sum\": " << result.ndf_sum << ",\n";
-  out << "  \"nfgb\": " << result.nfgb << ",\n";
-  out << "  \"chi2_ndf\": " << json_number(result.chi2_ndf) << ",\n";
-  out << "  \"has_errors\": " << json_bool(result.has_errors) << ",\n";
-  out << "  \"matrix_storage\": " << json_string(result.matrix_storage.empty() ? "dense" : result.matrix_storage) << ",\n";
-  out << "  \"constraints\": " << result.n_constraints << ",\n";
-  out << "  \"records\": {\"read\": " << result.records_read << ", \"used\": " << result.records_used
-      << ", \"rejected\": " << result.records_rejected << "},\n";
-  out << "  \"iterations\": [";
-  for (std::size_t i = 0; i < result.iterations.size(); ++i) {
-    const auto& it = result.iterations[i];
-    out << (i ? ",\n    " : "\n    ") << "{\"iteration\": " << it.iteration
-        << ", \"function_calls\": " << it.function_calls << ", \"function_value\": " << json_number(it.function_value)
-        << ", \"expected_decrease\": " << json_number(it.expected_decrease)
-        << ", \"cut_factor\": " << json_number(it.cut_factor) << ", \"rejects\": " << it.rejects
-        << ", \"seconds\": " << json_number(it.seconds) << "}";
+  // The values built with nlohmann::json; the layout (a line per key, per iteration and per
+  // parameter) written here, so that a file of 200,000 parameters stays one line per parameter.
+  std::vector<std::pair<std::string, json>> top;
+  top.emplace_back("schema_version", kJsonSchemaVersion);
+  top.emplace_back("gpede_version", version());
+  top.emplace_back("steering_file", valid_utf8(steering.steering_file.string()));
+  top.emplace_back("method", method_name(result.method));
+  top.emplace_back("method_steered", valid_utf8(steering.method_name));
+  top.emplace_back("constraint_mode", constraint_text(result.constraint_mode));
+  top.emplace_back("backend", result.backend);
+  top.emplace_back("threads", result.threads);
+  top.emplace_back("cpu_model", result.cpu_model.empty() ? json(nullptr) : json(valid_utf8(result.cpu_model)));
+  top.emplace_back("gpu_model", result.gpu_model.empty() ? json(nullptr) : json(valid_utf8(result.gpu_model)));
+  top.emplace_back("exit_code", result.exit_code);
+  top.emplace_back("message", valid_utf8(result.message));
+  top.emplace_back("chi2_sum", json_number(result.chi2_sum));
+  top.emplace_back("ndf_sum", result.ndf_sum);
+  top.emplace_back("nfgb", result.nfgb);
+  top.emplace_back("chi2_ndf", json_number(result.chi2_ndf));
+  top.emplace_back("has_errors", result.has_errors);
+  top.emplace_back("matrix_storage", result.matrix_storage.empty() ? "dense" : result.matrix_storage);
+  top.emplace_back("constraints", result.n_constraints);
+  top.emplace_back("records", json{{"read", result.records_read}, {"used", result.records_used},
+                                   {"rejected", result.records_rejected}});
+  json iterations = json::array();
+  for (const auto& it : result.iterations) {
+    iterations.push_back(json{{"iteration", it.iteration},
+                              {"function_calls", it.function_calls},
+                              {"function_value", json_number(it.function_value)},
+                              {"expected_decrease", json_number(it.expected_decrease)},
+                              {"cut_factor", json_number(it.cut_factor)},
+                              {"rejects", it.rejects},
+                              {"seconds", json_number(it.seconds)}});
   }
-  out << (result.iterations.empty() ? "],\n" : "\n  ],\n");
-  out << "  \"phases\": {\"reading_s\": " << json_number(f.reading_s)
-      << ", \"local_fits_s\": " << json_number(f.local_fits_s) << ", \"matrix_s\": " << json_number(f.matrix_s)
-      << ", \"solving_s\": " << json_number(f.solving_s) << ", \"output_s\": " << json_number(f.output_s)
-      << ", \"total_s\": " << json_number(f.total_s) << ", \"peak_rss_bytes\": " << f.peak_rss_bytes << "},\n";
-  out << "  \"warnings\": [";
-  bool first = true;
+  top.emplace_back("iterations", std::move(iterations));
+  top.emplace_back("phases", json{{"reading_s", json_number(f.reading_s)},
+                                  {"local_fits_s", json_number(f.local_fits_s)},
+                                  {"matrix_s", json_number(f.matrix_s)},
+                                  {"solving_s", json_number(f.solving_s)},
+                                  {"output_s", json_number(f.output_s)},
+                                  {"total_s", json_number(f.total_s)},
+                                  {"peak_rss_bytes", f.peak_rss_bytes}});
+  json warnings = json::array();
   for (const auto* list : {&steering.warnings, &result.warnings}) {
-    for (const auto& w : *list) {
-      out << (first ? "" : ", ") << json_string(w);
-      first = false;
-    }
+    for (const auto& w : *list) warnings.push_back(valid_utf8(w));
   }
-  out << "],\n";
+  top.emplace_back("warnings", std::move(warnings));
   if (!result.eigen.eigenvalues.empty()) {
-    out << "  \"eigenvalues\": [";
-    for (std::size_t i = 0; i < result.eigen.eigenvalues.size(); ++i) {
-      out << (i ? ", " : "") << json_number(result.eigen.eigenvalues[i]);
+    json eigenvalues = json::array();
+    for (const double w : result.eigen.eigenvalues) eigenvalues.push_back(json_number(w));
+    top.emplace_back("eigenvalues", std::move(eigenvalues));
+  }
+  std::string out = "{\n";
+  const auto dump = [](const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::strict); };
+  for (const auto& [key, value] : top) {
+    out += "  " + dump(json(key)) + ": ";
+    if (value.is_array() && !value.empty() && value.front().is_object()) {
+      out += "[";
+      for (std::size_t i = 0; i < value.size(); ++i) out += (i ? ",\n    " : "\n    ") + dump(value[i]);
+      out += "\n  ]";
+    } else {
+      out += dump(value);
     }
-    out << "],\n";
+    out += ",\n";
   }
-  out << "  \"parameters\": [";
-  const auto sorted = sorted_parameters(result);
-  for (std::size_t i = 0; i < sorted.size(); ++i) {
-    const ParameterResult& p = *sorted[i];
-    out << (i ? ",\n    " : "\n    ") << "{\"label\": " << p.label << ", \"value\": " << json_number(p.value)
-        << ", \"presigma\": " << json_number(p.presigma) << ", \"variable\": " << json_bool(p.variable)
-        << ", \"difference\": " << json_number(p.difference) << ", \"error\": " << json_number(p.error)
-        << ", \"global_correlation\": " << json_number(p.global_correlation)
-        << ", \"entries_files\": " << p.entries_files << ", \"entries_accepted\": " << p.entries_accepted << "}";
+  // The parameters last, one per line, with their keys in the order above.
+  out += "  \"parameters\": [";
+  {
+    std::size_t i = 0;
+    for (const ParameterResult* p : sorted_parameters(result)) {
+      json entry;
+      entry["label"] = p->label;
+      entry["value"] = json_number(p->value);
+      entry["presigma"] = json_number(p->presigma);
+      entry["variable"] = p->variable;
+      entry["difference"] = json_number(p->difference);
+      entry["error"] = json_number(p->error);
+      entry["global_correlation"] = json_number(p->global_correlation);
+      entry["entries_files"] = p->entries_files;
+      entry["entries_accepted"] = p->entries_accepted;
+      out += (i++ ? ",\n    " : "\n    ") + dump(entry);
+    }
+    out += i > 0 ? "\n  ]\n" : "]\n";
   }
-  out << (sorted.empty() ? "]\n" : "\n  ]\n");
-  out << "}\n";
-  return out.str();
+  out += "}\n";
+  return out;
 }
 
 void write_res(const std::filesystem::path& file, const SolveResult& result, const Steering& steering) {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <fstream>
 #include <thread>
 
 #include "gpede/detail/backend.hpp"
@@ -30,6 +31,20 @@ std::int64_t peak_rss_bytes() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<std::int64_t>(usage.ru_maxrss) * 1024;
+}
+
+/// The host CPU's model name, as /proc/cpuinfo gives it; empty where it does not.
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) != 0) continue;
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) break;
+    const auto begin = line.find_first_not_of(" \t", colon + 1);
+    return begin == std::string::npos ? std::string() : line.substr(begin);
+  }
+  return {};
 }
 
 /// The backend for the size of the problem: CPU, or CUDA where asked and where the plan fits.
@@ -279,6 +294,9 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
   std::unique_ptr<detail::Backend> backend =
       choose_backend(steering, options, n_var, constraints.system.m, read.max_batch_bytes, log, result.warnings);
   result.backend = backend->name();
+  result.threads = backend->host_threads();
+  result.cpu_model = cpu_model();
+  if (result.backend == "cuda") result.gpu_model = detail::query_cuda_device().name;
   if (steering.method == Method::minres && steering.sparse_storage) {
     if (backend->supports_sparse_matrix()) {
       backend->use_sparse_matrix(true);
