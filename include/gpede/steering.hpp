@@ -136,4 +136,13 @@ bool keyword_matches(const std::string& keyword, const std::string& text);
 
 const char* method_name(Method method);
 
+/// The steering as a pede steering file that parse_steering (and pede) reads back into the same
+/// Steering: the binary files by absolute path under the format keywords they need, the options
+/// that differ from pede's defaults, and the Parameter, Constraint and Measurement blocks of its
+/// text files written in the file itself. Throws InputError for a file name pede could not read
+/// from a steering file.
+std::string steering_text(const Steering& steering);
+/// steering_text written to `file`, whole or not at all.
+void write_steering(const std::filesystem::path& file, const Steering& steering);
+
 }  // namespace gpede

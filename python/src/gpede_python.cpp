@@ -309,7 +309,11 @@ PYBIND11_MODULE(_gpede, m) {
                                for (const auto& f : s.binary_files) out.push_back(f.path);
                                return out;
                              })
-      .def_property_readonly("warnings", [](const gpede::Steering& s) { return s.warnings; });
+      .def_property_readonly("warnings", [](const gpede::Steering& s) { return s.warnings; })
+      .def("text", [](const gpede::Steering& s) { return gpede::steering_text(s); },
+           "The steering as a pede steering file (its text files' blocks written in it).")
+      .def("write", [](const gpede::Steering& s, const std::filesystem::path& path) { gpede::write_steering(path, s); },
+           py::arg("path"), "Writes the steering as a pede steering file, whole or not at all.");
 
   py::class_<Records>(m, "Records", "Records in memory, built with Mille's calls or read from a Mille file.")
       .def(py::init<>())
