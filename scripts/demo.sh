@@ -17,7 +17,7 @@ rm -rf "$out"
 "$gpede" simulate --preset small --seed 1 -o "$out" "$@"
 
 echo "== 2. align: gpede $out/steer.txt"
-(cd "$out" && "$gpede" -q steer.txt)
+(cd "$out" && "$gpede" -q --covariance 11-16,21-26,31-36,41-46 steer.txt)
 
 echo "== 3. recovered against true misalignment"
 python3 "$root/scripts/compare_truth.py" "$out/truth.res" "$out/millepede.res"

@@ -241,7 +241,8 @@ def test_progress_reports_each_phase_and_can_stop_the_run(tmp_path):
 @need_sl0
 def test_a_steering_written_back_gives_the_same_answer(sl0_folder):
     original = gpede.Steering(sl0_folder / "steer.txt")
-    original.write(sl0_folder / "again" / "steer.txt") if (sl0_folder / "again").mkdir() is None else None
+    (sl0_folder / "again").mkdir()
+    original.write(sl0_folder / "again" / "steer.txt")
     again = gpede.Steering(sl0_folder / "again" / "steer.txt")
     assert "Constraint" in again.text() and again.method == "inversion"
     assert expect_pede_sl0(gpede.solve(again, threads=1)) > 600

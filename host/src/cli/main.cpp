@@ -18,7 +18,9 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 #include "gpede/error.hpp"
 #include "gpede/output.hpp"
@@ -48,6 +50,8 @@ void print_usage(std::ostream& out) {
          "  --storage auto|full|packed  the CPU backend's global matrix for decomposition and\n"
          "                           inversion: n^2 doubles (full), or the lower triangle alone,\n"
          "                           n(n+1)/2 (packed); auto packs it where full does not fit\n"
+         "  --covariance LABELS      the covariance block of these labels into gpede.json: 'all',\n"
+         "                           or labels and ranges such as 11-16,21-26 (not for MINRES)\n"
          "  -s                       subito: one solution step, no further iterations\n"
          "  -f                       force: iterate on despite rank defects (pede's -f)\n"
          "  -c, -C                   check the input only, no solution (pede's checkinput 1, 2)\n"
@@ -73,6 +77,8 @@ struct CommandLine {
   /// millepede.end once the output folder is known.
   std::string deferred_error;
   int deferred_code = 0;
+  std::vector<std::int32_t> covariance_labels;  ///< --covariance
+  bool covariance_all = false;
 };
 
 /// A usage error: exit status 2, no file written.
@@ -88,6 +94,39 @@ int parse_threads(const std::string& text) {
     throw UsageError("--threads needs a whole number of at least 1, not '" + gpede::printable(text, 40) + "'");
   }
   return value;
+}
+
+/// `--covariance`: "all", or labels and ranges separated by commas ("11-16,21-26,1011").
+void parse_covariance(const std::string& text, CommandLine& cl) {
+  if (text == "all") {
+    cl.covariance_all = true;
+    return;
+  }
+  const auto bad = [&](const std::string& why) {
+    return UsageError("--covariance takes 'all' or labels and ranges such as 11-16,21-26 (" + why + "), not '" +
+                      gpede::printable(text, 60) + "'");
+  };
+  const auto label = [&](std::string_view token) {
+    std::int32_t value = 0;
+    const auto [ptr, ec] = std::from_chars(token.data(), token.data() + token.size(), value);
+    if (ec != std::errc() || ptr != token.data() + token.size() || value < 1) throw bad("labels are 1 to 2147483647");
+    return value;
+  };
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', start), text.size());
+    const std::string_view item(text.data() + start, comma - start);
+    const std::size_t dash = item.find('-');
+    if (dash == std::string_view::npos) {
+      cl.covariance_labels.push_back(label(item));
+    } else {
+      const std::int32_t first = label(item.substr(0, dash)), last = label(item.substr(dash + 1));
+      if (last < first || last - first >= 1000000) throw bad("a range is first-last, at most a million labels");
+      for (std::int32_t l = first; l <= last; ++l) cl.covariance_labels.push_back(l);
+    }
+    if (cl.covariance_labels.size() > 1000000) throw bad("at most a million labels");
+    start = comma + 1;
+  }
 }
 
 // Returns -1 to go on, else the exit status.
@@ -130,6 +169,8 @@ int parse_command_line(int argc, char** argv, CommandLine& cl) {
       }
     } else if (arg == "--no-cache") {
       cl.no_cache = true;
+    } else if (arg == "--covariance") {
+      parse_covariance(value("--covariance"), cl);
     } else if (arg == "-q" || arg == "--quiet") {
       cl.quiet = true;
     } else if (arg.size() > 1 && arg[0] == '-' && arg.find_first_not_of("sfcC", 1) == std::string::npos) {
@@ -389,6 +430,8 @@ int main(int argc, char** argv) {
     options.deterministic = cl.deterministic;
     options.cache_records = !cl.no_cache;
     options.storage = cl.storage;
+    options.covariance_labels = cl.covariance_labels;
+    options.covariance_all = cl.covariance_all;
     options.record_printout = out / "mpdebug.txt";
     options.stop = &g_stop;
     options.log = [&](const std::string& line) {

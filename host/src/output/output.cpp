@@ -822,6 +822,17 @@ std::string json_text(const SolveResult& result, const Steering& steering) {
     for (const auto& w : *list) warnings.push_back(valid_utf8(w));
   }
   top.emplace_back("warnings", std::move(warnings));
+  if (!result.covariance.labels.empty()) {
+    const CovarianceBlock& block = result.covariance;
+    const std::size_t k = block.labels.size();
+    json matrix = json::array();
+    for (std::size_t i = 0; i < k; ++i) {
+      json row = json::array();
+      for (std::size_t j = 0; j < k; ++j) row.push_back(json_number(block.matrix[i * k + j]));
+      matrix.push_back(std::move(row));
+    }
+    top.emplace_back("covariance", json{{"labels", block.labels}, {"matrix", std::move(matrix)}});
+  }
   if (!result.eigen.eigenvalues.empty()) {
     json eigenvalues = json::array();
     for (const double w : result.eigen.eigenvalues) eigenvalues.push_back(json_number(w));
