@@ -8,6 +8,7 @@
 #include <fstream>
 #include <string>
 
+#include "gpede/mille.hpp"
 #include "gpede/record_builder.hpp"
 #include "gpede/solver.hpp"
 #include "gpede/steering.hpp"
@@ -131,6 +132,42 @@ TEST(Covariance, DiagonalEqualsPedesErrorsOnSl0) {
       ASSERT_LE(std::fabs(v.correlation(i, j)), 1.0 + 1e-12);
     }
   }
+}
+
+}  // namespace
+
+namespace {
+
+// The command line: --covariance writes the block into gpede.json; a bad list is a usage error.
+TEST(Covariance, CommandLineWritesTheBlockIntoGpedeJson) {
+  TempDir dir("covariance-cli");
+  {
+    gpede::MilleWriter writer(dir.path() / "data.bin");
+    const double one[] = {1.0};
+    for (int r = 0; r < 40; ++r) {
+      for (std::int32_t plane = 1; plane <= 3; ++plane) {
+        const std::int32_t label[] = {plane};
+        writer.add_measurement(1, one, 1, one, label, 0.01 * r + 0.1 * (plane - 2) + 0.001 * ((r * plane) % 5 - 2), 1.0);
+      }
+      writer.end_record();
+    }
+    writer.close();
+    std::ofstream(dir.path() / "steer.txt") << "data.bin\nParameter\n1 0.0 -1.0\nmethod inversion 1 0.1\nend\n";
+  }
+  std::string output;
+  const std::string gpede = gpede::test::gpede_binary().string();
+  ASSERT_EQ(gpede::test::run_command("cd " + dir.path().string() + " && " + gpede + " -q --covariance 3,1-2 steer.txt",
+                                     &output),
+            0)
+      << output;
+  std::ifstream in(dir.path() / "gpede.json");
+  const std::string json((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // Labels 3 and 2 (1 is fixed); the analytic [[2, 1], [1, 2]] / 40 in that order.
+  EXPECT_NE(json.find("\"covariance\": {\"labels\":[3,2],\"matrix\":[[0.05"), std::string::npos) << json.substr(0, 2000);
+  EXPECT_NE(output.find("1 label(s) that are fixed left out: 1"), std::string::npos) << output;  // a warning, -q or not
+  EXPECT_EQ(gpede::test::run_command("cd " + dir.path().string() + " && " + gpede + " --covariance 2-x steer.txt", &output),
+            2);
+  EXPECT_NE(output.find("--covariance takes 'all' or labels and ranges"), std::string::npos) << output;
 }
 
 }  // namespace
