@@ -22,6 +22,8 @@
 #include <thread>
 #include <vector>
 
+#include <CLI/CLI.hpp>
+
 #include "gpede/error.hpp"
 #include "gpede/output.hpp"
 #include "gpede/simulate.hpp"
@@ -129,68 +131,83 @@ void parse_covariance(const std::string& text, CommandLine& cl) {
   }
 }
 
-// Returns -1 to go on, else the exit status.
+// Returns -1 to go on, else the exit status. CLI11 reads the command line; the values are checked
+// here, with messages that name the option and the value.
 int parse_command_line(int argc, char** argv, CommandLine& cl) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&](const char* name) -> std::string {
-      if (i + 1 >= argc) throw UsageError(std::string(name) + " needs a value");
-      return argv[++i];
-    };
-    if (arg == "-h" || arg == "--help") {
-      print_usage(std::cout);
-      return 0;
-    } else if (arg == "--version") {
-      std::cout << "gpede " << gpede::version() << " (CUDA backend " << (gpede::cuda_available_in_build() ? "built" : "not built")
-                << ")\n";
-      return 0;
-    } else if (arg == "--backend") {
-      const std::string b = value("--backend");
-      const auto kind = gpede::backend_from_name(b);
-      if (!kind) throw UsageError("--backend must be cpu, cuda or auto, not '" + gpede::printable(b, 40) + "'");
-      cl.backend = *kind;
-    } else if (arg == "--output-dir" || arg == "-o") {
-      cl.output_dir = value("--output-dir");
-      if (cl.output_dir.empty()) throw UsageError("--output-dir needs a folder name");
-    } else if (arg == "--threads") {
-      cl.threads = parse_threads(value("--threads"));
-    } else if (arg == "--deterministic") {
-      cl.deterministic = true;
-    } else if (arg == "--storage") {
-      const std::string v = value("--storage");
-      if (v == "auto") {
-        cl.storage = gpede::MatrixStorage::automatic;
-      } else if (v == "full") {
-        cl.storage = gpede::MatrixStorage::full;
-      } else if (v == "packed") {
-        cl.storage = gpede::MatrixStorage::packed;
-      } else {
-        throw UsageError("--storage must be auto, full or packed, not '" + gpede::printable(v, 40) + "'");
-      }
-    } else if (arg == "--no-cache") {
-      cl.no_cache = true;
-    } else if (arg == "--covariance") {
-      parse_covariance(value("--covariance"), cl);
-    } else if (arg == "-q" || arg == "--quiet") {
-      cl.quiet = true;
-    } else if (arg.size() > 1 && arg[0] == '-' && arg.find_first_not_of("sfcC", 1) == std::string::npos) {
-      // pede's single-letter flags, alone or together (-s, -f, -c, -C, -sf)
-      for (char c : arg.substr(1)) {
-        if (c == 's') cl.subito = true;
-        if (c == 'f') cl.force = true;
-        if (c == 'c') cl.check_input = std::max(cl.check_input, 1);
-        if (c == 'C') cl.check_input = 2;
-      }
-    } else if (!arg.empty() && arg[0] == '-') {
-      throw UsageError("unknown option '" + gpede::printable(arg, 40) + "' (see gpede --help)");
-    } else if (!cl.steering_named) {
-      cl.steering_file = arg;
-      cl.steering_named = true;
-    } else if (cl.deferred_code == 0) {
-      cl.deferred_error = "a second steering file '" + arg + "' on the command line (the first is '" +
-                          cl.steering_file.string() + "')";
-      cl.deferred_code = gpede::exit_code::second_text_file;
+  CLI::App app{"gpede", "gpede"};
+  app.set_help_flag();  // gpede's own text (print_usage)
+  app.allow_extras(false);
+  bool help = false, version = false, subito = false, force = false, check = false, check_all = false;
+  std::optional<std::string> backend, output_dir, threads, storage, covariance;
+  std::vector<std::string> files;
+  app.add_flag("-h,--help", help);
+  app.add_flag("--version", version);
+  app.add_option("--backend", backend);
+  app.add_option("-o,--output-dir", output_dir);
+  app.add_option("--threads", threads);
+  app.add_flag("--deterministic", cl.deterministic);
+  app.add_option("--storage", storage);
+  app.add_flag("--no-cache", cl.no_cache);
+  app.add_option("--covariance", covariance);
+  app.add_flag("-q,--quiet", cl.quiet);
+  // pede's single-letter flags, alone or together (-s, -f, -c, -C, -sf)
+  app.add_flag("-s", subito);
+  app.add_flag("-f", force);
+  app.add_flag("-c", check);
+  app.add_flag("-C", check_all);
+  app.add_option("steering-file", files);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::string what = e.what();
+    if (what.find("not expected") != std::string::npos || what.find("requires") != std::string::npos ||
+        what.find("INVALID") != std::string::npos) {
+      what = "unknown option or missing value: " + what;
     }
+    throw UsageError(gpede::printable(what, 200) + " (see gpede --help)");
+  }
+  if (help) {
+    print_usage(std::cout);
+    return 0;
+  }
+  if (version) {
+    std::cout << "gpede " << gpede::version() << " (CUDA backend " << (gpede::cuda_available_in_build() ? "built" : "not built")
+              << ")\n";
+    return 0;
+  }
+  if (backend) {
+    const auto kind = gpede::backend_from_name(*backend);
+    if (!kind) throw UsageError("--backend must be cpu, cuda or auto, not '" + gpede::printable(*backend, 40) + "'");
+    cl.backend = *kind;
+  }
+  if (output_dir) {
+    if (output_dir->empty()) throw UsageError("--output-dir needs a folder name");
+    cl.output_dir = *output_dir;
+  }
+  if (threads) cl.threads = parse_threads(*threads);
+  if (storage) {
+    if (*storage == "auto") {
+      cl.storage = gpede::MatrixStorage::automatic;
+    } else if (*storage == "full") {
+      cl.storage = gpede::MatrixStorage::full;
+    } else if (*storage == "packed") {
+      cl.storage = gpede::MatrixStorage::packed;
+    } else {
+      throw UsageError("--storage must be auto, full or packed, not '" + gpede::printable(*storage, 40) + "'");
+    }
+  }
+  if (covariance) parse_covariance(*covariance, cl);
+  cl.subito = subito;
+  cl.force = force;
+  cl.check_input = check_all ? 2 : (check ? 1 : 0);
+  if (!files.empty()) {
+    cl.steering_file = files[0];
+    cl.steering_named = true;
+  }
+  if (files.size() > 1) {
+    cl.deferred_error = "a second steering file '" + files[1] + "' on the command line (the first is '" +
+                        cl.steering_file.string() + "')";
+    cl.deferred_code = gpede::exit_code::second_text_file;
   }
   if (!cl.steering_named) cl.steering_file = "steerfile";
   return -1;
