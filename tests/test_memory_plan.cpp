@@ -212,3 +212,26 @@ TEST(HostMemoryPlan, QueryReadsTheAddressSpaceLimit) {
   EXPECT_LE(memory.available_bytes, std::size_t{1} << 30);
   EXPECT_GT(memory.available_bytes, std::size_t{1} << 29);
 }
+
+// MINRES's band preconditioner: its factor (and, with multipliers, K = L^-1 A^T and the factor of
+// K K^T) is planned beside the sparse matrix.
+TEST(HostMemoryPlan, TheBandPreconditionerIsCounted) {
+  const std::int64_t n = 200000, m = 1000;
+  const int w = 30;
+  const auto none = gpede::detail::plan_host_memory(n, m, Method::minres, ConstraintMode::elimination, host_with(100.0), true);
+  const auto band = gpede::detail::plan_host_memory(n, m, Method::minres, ConstraintMode::elimination, host_with(100.0), true,
+                                                    false, w);
+  EXPECT_EQ(band.factorize_bytes - none.factorize_bytes, static_cast<std::size_t>((n - m) * w * 8));
+  const auto none_mult =
+      gpede::detail::plan_host_memory(n, m, Method::minres, ConstraintMode::multipliers, host_with(100.0), true);
+  const auto band_mult = gpede::detail::plan_host_memory(n, m, Method::minres, ConstraintMode::multipliers,
+                                                         host_with(100.0), true, false, w);
+  EXPECT_EQ(band_mult.factorize_bytes - none_mult.factorize_bytes,
+            static_cast<std::size_t>(((n + m) * w + n * m + m * m) * 8));
+  // Exact methods have no band.
+  const auto exact = gpede::detail::plan_host_memory(20000, 10, Method::inversion, ConstraintMode::elimination,
+                                                     host_with(100.0), false, false, w);
+  const auto exact_none = gpede::detail::plan_host_memory(20000, 10, Method::inversion, ConstraintMode::elimination,
+                                                          host_with(100.0));
+  EXPECT_EQ(exact.factorize_bytes, exact_none.factorize_bytes);
+}

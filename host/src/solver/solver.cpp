@@ -71,7 +71,8 @@ std::unique_ptr<detail::Backend> choose_backend(const Steering& steering, const 
     const bool sparse = steering.method == Method::minres && steering.sparse_storage;
     bool packed = options.storage == MatrixStorage::packed;
     detail::HostMemoryPlan plan = detail::plan_host_memory(n_variable, n_constraints, steering.method,
-                                                           steering.constraint_mode, memory, sparse, packed);
+                                                           steering.constraint_mode, memory, sparse, packed,
+                                                           steering.minres_bandwidth);
     if (!plan.fits && options.storage == MatrixStorage::automatic && packable) {
       detail::HostMemoryPlan packed_plan = detail::plan_host_memory(n_variable, n_constraints, steering.method,
                                                                     steering.constraint_mode, memory, false, true);

@@ -45,8 +45,11 @@ struct HostMemoryPlan {
 /// `packed`: decomposition or inversion with the matrix in packed storage (n(n+1)/2 doubles), the
 /// constraints beside it as A, A^T W^1/2 and then H^-1 A^T (n x m each) and m x m. A refusal of
 /// full storage names packed storage where that would fit.
+/// `band` is MINRES's band preconditioner's width (`bandwidth`, 0 or less: none): its factor of
+/// (n + m) x band doubles (elimination: (n - m) x band) and, with multipliers, K = L^-1 A^T
+/// (n x m) and the factor of K K^T (m x m) beside the matrix.
 HostMemoryPlan plan_host_memory(std::int64_t n_variable, std::int64_t n_constraints, Method method, ConstraintMode mode,
-                                const HostMemory& memory, bool sparse = false, bool packed = false);
+                                const HostMemory& memory, bool sparse = false, bool packed = false, int band = 0);
 /// Whether a method has packed storage (decomposition, inversion).
 inline bool packed_storage_method(Method method) {
   return method == Method::decomposition || method == Method::inversion;

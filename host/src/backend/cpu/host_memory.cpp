@@ -59,7 +59,7 @@ struct Floor {
 };
 
 Floor floor_for(std::int64_t n_variable, std::int64_t n_constraints, Method method, ConstraintMode mode,
-                bool sparse = false, bool packed = false) {
+                bool sparse = false, bool packed = false, int band = 0) {
   const double n = static_cast<double>(std::max<std::int64_t>(n_variable, 0));
   const double m = static_cast<double>(std::max<std::int64_t>(n_constraints, 0));
   const double d = sizeof(double);
@@ -80,6 +80,11 @@ Floor floor_for(std::int64_t n_variable, std::int64_t n_constraints, Method meth
     // C stays; the constraints (reflectors, or A and A scaled for the preconditioner) and, with
     // elimination, V and C V once for the preconditioner's diagonal.
     floor.factorize = matrix + (m > 0 ? 3.0 * n * m * d : 0.0) + vectors;
+    if (band > 0) {
+      const double w = static_cast<double>(band);
+      floor.factorize += mode == ConstraintMode::multipliers ? ((n + m) * w + n * m + m * m) * d
+                                                             : std::max(n - m, 0.0) * w * d;
+    }
   } else if (mode == ConstraintMode::multipliers && m > 0) {
     const double bordered = (n + m) * (n + m) * d;
     // The bordered matrix is filled from the global one; diagonalization adds its eigenvectors.
@@ -122,10 +127,10 @@ HostMemory query_host_memory() noexcept {
 }
 
 HostMemoryPlan plan_host_memory(std::int64_t n_variable, std::int64_t n_constraints, Method method, ConstraintMode mode,
-                                const HostMemory& memory, bool sparse, bool packed) {
+                                const HostMemory& memory, bool sparse, bool packed, int band) {
   HostMemoryPlan plan;
   packed = packed && packed_storage_method(method);
-  const Floor floor = floor_for(n_variable, n_constraints, method, mode, sparse, packed);
+  const Floor floor = floor_for(n_variable, n_constraints, method, mode, sparse, packed, method == Method::minres ? band : 0);
   plan.accumulate_bytes = static_cast<std::size_t>(floor.accumulate);
   plan.factorize_bytes = static_cast<std::size_t>(floor.factorize);
   plan.needed_bytes = std::max(plan.accumulate_bytes, plan.factorize_bytes);
