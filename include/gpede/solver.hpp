@@ -181,6 +181,11 @@ struct PhaseFigures {
   double output_s = 0.0;
   double total_s = 0.0;
   std::int64_t peak_rss_bytes = 0;
+  /// The process's peak resident memory when each phase had ended (it only grows, so each shows
+  /// what the phases up to it needed): reading, the passes over the data, the solution.
+  std::int64_t peak_after_reading_bytes = 0;
+  std::int64_t peak_after_passes_bytes = 0;
+  std::int64_t peak_after_solving_bytes = 0;
 };
 
 /// Everything a run produced.

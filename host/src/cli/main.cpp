@@ -373,9 +373,11 @@ void print_summary(const gpede::SolveResult& result, const gpede::Steering& stee
   std::cout << line;
   std::snprintf(line, sizeof line,
                 " gpede: time %.2f s (reading %.2f, local fits %.2f, matrix %.2f, solving %.2f, output %.2f); "
-                "peak memory %.3f GB\n",
+                "peak memory %.3f GB (after reading %.3f, the passes %.3f, solving %.3f)\n",
                 f.total_s + f.output_s, f.reading_s, f.local_fits_s, f.matrix_s, f.solving_s, f.output_s,
-                static_cast<double>(f.peak_rss_bytes) * 1e-9);
+                static_cast<double>(f.peak_rss_bytes) * 1e-9, static_cast<double>(f.peak_after_reading_bytes) * 1e-9,
+                static_cast<double>(f.peak_after_passes_bytes) * 1e-9,
+                static_cast<double>(f.peak_after_solving_bytes) * 1e-9);
   std::cout << line;
   std::string files;
   for (const char* name : {"millepede.res", "millepede.eve", "millepede.log", "millepede.end", "gpede.json"}) {

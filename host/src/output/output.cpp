@@ -816,7 +816,10 @@ std::string json_text(const SolveResult& result, const Steering& steering) {
                                   {"solving_s", json_number(f.solving_s)},
                                   {"output_s", json_number(f.output_s)},
                                   {"total_s", json_number(f.total_s)},
-                                  {"peak_rss_bytes", f.peak_rss_bytes}});
+                                  {"peak_rss_bytes", f.peak_rss_bytes},
+                                  {"peak_after_reading_bytes", f.peak_after_reading_bytes},
+                                  {"peak_after_passes_bytes", f.peak_after_passes_bytes},
+                                  {"peak_after_solving_bytes", f.peak_after_solving_bytes}});
   json warnings = json::array();
   for (const auto* list : {&steering.warnings, &result.warnings}) {
     for (const auto& w : *list) warnings.push_back(valid_utf8(w));

@@ -27,11 +27,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-std::int64_t peak_rss_bytes() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<std::int64_t>(usage.ru_maxrss) * 1024;
-}
 
 /// The host CPU's model name, as /proc/cpuinfo gives it; empty where it does not.
 std::string cpu_model() {
@@ -251,6 +246,7 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
   meter.finish();
   result.records_read = read.records;
   result.figures.reading_s = seconds_since(t_read);
+  result.figures.peak_after_reading_bytes = detail::peak_rss_bytes();
   log.progress("read " + std::to_string(read.records) + " records, " + std::to_string(read.measurements) +
                " measurements, " + std::to_string(labels.size()) + " labels in " +
                std::to_string(result.figures.reading_s) + " s");
@@ -287,7 +283,7 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
     result.exit_code = 0;
     result.message = "Ended normally";
     result.figures.total_s = seconds_since(t_start);
-    result.figures.peak_rss_bytes = peak_rss_bytes();
+    result.figures.peak_rss_bytes = detail::peak_rss_bytes();
     return result;
   }
 
@@ -325,7 +321,7 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
     result.eigen.eigenvectors = outcome.factorization.eigenvectors;
   }
   result.figures.total_s = seconds_since(t_start);
-  result.figures.peak_rss_bytes = peak_rss_bytes();
+  result.figures.peak_rss_bytes = detail::peak_rss_bytes();
   return result;
 }
 

@@ -1,5 +1,7 @@
 // The records of a run and their labels: the label map, the entries per label, the records kept
 // in memory (or read again per pass), and the first read that finds them all.
+#include <sys/resource.h>
+
 #include <algorithm>
 
 #include "gpede/detail/batch_layout.hpp"
@@ -141,6 +143,12 @@ std::int64_t EntryCounter::count(std::int32_t label) const {
   if (label >= 0 && static_cast<std::size_t>(label) < m_dense.size()) return m_dense[label];
   auto it = m_hash.find(label);
   return it == m_hash.end() ? 0 : it->second;
+}
+
+std::int64_t peak_rss_bytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<std::int64_t>(usage.ru_maxrss) * 1024;
 }
 
 void check_stop(const std::atomic<bool>* stop) {

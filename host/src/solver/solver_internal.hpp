@@ -148,6 +148,9 @@ class DataSet {
 /// Throws Interrupted if `stop` is set (SolverOptions::stop).
 void check_stop(const std::atomic<bool>* stop);
 
+/// The process's peak resident memory so far (getrusage).
+std::int64_t peak_rss_bytes();
+
 /// Why a label is not fitted (pede's numbers).
 enum class FixedBy : int { none = 0, presigma = -1, entries = -2, iterated_entries = -3 };
 

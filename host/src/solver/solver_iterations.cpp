@@ -264,6 +264,7 @@ void Iterations::data_pass(bool build_matrix) {
                            m_passes);
   }
   (build_matrix ? m_result.figures.matrix_s : m_result.figures.local_fits_s) += seconds_since(t0);
+  m_result.figures.peak_after_passes_bytes = peak_rss_bytes();
 
   const std::int64_t rejected = m_pass.rejected();
   if (m_passes == 1 && rejected > 0) {
@@ -358,6 +359,7 @@ Iterations::Flow Iterations::solve() {
     const auto t0 = Clock::now();
     m_out.factorization = m_backend.factorize(m_problem.constraints.system, options);
     m_result.figures.solving_s += seconds_since(t0);
+    m_result.figures.peak_after_solving_bytes = peak_rss_bytes();
     if (meter != nullptr) meter->finish();
     m_problem.data.check_stop();
     const FactorReport& report = m_out.factorization;
