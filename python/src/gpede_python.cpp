@@ -119,6 +119,17 @@ class Records {
   }
 };
 
+/// The local derivatives of measurement `meas` as Mille's calls take them: entry k for local
+/// parameter k + 1, up to the largest index present.
+void dense_local(const gpede::RecordBatch& batch, std::int64_t meas, std::vector<double>& local) {
+  local.clear();
+  for (std::int64_t k = batch.local_begin[meas]; k < batch.local_begin[meas + 1]; ++k) {
+    const auto index = static_cast<std::size_t>(batch.local_index[k]);
+    if (index >= local.size()) local.resize(index + 1, 0.0);
+    local[index] += batch.local_deriv[k];
+  }
+}
+
 Records read_mille(const std::filesystem::path& path, bool fortran) {
   gpede::MilleFileSpec spec;
   spec.path = path;
@@ -126,14 +137,11 @@ Records read_mille(const std::filesystem::path& path, bool fortran) {
   gpede::MilleReader reader(spec, 0);
   Records records;
   gpede::RecordBatch batch;
+  std::vector<double> local;
   while (reader.read(batch, 4096) > 0) {
     for (std::size_t r = 0; r < batch.n_records(); ++r) {
       for (std::int64_t meas = batch.record_begin[r]; meas < batch.record_begin[r + 1]; ++meas) {
-        std::vector<double> local;
-        for (std::int64_t k = batch.local_begin[meas]; k < batch.local_begin[meas + 1]; ++k) {
-          if (static_cast<std::size_t>(batch.local_index[k]) >= local.size()) local.resize(batch.local_index[k] + 1, 0.0);
-          local[batch.local_index[k]] += batch.local_deriv[k];
-        }
+        dense_local(batch, meas, local);
         const auto g0 = batch.global_begin[meas], g1 = batch.global_begin[meas + 1];
         records.builder.add_measurement(local, {batch.global_deriv.data() + g0, static_cast<std::size_t>(g1 - g0)},
                                         {batch.global_label.data() + g0, static_cast<std::size_t>(g1 - g0)},
@@ -153,11 +161,7 @@ void write_mille(const std::filesystem::path& path, const Records& records, cons
   std::vector<double> local;
   for (std::size_t r = 0; r < b.n_records(); ++r) {
     for (std::int64_t meas = b.record_begin[r]; meas < b.record_begin[r + 1]; ++meas) {
-      local.clear();
-      for (std::int64_t k = b.local_begin[meas]; k < b.local_begin[meas + 1]; ++k) {
-        if (static_cast<std::size_t>(b.local_index[k]) >= local.size()) local.resize(b.local_index[k] + 1, 0.0);
-        local[b.local_index[k]] += b.local_deriv[k];
-      }
+      dense_local(b, meas, local);
       const auto g0 = b.global_begin[meas], g1 = b.global_begin[meas + 1];
       writer.add_measurement(static_cast<int>(local.size()), local.data(), static_cast<int>(g1 - g0),
                              b.global_deriv.data() + g0, b.global_label.data() + g0, b.meas_value[meas],
@@ -223,41 +227,38 @@ Result solve(const gpede::Steering& steering, Records* records, const std::strin
   options.record_printout.clear();
   std::atomic<bool> stop{false};
   options.stop = &stop;
-  // An exception of the callback stops the run and is raised again once the solver is out.
+  // The callbacks run on the solver's thread with the interpreter held. A true answer asks the run
+  // to stop; an exception stops it too and is raised again once the solver is out.
   std::unique_ptr<py::error_already_set> raised;
+  const auto ask = [&](const auto& callback, auto&& argument) {
+    py::gil_scoped_acquire hold;
+    if (raised) return true;
+    try {
+      const py::object answer = callback(argument);
+      return !answer.is_none() && static_cast<bool>(py::bool_(answer));
+    } catch (py::error_already_set& e) {
+      raised = std::make_unique<py::error_already_set>(std::move(e));
+      return true;
+    }
+  };
   if (log) {
     options.log = [&](const std::string& line) {
-      py::gil_scoped_acquire hold;
-      if (stop) return;
-      try {
-        const py::object answer = log(line);
-        if (!answer.is_none() && py::bool_(answer)) stop = true;
-      } catch (py::error_already_set& e) {
-        raised = std::make_unique<py::error_already_set>(std::move(e));
-        stop = true;
-      }
+      if (!stop && ask(log, line)) stop = true;
     };
   }
   if (progress) {
     options.progress = [&](const gpede::Progress& p) {
       py::gil_scoped_acquire hold;
-      if (raised) return true;
-      try {
-        py::dict d;
-        d["phase"] = gpede::phase_name(p.phase);
-        d["iteration"] = p.iteration;
-        d["records_done"] = p.records_done;
-        d["records_total"] = p.records_total;
-        d["seconds"] = p.seconds;
-        d["records_per_second"] = p.records_per_second;
-        d["seconds_left"] = p.seconds_left;
-        d["finished"] = p.finished;
-        const py::object answer = progress(d);
-        return !answer.is_none() && static_cast<bool>(py::bool_(answer));
-      } catch (py::error_already_set& e) {
-        raised = std::make_unique<py::error_already_set>(std::move(e));
-        return true;
-      }
+      py::dict d;
+      d["phase"] = gpede::phase_name(p.phase);
+      d["iteration"] = p.iteration;
+      d["records_done"] = p.records_done;
+      d["records_total"] = p.records_total;
+      d["seconds"] = p.seconds;
+      d["records_per_second"] = p.records_per_second;
+      d["seconds_left"] = p.seconds_left;
+      d["finished"] = p.finished;
+      return ask(progress, d);
     };
   }
   std::unique_ptr<gpede::RecordSource> source;

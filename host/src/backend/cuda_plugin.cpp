@@ -31,6 +31,12 @@ std::filesystem::path core_folder() {
   return ec ? std::filesystem::path{} : file.parent_path();
 }
 
+/// The plugin file $GPEDE_CUDA_PLUGIN names; null when it is unset or empty.
+const char* named_plugin() {
+  const char* named = std::getenv(kCudaPluginVariable);
+  return named != nullptr && *named != '\0' ? named : nullptr;
+}
+
 /// Why a table from a plugin cannot be used with this core; empty when it can.
 std::string mismatch(const CudaPluginTable* table) {
   if (table == nullptr) return "its entry returned no table";
@@ -75,7 +81,7 @@ bool try_load(const std::string& file, bool by_path, CudaPluginStatus& status) {
 
 CudaPluginStatus load_plugin() {
   CudaPluginStatus status;
-  if (const char* named = std::getenv(kCudaPluginVariable); named != nullptr && *named != '\0') {
+  if (const char* named = named_plugin()) {
     try_load(named, true, status);
     if (status.table == nullptr) status.message += " (from $" + std::string(kCudaPluginVariable) + ")";
     return status;
@@ -132,9 +138,7 @@ CudaDeviceInfo query_cuda_device() noexcept {
   CudaDeviceInfo info;
   try {
     // A plugin named explicitly is asked itself; otherwise machines without a driver stop here.
-    const char* named = std::getenv(kCudaPluginVariable);
-    const bool explicit_plugin = named != nullptr && *named != '\0';
-    if (!explicit_plugin && !cuda_driver_present(info.reason)) return info;
+    if (named_plugin() == nullptr && !cuda_driver_present(info.reason)) return info;
     const CudaPluginStatus& status = cuda_plugin();
     if (status.table == nullptr) {
       info.reason = status.message;

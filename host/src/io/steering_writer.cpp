@@ -1,6 +1,6 @@
 // A Steering written back as a pede steering file (gpede/steering.hpp: steering_text).
+#include <charconv>
 #include <cmath>
-#include <cstdio>
 #include <limits>
 #include <string>
 
@@ -16,11 +16,9 @@ namespace {
 std::string number(double x) {
   if (!std::isfinite(x)) throw InputError("steering writer: a value is not finite", exit_code::steering_error);
   char buffer[40];
-  for (int digits = 15; digits <= 17; ++digits) {
-    std::snprintf(buffer, sizeof buffer, "%.*g", digits, x);
-    if (std::strtod(buffer, nullptr) == x) break;
-  }
-  return buffer;
+  const auto [end, error] = std::to_chars(buffer, buffer + sizeof buffer, x);  // shortest exact text
+  if (error != std::errc()) throw RuntimeError("steering writer: cannot format a number");
+  return std::string(buffer, end);
 }
 
 /// A file name as a steering line: absolute, and refused where pede would read it otherwise.

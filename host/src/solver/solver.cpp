@@ -29,7 +29,7 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 
 
 /// The host CPU's model name, as /proc/cpuinfo gives it; empty where it does not.
-std::string cpu_model() {
+std::string read_cpu_model() {
   std::ifstream in("/proc/cpuinfo");
   std::string line;
   while (std::getline(in, line)) {
@@ -292,7 +292,8 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
       choose_backend(steering, options, n_var, constraints.system.m, read.max_batch_bytes, log, result.warnings);
   result.backend = backend->name();
   result.threads = backend->host_threads();
-  result.cpu_model = cpu_model();
+  static const std::string cpu_model = read_cpu_model();  // once per process, not per run
+  result.cpu_model = cpu_model;
   if (result.backend == "cuda") result.gpu_model = detail::query_cuda_device().name;
   if (steering.method == Method::minres && steering.sparse_storage) {
     if (backend->supports_sparse_matrix()) {
