@@ -241,6 +241,28 @@ TEST(PivotedSweep, ParameterWithoutDataIsRejectedAndTheRestInverted) {
   }
 }
 
+TEST(PivotedSweep, LastToFirstListsTheClearlyNegativePivotsApart) {
+  // Parameter 9 is negative on its own; parameter 4 has no data. In the order n-1 down to 0 both
+  // are held fixed, but only 9 is negative (an indefinite matrix, whose step is not applied).
+  const std::int64_t n = 10;
+  std::vector<double> c = random_spd(n, 7);
+  for (std::int64_t i = 0; i < n; ++i) {
+    c[9 + i * n] = c[i + 9 * n] = 0.0;
+    c[4 + i * n] = c[i + 4 * n] = 0.0;
+  }
+  c[9 + 9 * n] = -2.0;
+  std::vector<double> a = c;
+  const auto outcome = gpede::detail::sweep_inverse(a.data(), n, n, 1e-10, gpede::detail::SweepOrder::last_to_first);
+  EXPECT_EQ(outcome.rank, n - 2);
+  EXPECT_EQ(outcome.rejected, (std::vector<std::int64_t>{4, 9}));
+  EXPECT_EQ(outcome.negative, std::vector<std::int64_t>{9});
+  std::vector<std::int64_t> kept;
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (i != 4 && i != 9) kept.push_back(i);
+  }
+  expect_inverse_on(a, c, n, kept);
+}
+
 TEST(PivotedSweep, NullDirectionEndsTheLargestFirstSweeps) {
   // C = G^T G with G orthogonal to (1, 1, ..., 1): one pivot falls to the rounding level and is
   // rejected; the others form the inverse of the remaining block.

@@ -407,6 +407,10 @@ add(variant("nocons-inversion", INV3, constraints=False, problems=("SL0", "BP", 
             note="singular: pede warns (3) and writes results"))
 add(variant("nocons-decomposition", "method decomposition 3 0.001", constraints=False,
             problems=("SL0", "BP")))
+add(variant("indefinite-decomposition", "chisqcut 0.5 3", "outlierdownweighting 2", "dwfractioncut 0.1",
+            "hugecut 5", "linesearch 2", "matiter 3", "scaleerrors 0.5", "method decomposition 2 0.001",
+            problems=("BRLC",),
+            note="down-weighting makes the second matrix indefinite: both stop without its step (3)"))
 add(variant("nomethod", problems=("SL0", "BP", "WC"), quick=True, note="pede's default: sparseMINRES 1"))
 
 # Check-input and debug printout.

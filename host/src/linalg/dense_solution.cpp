@@ -600,9 +600,15 @@ FactorReport DenseSolution::factorize_reduced(Matrix matrix, FactorReport report
     report.message = what + " is not positive definite: " + count_text(deficient, "non-positive pivot") + " of " +
                      std::to_string(nr) + " (numerical rank " + std::to_string(nr - deficient) + ")";
     if (m_kind == Kind::swept) {
-      report.message += report.rank_defect > 0
-                            ? "; solved without " + count_text(report.rank_defect, "pivot") + ", as pede does"
-                            : "; solved with its negative pivots, as pede's inversion does";
+      if (report.negative_pivots > 0) {
+        report.message += "; in the order of pede's decomposition " + count_text(report.rank_defect, "pivot") +
+                          " are not positive, " + std::to_string(report.negative_pivots) +
+                          " of them clearly negative (an indefinite matrix)";
+      } else {
+        report.message += report.rank_defect > 0
+                              ? "; solved without " + count_text(report.rank_defect, "pivot") + ", as pede does"
+                              : "; solved with its negative pivots, as pede's inversion does";
+      }
     }
     const std::vector<double> u = r > 0 ? from_engine(reduced.block(0, 0, r, nr)) : std::vector<double>{};
     const std::size_t ldu = static_cast<std::size_t>(std::max<std::int64_t>(r, 1));
@@ -702,11 +708,14 @@ void DenseSolution::solve_reduced_by_sweeps(View reduced, const std::vector<doub
   const bool inversion = m_options.method == Method::inversion;
   // A pivot below 1e-10 of its diagonal element is taken as zero in both orders (pede's inversion
   // does so; its decomposition skips only pivots <= 0, which leaves rounding-level pivots of a
-  // singular matrix in the solution with arbitrary sizes).
+  // singular matrix in the solution with arbitrary sizes). Clearly negative pivots of a
+  // decomposition (an indefinite matrix, as down-weighting can make) are counted: the solver then
+  // does not apply the step (FactorReport::negative_pivots).
   const SweepOutcome outcome = m_engine.sweep(m_swept.view(), kGlobalPivotLimit,
                                               inversion ? SweepOrder::largest_first : SweepOrder::last_to_first);
   report.solvable = true;
   report.rank_defect = nr - outcome.rank;
+  report.negative_pivots = static_cast<std::int64_t>(outcome.negative.size());
   if (inversion && m_options.want_covariance) {
     // diag(Q2 Inv Q2^T): row sums of (Q [0; Inv]) .* (Q [0; I]).
     const std::vector<double> inverse = from_engine(m_swept.view());

@@ -56,9 +56,11 @@ SweepOutcome sweep_inverse(double* a, std::int64_t n, std::int64_t lda, double l
     for (std::int64_t j = 0; j < n; ++j) rejected[j] = !swept[j];
   } else {
     for (std::int64_t k = n - 1; k >= 0; --k) {
-      if (at(k, k) > limit * original[k]) {
+      const double p = at(k, k);
+      if (p > limit * original[k]) {
         sweep(k);
       } else {
+        if (p < -limit * original[k]) outcome.negative.push_back(k);
         rejected[k] = 1;
       }
     }
@@ -71,6 +73,7 @@ SweepOutcome sweep_inverse(double* a, std::int64_t n, std::int64_t lda, double l
     }
     if (rejected[j]) outcome.rejected.push_back(j);
   }
+  std::reverse(outcome.negative.begin(), outcome.negative.end());
   return outcome;
 }
 

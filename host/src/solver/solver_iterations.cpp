@@ -17,6 +17,7 @@
 #include <numeric>
 #include <sstream>
 
+#include "gpede/detail/factor_report_text.hpp"
 #include "gpede/detail/line_search.hpp"
 #include "gpede/error.hpp"
 #include "record_printout.hpp"
@@ -457,6 +458,18 @@ Iterations::Flow Iterations::solve() {
   m_searching = m_searching && db > significant;
   m_insignificant_step = std::abs(db) <= significant;
   m_search_begun = false;
+  if (m_out.factorization.negative_pivots > 0) {
+    // An indefinite matrix: pede's LDL^T keeps each negative pivot d where 1/d belongs, which
+    // turns its step against the gradient by orders of magnitude, so pede stops here on "function
+    // not decreasing" and keeps the values it has. The step without those pivots is no better
+    // founded; it is not applied either.
+    m_log(" Function not decreasing: the matrix has " +
+          count_text(m_out.factorization.negative_pivots, "negative pivot") + "; the step is not applied");
+    m_out.not_decreasing = true;
+    m_log(" ... stopping iterations");
+    m_again = -1;
+    return Flow::end;
+  }
   if (db <= -negative) {
     m_log(" Function not decreasing: " + format("%.6G", db));
     m_out.not_decreasing = true;

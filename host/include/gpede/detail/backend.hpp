@@ -103,6 +103,10 @@ struct FactorReport {
   bool solvable = true;
   /// Pivots (or eigen-directions) left out of the solution.
   std::int64_t rank_defect = 0;
+  /// Of those, a decomposition's clearly negative pivots (an indefinite matrix): pede's LDL^T
+  /// keeps them in a form that turns the step against the gradient, so that its iterations stop
+  /// with "function not decreasing" without applying the step; the solver does the same.
+  std::int64_t negative_pivots = 0;
   std::string message;
   std::vector<std::int64_t> weak_indices;
   std::vector<std::int64_t> dependent_constraints;

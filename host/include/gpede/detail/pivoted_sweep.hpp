@@ -16,13 +16,15 @@ enum class SweepOrder {
   /// rejects every pivot left.
   largest_first,
   /// Indices n-1 down to 0 (pede's decomposition): a pivot is accepted if p > limit x |original
-  /// diagonal|; a pivot that fails is skipped and the sweeps go on.
+  /// diagonal|; a pivot that fails is skipped (held fixed) and the sweeps go on. The skipped
+  /// pivots below -limit x |original diagonal| are listed in `negative`: the matrix is indefinite.
   last_to_first,
 };
 
 struct SweepOutcome {
   std::int64_t rank = 0;                ///< pivots accepted
   std::vector<std::int64_t> rejected;   ///< indices of the rejected pivots, ascending
+  std::vector<std::int64_t> negative;   ///< last_to_first: the rejected ones clearly negative, ascending
 };
 
 /// Replaces the symmetric n x n matrix `a` (column-major, leading dimension lda, both triangles)
