@@ -48,9 +48,8 @@ std::vector<LD> orthonormalised(std::vector<LD> v, const MatrixLD& basis) {
   return v;
 }
 
-// A symmetric matrix (row-major n x n) with the given eigenvalues in a random orthonormal basis.
-std::vector<double> matrix_with_spectrum(const std::vector<double>& eigenvalues, std::mt19937& rng) {
-  const std::size_t n = eigenvalues.size();
+// A random orthonormal basis of n vectors.
+MatrixLD random_basis(std::size_t n, std::mt19937& rng) {
   std::normal_distribution<double> g(0.0, 1.0);
   MatrixLD q;
   for (std::size_t k = 0; k < n; ++k) {
@@ -58,6 +57,12 @@ std::vector<double> matrix_with_spectrum(const std::vector<double>& eigenvalues,
     for (auto& x : v) x = g(rng);
     q.push_back(orthonormalised(std::move(v), q));
   }
+  return q;
+}
+
+// The symmetric matrix (row-major n x n) with the given eigenvalues and eigenvectors q.
+std::vector<double> matrix_of(const std::vector<double>& eigenvalues, const MatrixLD& q) {
+  const std::size_t n = eigenvalues.size();
   std::vector<double> a(n * n);
   for (std::size_t i = 0; i < n; ++i) {
     for (std::size_t j = 0; j < n; ++j) {
@@ -70,6 +75,25 @@ std::vector<double> matrix_with_spectrum(const std::vector<double>& eigenvalues,
     for (std::size_t j = 0; j < i; ++j) a[j * n + i] = a[i * n + j];  // exactly symmetric
   }
   return a;
+}
+
+// A symmetric matrix (row-major n x n) with the given eigenvalues in a random orthonormal basis.
+std::vector<double> matrix_with_spectrum(const std::vector<double>& eigenvalues, std::mt19937& rng) {
+  return matrix_of(eigenvalues, random_basis(eigenvalues.size(), rng));
+}
+
+// The pseudo-inverse solution A^+ b = sum over the non-zero eigenvalues of q_k (q_k . b) / lambda_k.
+std::vector<LD> pseudoinverse_solution(const std::vector<double>& eigenvalues, const MatrixLD& q,
+                                       const std::vector<double>& b) {
+  const std::size_t n = b.size();
+  std::vector<LD> x(n, 0);
+  for (std::size_t k = 0; k < n; ++k) {
+    if (eigenvalues[k] == 0.0) continue;
+    LD d = 0;
+    for (std::size_t i = 0; i < n; ++i) d += q[k][i] * b[i];
+    for (std::size_t i = 0; i < n; ++i) x[i] += q[k][i] * d / eigenvalues[k];
+  }
+  return x;
 }
 
 VectorMap dense_map(const std::vector<double>& a, std::size_t n) {
@@ -242,6 +266,129 @@ TEST(Minres, SpecialRightHandSides) {
   }
 }
 
+// ---- MINRES-QLP -----------------------------------------------------------------------------------
+
+using gpede::detail::MinresQlpStop;
+
+MinresSettings qlp_settings(double transition, double rtol, std::int64_t limit = 2000) {
+  MinresSettings settings;
+  settings.qlp = true;
+  settings.transition_condition = transition;
+  settings.rtol = rtol;
+  settings.iteration_limit = limit;
+  return settings;
+}
+
+bool solved(MinresQlpStop stop) {
+  return stop == MinresQlpStop::solved_rtol || stop == MinresQlpStop::solved_eps ||
+         stop == MinresQlpStop::least_squares_rtol || stop == MinresQlpStop::least_squares_eps;
+}
+
+// Transition conditions: the QLP phase from the start, MINRES's updates throughout (the cap of
+// 1e7 is not reached), and a switch after a few iterations.
+constexpr double kTransitions[] = {1.0, 1.0e7, 3.0};
+
+TEST(MinresQlp, EveryIterateMinimisesTheResidualInEitherPhase) {
+  // In exact arithmetic MINRES-QLP's iterates are MINRES's while T_k is regular: the minimisers of
+  // the residual over the Krylov spaces, before, at and after the transition.
+  std::mt19937 rng(5);
+  const std::size_t n = 30;
+  std::vector<double> spectrum(n);
+  for (std::size_t k = 0; k < n; ++k) spectrum[k] = (k == 4 ? -2.0 : 0.5 + k);
+  const std::vector<double> a = matrix_with_spectrum(spectrum, rng);
+  const std::vector<double> b = random_vector(n, rng);
+  std::vector<double> d(n), inverse_d(n), ones(n, 1.0);
+  for (std::size_t i = 0; i < n; ++i) {
+    d[i] = 1.0 + 0.1 * static_cast<double>(i);
+    inverse_d[i] = 1.0 / d[i];
+  }
+  bool switched_midway = false;
+  for (double transition : kTransitions) {
+    for (std::size_t k = 1; k <= 8; ++k) {
+      const MinresSettings settings = qlp_settings(transition, 1e-15, static_cast<std::int64_t>(k));
+      const MinresOutcome plain = minres(dense_map(a, n), {}, b, settings);
+      EXPECT_EQ(plain.qlp_stop, MinresQlpStop::iteration_limit);
+      EXPECT_EQ(plain.iterations, static_cast<std::int64_t>(k));
+      EXPECT_LT(relative_difference(plain.x, krylov_minimiser(a, b, ones, k)), 1e-10)
+          << "transition " << transition << ", k = " << k << ", QLP iterations " << plain.qlp_iterations;
+      if (transition == 1.0) EXPECT_EQ(plain.qlp_iterations, static_cast<std::int64_t>(k));
+      if (transition == 1.0e7) EXPECT_EQ(plain.qlp_iterations, 0);
+      if (transition == 3.0 && plain.qlp_iterations > 0 && plain.qlp_iterations < plain.iterations - 1) {
+        switched_midway = true;
+      }
+      const MinresOutcome pre = minres(dense_map(a, n), diagonal_inverse_map(d), b, settings);
+      EXPECT_LT(relative_difference(pre.x, krylov_minimiser(a, b, inverse_d, k)), 1e-10)
+          << "preconditioned, transition " << transition << ", k = " << k;
+    }
+  }
+  EXPECT_TRUE(switched_midway) << "the transition at cond 3 was not met after the second iteration";
+}
+
+TEST(MinresQlp, ConvergesToTheExactSolution) {
+  std::mt19937 rng(3);
+  const std::size_t n = 50;
+  std::vector<double> spectrum(n);
+  for (std::size_t k = 0; k < n; ++k) spectrum[k] = std::pow(10.0, 3.0 * k / (n - 1));
+  const std::vector<double> a = matrix_with_spectrum(spectrum, rng);
+  const std::vector<double> b = random_vector(n, rng);
+  const std::vector<LD> want = exact_solution(a, b);
+  std::vector<double> d(n);
+  for (std::size_t i = 0; i < n; ++i) d[i] = a[i * n + i];
+  for (double transition : kTransitions) {
+    for (bool precondition : {false, true}) {
+      const MinresOutcome out = minres(dense_map(a, n), precondition ? diagonal_inverse_map(d) : VectorMap{}, b,
+                                       qlp_settings(transition, 1e-13));
+      EXPECT_TRUE(solved(out.qlp_stop)) << static_cast<int>(out.qlp_stop);
+      EXPECT_LT(out.iterations, 200);
+      EXPECT_LT(relative_difference(out.x, want), 1e-9)
+          << "transition " << transition << ", preconditioned " << precondition;
+    }
+  }
+}
+
+TEST(MinresQlp, SingularSystemsGiveTheMinimumLengthSolution) {
+  // Three zero eigenvalues among positive and negative ones. Compatible (b = A z): the solution of
+  // least length, A^+ b. Incompatible (b with a null-space part): MINRES's iterates grow along the
+  // null space without bound; MINRES-QLP's reach the least-squares solution of least length, A^+ b
+  // again, to the accuracy that the rounding of the Lanczos vectors leaves, and stop where the
+  // next step would take ||x|| past its limit (the default, 1e7).
+  std::mt19937 rng(8);
+  const std::size_t n = 40;
+  std::vector<double> spectrum(n);
+  for (std::size_t k = 0; k < n; ++k) spectrum[k] = (k % 13 == 5) ? 0.0 : (k % 4 == 0 ? -1.0 : 1.0) * (1.0 + 0.5 * k);
+  const MatrixLD q = random_basis(n, rng);
+  const std::vector<double> a = matrix_of(spectrum, q);
+  const std::vector<double> z = random_vector(n, rng);
+  std::vector<double> compatible(n);
+  dense_map(a, n)(z, compatible);
+  const std::vector<double> incompatible = random_vector(n, rng);
+  for (const bool is_compatible : {true, false}) {
+    const std::vector<double>& b = is_compatible ? compatible : incompatible;
+    const std::vector<LD> want = pseudoinverse_solution(spectrum, q, b);
+    for (double transition : kTransitions) {
+      const MinresOutcome out = minres(dense_map(a, n), {}, b, qlp_settings(transition, 1e-12));
+      const double difference = relative_difference(out.x, want);
+      if (is_compatible) {
+        EXPECT_TRUE(solved(out.qlp_stop)) << static_cast<int>(out.qlp_stop);
+        EXPECT_LT(difference, 1e-10) << "compatible, transition " << transition;
+      } else {
+        EXPECT_TRUE(out.qlp_stop == MinresQlpStop::x_norm_limit || out.qlp_stop == MinresQlpStop::least_squares_rtol ||
+                    out.qlp_stop == MinresQlpStop::least_squares_eps)
+            << static_cast<int>(out.qlp_stop);
+        EXPECT_GT(out.qlp_iterations, 0);
+        EXPECT_LT(difference, 1e-4) << "incompatible, transition " << transition << ", iterations " << out.iterations
+                                    << ", QLP iterations " << out.qlp_iterations;
+      }
+    }
+    if (!is_compatible) {
+      MinresSettings plain;
+      plain.rtol = 1e-12;
+      const MinresOutcome minres_out = minres(dense_map(a, n), {}, b, plain);
+      EXPECT_GT(relative_difference(minres_out.x, want), 1.0) << "MINRES found the pseudo-inverse solution itself";
+    }
+  }
+}
+
 // ---- the dense solution's MINRES method ------------------------------------------------------------
 
 struct Constrained {
@@ -310,19 +457,29 @@ TEST(DenseSolverMinres, MatchesTheExactConstrainedSolution) {
     const std::vector<LD> want = constrained_solution(p);
     for (ConstraintMode mode : {ConstraintMode::elimination, ConstraintMode::multipliers}) {
       for (int bandwidth : {0, -1, 1, 4, 9}) {
-        const FactorOptions options = minres_options(mode, 1e-14, bandwidth);
-        DenseSolver solver;
-        const auto report = solver.factorize(p.c, static_cast<std::int64_t>(n), p.cons, options);
-        ASSERT_TRUE(report.ok && report.solvable) << report.message;
-        const std::vector<double> dp = solver.solve(p.b, p.residual);
-        const auto info = solver.last_solve_info();
-        EXPECT_TRUE(info.iterative);
-        EXPECT_GT(info.iterations, 0);
-        EXPECT_LE(info.stop, 2) << info.stop_text;
-        EXPECT_LT(relative_difference(dp, want), 1e-8)
-            << "n " << n << " m " << m << " multipliers " << (mode == ConstraintMode::multipliers)
-            << " bandwidth " << bandwidth << " iterations " << info.iterations;
-        EXPECT_TRUE(solver.covariance_diagonal().empty());
+        for (double qlp_transition : {0.0, 1.0, 20.0}) {  // 0: MINRES; MINRES-QLP from the start or later
+          FactorOptions options = minres_options(mode, 1e-14, bandwidth);
+          options.minres_qlp = qlp_transition > 0.0;
+          options.minres_transition_condition = qlp_transition;
+          DenseSolver solver;
+          const auto report = solver.factorize(p.c, static_cast<std::int64_t>(n), p.cons, options);
+          ASSERT_TRUE(report.ok && report.solvable) << report.message;
+          const std::vector<double> dp = solver.solve(p.b, p.residual);
+          const auto info = solver.last_solve_info();
+          EXPECT_TRUE(info.iterative);
+          EXPECT_EQ(info.qlp, options.minres_qlp);
+          EXPECT_GT(info.iterations, 0);
+          if (options.minres_qlp) {
+            EXPECT_TRUE(info.stop >= 4 && info.stop <= 7) << info.stop << " " << info.stop_text;
+            if (qlp_transition == 1.0) EXPECT_EQ(info.qlp_iterations, info.iterations + (info.stop == 6 || info.stop == 7));
+          } else {
+            EXPECT_LE(info.stop, 2) << info.stop_text;
+          }
+          EXPECT_LT(relative_difference(dp, want), 1e-8)
+              << "n " << n << " m " << m << " multipliers " << (mode == ConstraintMode::multipliers)
+              << " bandwidth " << bandwidth << " QLP transition " << qlp_transition << " iterations " << info.iterations;
+          EXPECT_TRUE(solver.covariance_diagonal().empty());
+        }
       }
     }
   }

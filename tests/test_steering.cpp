@@ -643,16 +643,22 @@ TEST(SteeringOptions, Methods) {
     EXPECT_EQ(s.method, Method::inversion);
   }
   {
-    // the last method line wins; only its QLP warning is given
+    // the last method line wins: MINRES-QLP, dense, without a warning
     const Steering s = parse_text(dir,
                                   "method sparseMINRES-QLP 3 0.01\n"
                                   "method inversion 3 0.001\n"
                                   "method fullMINRES-QLP 4 0.01\n");
     EXPECT_EQ(s.method, Method::minres);
     EXPECT_EQ(s.method_name, "fullMINRES-QLP");
+    EXPECT_TRUE(s.minres_qlp);
+    EXPECT_FALSE(s.sparse_storage);
     EXPECT_EQ(s.iterations, 4);
-    ASSERT_EQ(s.warnings.size(), 1u) << describe(s);
-    EXPECT_TRUE(has_warning(s, {"steer.txt:3", "fullMINRES-QLP", "QLP phase"})) << describe(s);
+    EXPECT_TRUE(s.warnings.empty()) << describe(s);
+  }
+  {
+    const Steering s = parse_text(dir, "method sparseMINRES-QLP 3 0.01\nmethod sparseMINRES 2 0.01\n");
+    EXPECT_FALSE(s.minres_qlp);
+    EXPECT_TRUE(s.sparse_storage);
   }
   {
     const Steering s = parse_text(dir, "method diagonalization 3\nmethod inversion 0\n");

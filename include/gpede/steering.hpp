@@ -109,8 +109,11 @@ struct Steering {
   /// its diagonal element instead of dropping it (pede's `lprecm`).
   int minres_bandwidth = 0;
   bool minres_band_skyline = false;
+  /// `method sparseMINRES-QLP|fullMINRES-QLP`: MINRES-QLP instead of MINRES.
+  bool minres_qlp = false;
   /// `mrestranscond c` and `mresmode m`: MINRES-QLP's transition condition and mode (0 QR then
-  /// QLP, 1 QR only, 2 QLP only); read and reported, the -QLP methods run MINRES's QR iteration.
+  /// QLP once the condition estimate reaches c, 1 QR only, 2 QLP only). As in pede, the
+  /// transition condition is capped at 1e7, also for mode 1.
   double minres_transition_condition = 1.0e7;
   int minres_mode = 0;
   /// sparseMINRES (and pede's default): the global matrix in sparse storage, where the backend has

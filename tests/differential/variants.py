@@ -274,8 +274,7 @@ add(variant("inversion-packed-combo", "chisqcut 30 6", "outlierdownweighting 3",
             INV3, args=("--storage", "packed"), pede_args=(), problems=("SL0", "BRLC", "BP")))
 
 # MINRES, pede's default method: both storage names, both constraint modes, without the
-# preconditioner, a tighter tolerance, with cuts and down-weighting; the -QLP names (gpede runs
-# MINRES's iteration for them).
+# preconditioner, a tighter tolerance, with cuts and down-weighting; MINRES-QLP (the -QLP names).
 add(variant("sparseMINRES", "method sparseMINRES 3 0.001", problems=ALL, quick=True))
 add(variant("sparseMINRES-mult", "withmultipliers", "method sparseMINRES 3 0.001", problems=ALL, quick=True))
 add(variant("fullMINRES", "method fullMINRES 3 0.001", problems=("SL0", "BP", "WC")))
@@ -291,8 +290,13 @@ add(variant("sparseMINRES-mrestol", "mrestol 1e-9", "method sparseMINRES 2 0.001
 add(variant("sparseMINRES-1", "method sparseMINRES 1 0.001", problems=("SL0", "BP", "WC")))
 add(variant("sparseMINRES-QLP", "method sparseMINRES-QLP 3 0.001", problems=("SL0", "BP", "WC")))
 add(variant("fullMINRES-QLP-mult", "withmultipliers", "method fullMINRES-QLP 3 0.001", problems=("SL0", "WC")))
-# pede runs the QLP phase from the first iteration with `mresmode 2`: its answers stay MINRES's.
+# pede runs the QLP phase from the first iteration with `mresmode 2`, after a few iterations with a
+# low transition condition; without constraints the matrix is singular (the QLP phase's case).
 add(variant("sparseMINRES-QLP-only", "mresmode 2", "method sparseMINRES-QLP 3 0.001", problems=("SL0", "BP")))
+add(variant("sparseMINRES-QLP-transition", "mrestranscond 20", "method sparseMINRES-QLP 3 0.001",
+            problems=("SL0", "BP", "WC")))
+add(variant("nocons-sparseMINRES-QLP", "method sparseMINRES-QLP 3 0.001", constraints=False,
+            problems=("SL0", "BP", "WC")))
 add(variant("sparseMINRES-combo", "chisqcut 30 6", "outlierdownweighting 3", "dwfractioncut 0.1",
             "presigma 0.01", "method sparseMINRES 5 0.001", problems=("SL0", "BRLC", "BP")))
 # pede's band preconditioner (`bandwidth w`, and `bandwidth w 1`, which keeps dependent rows as

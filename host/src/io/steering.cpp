@@ -935,13 +935,7 @@ void finish_method(Steering& steering, const ParseContext& context, bool default
   } else {
     steering.method = Method::decomposition;
   }
-  if (choice == MethodChoice::full_minres_qlp || choice == MethodChoice::sparse_minres_qlp) {
-    steering.warnings.push_back(
-        location(context.method_where.file, context.method_where.line) + ": method " +
-        printable(steering.method_name, 80) +
-        ": gpede runs MINRES (the QR phase of MINRES-QLP, which gives the same iterates while the "
-        "matrix is well conditioned); the QLP phase is not implemented");
-  }
+  steering.minres_qlp = choice == MethodChoice::full_minres_qlp || choice == MethodChoice::sparse_minres_qlp;
 }
 
 }  // namespace

@@ -1189,6 +1189,9 @@ std::vector<double> DenseSolution::solve_minres(const std::vector<double>& b, co
   MinresSettings settings;
   settings.rtol = m_options.minres_tolerance;
   settings.iteration_limit = m_options.minres_iteration_limit;
+  settings.qlp = m_options.minres_qlp;
+  settings.transition_condition = m_options.minres_transition_condition;
+  settings.max_x_norm = m_options.minres_max_x_norm;
   const bool bordered = !m_constraints.empty();
   MinresOutcome out;
   std::vector<double> dp(nn, 0.0);
@@ -1336,8 +1339,10 @@ std::vector<double> DenseSolution::solve_minres(const std::vector<double>& b, co
   }
   m_last_solve.iterative = true;
   m_last_solve.iterations = out.iterations;
-  m_last_solve.stop = static_cast<int>(out.stop);
-  m_last_solve.stop_text = minres_stop_text(out.stop);
+  m_last_solve.qlp = settings.qlp;
+  m_last_solve.qlp_iterations = out.qlp_iterations;
+  m_last_solve.stop = settings.qlp ? static_cast<int>(out.qlp_stop) : static_cast<int>(out.stop);
+  m_last_solve.stop_text = settings.qlp ? minres_qlp_stop_text(out.qlp_stop) : minres_stop_text(out.stop);
   m_last_solve.a_norm = out.a_norm;
   m_last_solve.a_cond = out.a_cond;
   m_last_solve.r_norm = out.r_norm;

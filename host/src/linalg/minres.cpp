@@ -37,6 +37,7 @@ std::string minres_stop_text(MinresStop stop) {
 
 MinresOutcome minres(const VectorMap& multiply, const VectorMap& precondition, const std::vector<double>& b,
                      const MinresSettings& settings) {
+  if (settings.qlp) return minres_qlp(multiply, precondition, b, settings);
   constexpr double eps = std::numeric_limits<double>::epsilon();
   const std::size_t n = b.size();
   MinresOutcome out;

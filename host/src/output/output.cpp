@@ -625,7 +625,11 @@ std::string log_text(const SolveResult& result, const Steering& steering) {
         out += ListLine().text("     METSOL = 3:  decomposition").str();
         break;
       case Method::minres:
-        out += ListLine().text("     METSOL = 4:  MINRES (rtol").text(fortran_e(steering.minres_tolerance, 10, 2)).text(")").str();
+        out += ListLine()
+                   .text(steering.minres_qlp ? "     METSOL = 5:  MINRES-QLP (rtol" : "     METSOL = 4:  MINRES (rtol")
+                   .text(fortran_e(steering.minres_tolerance, 10, 2))
+                   .text(")")
+                   .str();
         break;
     }
     out += ListLine().text("                  with").integer(steering.iterations).text(" iterations").str();

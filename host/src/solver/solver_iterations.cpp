@@ -354,6 +354,14 @@ Iterations::Flow Iterations::solve() {
     options.minres_tolerance = m_steering.minres_tolerance;
     options.minres_bandwidth = m_steering.minres_bandwidth;
     options.minres_band_skyline = m_steering.minres_band_skyline;
+    options.minres_qlp = m_steering.minres_qlp;
+    // pede: mode 1 (QR only) transition 1/eps, mode 2 (QLP only) 1; both capped at 1e7 inside.
+    options.minres_transition_condition = m_steering.minres_mode == 1   ? 1.0 / std::numeric_limits<double>::epsilon()
+                                          : m_steering.minres_mode == 2 ? 1.0
+                                                                        : m_steering.minres_transition_condition;
+    // pede's limit on ||x||: the number of parameters and multipliers over sqrt(eps).
+    options.minres_max_x_norm = static_cast<double>(variables() + m_problem.constraints.system.m) /
+                                std::sqrt(std::numeric_limits<double>::epsilon());
     m_problem.data.check_stop();
     ProgressMeter* meter = m_problem.data.progress();
     if (meter != nullptr) meter->begin(Progress::Phase::solving, m_iteration, -1);
@@ -413,16 +421,24 @@ Iterations::Flow Iterations::solve() {
     m_result.minres_iterations += m_inner.iterations;
     std::ostringstream line;
     line.precision(4);
-    line << " MINRES: " << m_inner.iterations << " iterations, stop code " << m_inner.stop << " ("
-         << m_inner.stop_text << "); Anorm = " << m_inner.a_norm << ", Acond = " << m_inner.a_cond
-         << ", rnorm = " << m_inner.r_norm << ", ynorm = " << m_inner.y_norm;
+    if (m_inner.qlp) {
+      line << " MINRES-QLP: " << m_inner.iterations << " iterations (" << m_inner.qlp_iterations
+           << " in the QLP phase), stop code " << m_inner.stop << " (" << m_inner.stop_text
+           << "); Anorm = " << m_inner.a_norm << ", Acond = " << m_inner.a_cond << ", rnorm = " << m_inner.r_norm
+           << ", Arnorm = " << m_inner.ar_norm << ", xnorm = " << m_inner.y_norm;
+    } else {
+      line << " MINRES: " << m_inner.iterations << " iterations, stop code " << m_inner.stop << " ("
+           << m_inner.stop_text << "); Anorm = " << m_inner.a_norm << ", Acond = " << m_inner.a_cond
+           << ", rnorm = " << m_inner.r_norm << ", ynorm = " << m_inner.y_norm;
+    }
     m_log(line.str());
     if (!m_inner.note.empty()) {
       m_log(" MINRES: " + m_inner.note);
       m_result.warnings.push_back("MINRES in iteration " + std::to_string(m_iteration) + ": " + m_inner.note);
     }
-    if (m_inner.stop >= 3) {
-      m_result.warnings.push_back("MINRES stopped with code " + std::to_string(m_inner.stop) + " (" +
+    // Stops short of a solution: MINRES's codes 3 and above, MINRES-QLP's 2 and 8 to 14.
+    if (m_inner.qlp ? m_inner.stop == 2 || (m_inner.stop >= 8 && m_inner.stop <= 14) : m_inner.stop >= 3) {
+      m_result.warnings.push_back(std::string(m_inner.qlp ? "MINRES-QLP" : "MINRES") + " stopped with code " + std::to_string(m_inner.stop) + " (" +
                                   m_inner.stop_text + ") after " + std::to_string(m_inner.iterations) +
                                   " iterations in iteration " + std::to_string(m_iteration));
     }

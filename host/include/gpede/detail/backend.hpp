@@ -80,13 +80,20 @@ struct FactorOptions {
   std::int64_t minres_iteration_limit = 2000;
   int minres_bandwidth = 0;
   bool minres_band_skyline = false;
+  /// MINRES-QLP instead of MINRES (the -QLP method names), its transition condition (1: the QLP
+  /// phase from the start; 1e7 or more: MINRES's iterates throughout) and its limit on ||x||.
+  bool minres_qlp = false;
+  double minres_transition_condition = 1.0e7;
+  double minres_max_x_norm = 0.0;
 };
 
 /// How the last solve went where it was iterative (Method::minres).
 struct IterativeSolveInfo {
   bool iterative = false;
   std::int64_t iterations = 0;
-  int stop = 0;  ///< MinresStop's code
+  int stop = 0;  ///< MinresStop's code (MinresQlpStop's with MINRES-QLP)
+  bool qlp = false;  ///< MINRES-QLP
+  std::int64_t qlp_iterations = 0;  ///< of iterations, those of MINRES-QLP's QLP phase
   std::string stop_text;
   std::string note;  ///< how the solve departed from pede's, where it did
   double a_norm = 0.0, a_cond = 0.0, r_norm = 0.0, ar_norm = 0.0, y_norm = 0.0;
