@@ -1,6 +1,7 @@
 // The covariance block (SolverOptions::covariance_labels, covariance_all) against independent
 // answers: a three-plane telescope's analytic covariance, without and with a constraint (both
-// constraint modes), for inversion, diagonalization and decomposition; and its diagonal against the
+// constraint modes), for inversion, diagonalization, decomposition, MINRES and MINRES-QLP (a
+// MINRES solution per column); and its diagonal against the
 // errors in pede's millepede.res for sl0.
 #include <gtest/gtest.h>
 
@@ -93,15 +94,11 @@ INSTANTIATE_TEST_SUITE_P(Methods, TelescopeCovariance,
                                          Case{"method diagonalization 1 0.1", ""},
                                          Case{"method diagonalization 1 0.1", "withmultipliers"},
                                          Case{"method decomposition 1 0.1", ""},
-                                         Case{"method decomposition 1 0.1", "withmultipliers"}));
-
-TEST(Covariance, MinresGivesNoneAndSaysSo) {
-  const auto result = solve_telescope("method sparseMINRES 1 0.1", false, "", {2, 3});
-  ASSERT_LT(result.exit_code, 10) << result.message;
-  EXPECT_TRUE(result.covariance.labels.empty());
-  ASSERT_FALSE(result.warnings.empty());
-  EXPECT_NE(result.warnings.back().find("MINRES gives no covariance"), std::string::npos);
-}
+                                         Case{"method decomposition 1 0.1", "withmultipliers"},
+                                         Case{"method sparseMINRES 1 0.1\nmrestol 1e-10", ""},
+                                         Case{"method sparseMINRES 1 0.1\nmrestol 1e-10", "withmultipliers"},
+                                         Case{"method fullMINRES-QLP 1 0.1\nmrestol 1e-10", ""},
+                                         Case{"method fullMINRES-QLP 1 0.1\nmrestol 1e-10", "withmultipliers"}));
 
 TEST(Covariance, DiagonalEqualsPedesErrorsOnSl0) {
   GPEDE_REQUIRE_REFERENCE();

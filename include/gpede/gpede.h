@@ -116,7 +116,8 @@ typedef struct gpede_options {
   void* log_user;
   /* The covariance block to bring back (gpede_result_covariance): these labels, in this order
    * (fixed ones and ones not in the run are left out, with a warning in the log), or with
-   * covariance_all non-zero every variable parameter. Not for the MINRES methods. */
+   * covariance_all non-zero every variable parameter. With the MINRES methods each column is one
+   * more MINRES solution. */
   const int32_t* covariance_labels;
   size_t n_covariance_labels;
   int covariance_all;

@@ -102,7 +102,8 @@ struct SolverOptions {
   /// Labels whose covariance block SolveResult::covariance brings back, in this order (fixed
   /// labels and labels not in the run are left out and named in the warnings). From the final
   /// factorisation of inversion, diagonalization or decomposition, one solution per label
-  /// (dp = V b, so column j of V solves with b = e_j): about n^2 operations each. Not for MINRES.
+  /// (dp = V b, so column j of V solves with b = e_j): about n^2 operations each. With MINRES, one
+  /// MINRES solution per label, to the run's tolerance.
   std::vector<std::int32_t> covariance_labels;
   /// The whole covariance of the variable parameters (n^2 doubles; n solutions).
   bool covariance_all = false;

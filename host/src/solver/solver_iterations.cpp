@@ -646,14 +646,9 @@ IterationOutcome Iterations::run() {
 }
 
 /// SolverOptions::covariance_labels (or all variables) from the final factorisation: column j of
-/// the covariance V is the step for b = e_j with the constraints' residual zero (dp = V b).
+/// the covariance V is the step for b = e_j with the constraints' residual zero (dp = V b). With
+/// MINRES each column is one more MINRES solution, to the run's tolerance.
 void Iterations::covariance_block() {
-  if (m_steering.method == Method::minres) {
-    m_result.warnings.push_back("no covariance block: MINRES gives no covariance (use inversion, diagonalization "
-                                "or decomposition)");
-    m_log("warning: " + m_result.warnings.back());
-    return;
-  }
   const ParameterTable& table = m_problem.parameters;
   std::vector<std::int64_t> variables;
   CovarianceBlock& block = m_result.covariance;
@@ -693,12 +688,25 @@ void Iterations::covariance_block() {
   const std::size_t k = variables.size();
   block.matrix.assign(k * k, 0.0);
   std::vector<double> unit(static_cast<std::size_t>(table.variables()), 0.0);
+  std::int64_t iterations = 0, unconverged = 0;
   for (std::size_t j = 0; j < k; ++j) {
     m_problem.data.check_stop();
     unit[variables[j]] = 1.0;
     const std::vector<double> column = m_backend.solve(unit, {});
     unit[variables[j]] = 0.0;
     for (std::size_t i = 0; i < k; ++i) block.matrix[i * k + j] = column[variables[i]];
+    const IterativeSolveInfo info = m_backend.last_solve_info();
+    if (info.iterative) {
+      iterations += info.iterations;
+      const bool short_of_solution = info.qlp ? info.stop == 2 || (info.stop >= 8 && info.stop <= 14) : info.stop >= 3;
+      if (short_of_solution) ++unconverged;
+    }
+  }
+  if (unconverged > 0) {
+    m_result.warnings.push_back("covariance block: " + std::to_string(unconverged) + " of " + std::to_string(k) +
+                                " MINRES solutions stopped short of the tolerance (iteration limit or "
+                                "ill-conditioning); their columns are approximate");
+    m_log("warning: " + m_result.warnings.back());
   }
   // Symmetric by construction; averaged so that rounding leaves it exactly symmetric.
   for (std::size_t i = 0; i < k; ++i) {
@@ -709,7 +717,8 @@ void Iterations::covariance_block() {
   }
   m_result.figures.solving_s += seconds_since(t0);
   m_log("covariance block: " + std::to_string(k) + " x " + std::to_string(k) + " from " + std::to_string(k) +
-        " solutions in " + std::to_string(seconds_since(t0)) + " s");
+        " solutions in " + std::to_string(seconds_since(t0)) + " s" +
+        (iterations > 0 ? " (" + std::to_string(iterations) + " MINRES iterations)" : std::string()));
 }
 
 }  // namespace
