@@ -5,12 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <Eigen/Dense>
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <map>
 #include <string>
 
 #include "gpede/detail/cpu_accumulator.hpp"
@@ -66,6 +68,64 @@ TEST(SimulateSolve, PullsOfTheSmallPresetWithInversion) {
   EXPECT_GT(rms, 0.9) << "pull RMS";
   EXPECT_LT(rms, 1.1) << "pull RMS";
   EXPECT_NEAR(result.chi2_ndf, 1.0, 0.05);
+}
+
+TEST(SimulateSolve, PresigmasOfTheMisalignmentsSizeKeepThePullsAndMinresErrorsEqualInversions) {
+  // presigmas.txt gives every sensor parameter a prior of the spread its truth is drawn with, so
+  // the fit's errors (posterior) still describe fitted - true: pulls with mean 0 and RMS 1. The
+  // errors of a sample of sensors from MINRES's covariance block equal inversion's errors.
+  gpede::test::TempDir dir("sim-presigma");
+  auto cfg = gpede::sim::preset_config(gpede::sim::Preset::small);
+  cfg.tracks = 10000;
+  cfg.seed = 77;
+  cfg.threads = 2;
+  cfg.presigmas = true;
+  const gpede::sim::Simulation sim(cfg);
+  gpede::sim::write_simulation(sim, dir.path());
+  const auto& det = sim.detector();
+  gpede::Steering steering = gpede::parse_steering(dir.path() / "steer.txt");
+  // The pre-sigmas as read back, against the misalignment's own settings.
+  const auto& mis = cfg.misalignment;
+  const auto& sensor = det.sensors().front();
+  std::map<std::int32_t, double> presigma;
+  for (const auto& spec : steering.parameters) presigma[spec.label] = spec.presigma;
+  const auto label = [&](int p) { return det.labels()[static_cast<std::size_t>(sensor.first_parameter + p)]; };
+  EXPECT_EQ(presigma.size(), det.sensors().size() * static_cast<std::size_t>(det.sensor_parameters()));
+  EXPECT_DOUBLE_EQ(presigma[label(0)], mis.sensor_shift_uv);
+  EXPECT_DOUBLE_EQ(presigma[label(2)], mis.sensor_shift_w);
+  EXPECT_NEAR(presigma[label(3)], mis.sensor_rotation_edge / sensor.half_length, 1e-15);
+  EXPECT_NEAR(presigma[label(4)], mis.sensor_rotation_edge / sensor.half_width, 1e-15);
+  EXPECT_DOUBLE_EQ(presigma[label(6)], mis.sensor_deformation);
+
+  gpede::SolverOptions options;
+  options.threads = 2;
+  const gpede::SolveResult exact = gpede::solve(steering, options);
+  ASSERT_EQ(exact.exit_code, 0) << exact.message;
+  const gpede::sim::PullSummary pulls = gpede::sim::compare_with_truth(sim, exact);
+  EXPECT_GT(pulls.count, 1500);
+  EXPECT_LT(std::fabs(pulls.mean), 0.1);
+  EXPECT_GT(pulls.rms, 0.9);
+  EXPECT_LT(pulls.rms, 1.1);
+
+  steering.method = gpede::Method::minres;
+  steering.method_name = "sparseMINRES";
+  steering.minres_tolerance = 1e-10;
+  options.covariance_labels = gpede::sim::sample_sensor_labels(det, 3);
+  ASSERT_EQ(options.covariance_labels.size(), 3u * static_cast<std::size_t>(det.sensor_parameters()));
+  const gpede::SolveResult iterative = gpede::solve(steering, options);
+  ASSERT_EQ(iterative.exit_code, 0) << iterative.message;
+  EXPECT_FALSE(iterative.has_errors);
+  const gpede::sim::PullSummary sampled = gpede::sim::compare_with_truth(sim, iterative);
+  EXPECT_EQ(sampled.count, static_cast<std::int64_t>(options.covariance_labels.size()));
+  const auto& block = iterative.covariance;
+  const std::size_t k = block.labels.size();
+  ASSERT_EQ(k, options.covariance_labels.size());
+  for (std::size_t j = 0; j < k; ++j) {
+    const auto it = std::find_if(exact.parameters.begin(), exact.parameters.end(),
+                                 [&](const auto& p) { return p.label == block.labels[j]; });
+    ASSERT_NE(it, exact.parameters.end());
+    EXPECT_NEAR(std::sqrt(block.matrix[j * k + j]) / it->error, 1.0, 1e-3) << "label " << block.labels[j];
+  }
 }
 
 TEST(SimulateSolve, InMemorySolveWithFixedWiresRecoversTheTruth) {

@@ -164,6 +164,13 @@ struct SimulationConfig {
   int iterations = 3;               ///< `method METHOD N 0.1` in steer.txt
   std::string method = "inversion"; ///< the method of steer.txt (any of pede's names)
   std::vector<std::string> steering_lines;  ///< more lines of steer.txt, before `method` (e.g. `bandwidth 18`)
+  /// presigmas.txt: every sensor parameter gets a pre-sigma of the size of its misalignment (what
+  /// a survey or an earlier alignment gives): directions that the tracks hardly see stay near zero
+  /// instead of going astray, and the fit's errors and pulls remain meaningful (the cms preset).
+  bool presigmas = false;
+  /// --solve with a method without errors (MINRES): the parameters of this many sensors, spread
+  /// over the detector, get errors from the covariance block (one MINRES solution each) for pulls.
+  int error_sample_sensors = 0;
 };
 
 /// The configuration of a preset: `small` (1,833 parameters), `medium`, `belle2` (61,520) or `cms`.
@@ -385,11 +392,19 @@ struct WriteSummary {
 
 /// The steering files write_steering() wrote (empty paths for files not written).
 struct SteeringFiles {
-  std::filesystem::path steering, constraints, fixed_wires;
+  std::filesystem::path steering, constraints, fixed_wires, presigmas;
 };
 
+/// The spread of the simulated misalignment per parameter (index as in Detector::labels()): the
+/// sigmas that the truth is drawn with.
+std::vector<double> misalignment_sigmas(const Detector& detector, const MisalignmentConfig& misalignment);
+
+/// The labels of the parameters of `count` sensors spread evenly over the detector.
+std::vector<std::int32_t> sample_sensor_labels(const Detector& detector, int count);
+
 /// Writes steer.txt naming binary_files (none: records fed from memory), constraints.txt (unless
-/// config.constraints is false) and fixed_wires.txt (config.fix_wires) into folder.
+/// config.constraints is false), fixed_wires.txt (config.fix_wires) and presigmas.txt
+/// (config.presigmas) into folder.
 SteeringFiles write_steering(const Simulation& simulation, const std::filesystem::path& folder,
                              const std::vector<std::filesystem::path>& binary_files);
 
@@ -418,6 +433,8 @@ struct PullSummary {
   };
   std::vector<Kind> kinds;
 };
+/// Errors are those of millepede.res, or else the square roots of the covariance block's
+/// diagonal (SolveResult::covariance) where it has the label.
 PullSummary compare_with_truth(const Simulation& simulation, const SolveResult& result);
 
 /// The constraints in steering terms (label, factor), as written to constraints.txt; `names`

@@ -110,6 +110,7 @@ SimulationConfig preset_config(Preset preset) {
     d.deformation_terms = 12;
     c.field_tesla = 3.8;
     c.tracks = 400000;
+    c.presigmas = true;
   } else {
     // One long sensor per ladder, 3 deformation terms, a 4-layer drift chamber: about 1,800
     // parameters.

@@ -60,6 +60,11 @@ void print_usage(std::ostream& out) {
          "                              of tracks fits), write pede's result files into DIR and print the\n"
          "                              pulls against the truth\n"
          "  --backend cpu|cuda|auto     with --solve: where the matrix is built and solved (default cpu)\n"
+         "  --presigmas on|off          presigmas.txt: each sensor parameter's pre-sigma is the spread of\n"
+         "                              its misalignment (default: on for cms, off otherwise)\n"
+         "  --error-sample N            with --solve and a method without errors (MINRES): errors, and so\n"
+         "                              pulls, for the parameters of N sensors spread over the detector,\n"
+         "                              from their covariance block (a MINRES solution per parameter)\n"
          "  -h, --help                  this text\n";
 }
 
@@ -115,6 +120,9 @@ int solve_in_memory(const sim::Simulation& simulation, const std::filesystem::pa
     options.threads = config.threads;
     options.cache_records = false;  // generated again on each pass: memory does not grow with the tracks
     options.log = [](const std::string& line) { std::cout << "  " << line << std::endl; };
+    if (config.error_sample_sensors > 0 && steering.method == Method::minres) {
+      options.covariance_labels = sim::sample_sensor_labels(simulation.detector(), config.error_sample_sensors);
+    }
     sim::SimulationSource source(simulation, config.threads);
     SolveResult result = solve(steering, options, &source);
     write_results(out, result, steering);
@@ -130,8 +138,10 @@ int solve_in_memory(const sim::Simulation& simulation, const std::filesystem::pa
     }
     const sim::PullSummary pulls = sim::compare_with_truth(simulation, result);
     if (pulls.count > 0) {
-      std::printf("  pulls (fitted - true) / error of %lld parameters: mean %.3f, RMS %.3f, largest %.2f (label %d)\n",
-                  static_cast<long long>(pulls.count), pulls.mean, pulls.rms, pulls.largest, pulls.largest_label);
+      std::printf("  pulls (fitted - true) / error of %lld parameters%s: mean %.3f, RMS %.3f, largest %.2f (label %d)\n",
+                  static_cast<long long>(pulls.count),
+                  result.covariance.labels.empty() ? "" : " (errors from the covariance block of a sample of sensors)",
+                  pulls.mean, pulls.rms, pulls.largest, pulls.largest_label);
     } else {
       std::printf("  no errors from method %s: no pulls\n", steering.method_name.c_str());
     }
@@ -161,6 +171,8 @@ int simulate_main(int argc, char** argv) {
     double cosmics = -1.0;
     int field = -1, scattering = -1, precision = -1;
     bool no_constraints = false, fix_wires = false, solve = false;
+    int presigmas = -1;
+    std::int64_t error_sample = -1;
     std::int64_t iterations = -1;
     std::string method;
     std::vector<std::string> steering_lines;
@@ -215,6 +227,12 @@ int simulate_main(int argc, char** argv) {
         o.fix_wires = true;
       } else if (arg == "--solve") {
         o.solve = true;
+      } else if (arg == "--presigmas") {
+        const std::string v = value();
+        if (v != "on" && v != "off") throw std::invalid_argument("--presigmas must be on or off, not '" + v + "'");
+        o.presigmas = v == "on" ? 1 : 0;
+      } else if (arg == "--error-sample") {
+        o.error_sample = parse_integer(arg, value(), 0);
       } else if (arg == "--steer") {
         const std::string line = value();
         if (line.find_first_of("\n\r") != std::string::npos) {
@@ -260,6 +278,8 @@ int simulate_main(int argc, char** argv) {
     if (o.iterations > 0) config.iterations = static_cast<int>(std::min<std::int64_t>(o.iterations, 1000));
     if (!o.method.empty()) config.method = o.method;
     config.steering_lines = o.steering_lines;
+    if (o.presigmas >= 0) config.presigmas = o.presigmas == 1;
+    if (o.error_sample >= 0) config.error_sample_sensors = static_cast<int>(std::min<std::int64_t>(o.error_sample, 1000000));
   } catch (const std::exception& e) {
     std::cerr << "gpede simulate: " << e.what() << " (see gpede simulate --help)\n";
     return 2;

@@ -113,6 +113,8 @@ PullSummary compare_with_truth(const Simulation& simulation, const SolveResult& 
   summary.kinds = {{"sensor shifts (cm)"}, {"sensor rotations (rad)"}, {"sensor deformations"}, {"other parameters"}};
   std::vector<double> residual2(summary.kinds.size(), 0.0), truth2(summary.kinds.size(), 0.0);
   double sum = 0.0, sum2 = 0.0;
+  const CovarianceBlock& block = result.covariance;
+  const std::size_t k = block.labels.size();
   for (const ParameterResult& p : result.parameters) {
     if (!p.variable) continue;
     const std::int64_t index = det.parameter_index(p.label);
@@ -124,8 +126,16 @@ PullSummary compare_with_truth(const Simulation& simulation, const SolveResult& 
     ++summary.kinds[kind].count;
     residual2[kind] += (p.value - truth) * (p.value - truth);
     truth2[kind] += truth * truth;
-    if (!(p.error > 0.0)) continue;
-    const double pull = (p.value - simulation.truth()[static_cast<std::size_t>(index)]) / p.error;
+    double error = p.error;
+    if (!(error > 0.0) && k > 0) {
+      const auto it = std::find(block.labels.begin(), block.labels.end(), p.label);
+      if (it != block.labels.end()) {
+        const std::size_t j = static_cast<std::size_t>(it - block.labels.begin());
+        error = block.matrix[j * k + j] > 0.0 ? std::sqrt(block.matrix[j * k + j]) : 0.0;
+      }
+    }
+    if (!(error > 0.0)) continue;
+    const double pull = (p.value - simulation.truth()[static_cast<std::size_t>(index)]) / error;
     sum += pull;
     sum2 += pull * pull;
     if (std::fabs(pull) > std::fabs(summary.largest)) {
@@ -182,6 +192,21 @@ SteeringFiles write_steering(const Simulation& simulation, const std::filesystem
     files.fixed_wires = folder / "fixed_wires.txt";
     write_text(files.fixed_wires, out.str());
   }
+  if (cfg.presigmas) {
+    const std::vector<double> sigmas = misalignment_sigmas(det, cfg.misalignment);
+    std::ostringstream out;
+    out << "* Written by gpede simulate: each sensor parameter's pre-sigma is the spread of its simulated\n"
+           "* misalignment (a Gaussian prior of that size, as a survey would give).\n"
+           "Parameter\n";
+    for (const auto& sensor : det.sensors()) {
+      for (int p = 0; p < det.sensor_parameters(); ++p) {
+        const std::size_t i = static_cast<std::size_t>(sensor.first_parameter + p);
+        if (sigmas[i] > 0.0) out << det.labels()[i] << " 0.0 " << format_number(sigmas[i]) << '\n';
+      }
+    }
+    files.presigmas = folder / "presigmas.txt";
+    write_text(files.presigmas, out.str());
+  }
 
   std::ostringstream out;
   out << "* Steering file written by gpede simulate: seed " << cfg.seed << ", " << simulation.n_tracks()
@@ -197,6 +222,7 @@ SteeringFiles write_steering(const Simulation& simulation, const std::filesystem
   }
   if (!files.constraints.empty()) out << "constraints.txt\n";
   if (!files.fixed_wires.empty()) out << "fixed_wires.txt\n";
+  if (!files.presigmas.empty()) out << "presigmas.txt\n";
   for (const std::string& line : cfg.steering_lines) out << line << '\n';
   out << "method " << cfg.method << " " << cfg.iterations << " 0.1\n"
       << "end\n";

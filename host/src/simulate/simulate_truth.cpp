@@ -53,6 +53,54 @@ std::vector<double> random_misalignment(const Detector& det, const MisalignmentC
   return p;
 }
 
+}  // namespace
+
+std::vector<double> misalignment_sigmas(const Detector& det, const MisalignmentConfig& mis) {
+  std::vector<double> s(det.n_parameters(), 0.0);
+  for (const auto& h : det.half_shells()) {
+    for (int i = 0; i < 3; ++i) s[h.first_parameter + i] = mis.half_shell_shift;
+    for (int i = 3; i < 6; ++i) s[h.first_parameter + i] = mis.half_shell_rotation;
+  }
+  const int n_def = det.sensor_parameters() - k_rigid_parameters;
+  for (const auto& sensor : det.sensors()) {
+    const std::int64_t f = sensor.first_parameter;
+    s[f + 0] = s[f + 1] = mis.sensor_shift_uv;
+    s[f + 2] = mis.sensor_shift_w;
+    s[f + 3] = mis.sensor_rotation_edge / sensor.half_length;
+    s[f + 4] = mis.sensor_rotation_edge / sensor.half_width;
+    s[f + 5] = mis.sensor_rotation_edge / std::max(sensor.half_width, sensor.half_length);
+    for (int k = 0; k < n_def; ++k) s[f + k_rigid_parameters + k] = mis.sensor_deformation;
+  }
+  for (const auto& l : det.cdc_layers()) {
+    if (l.first_parameter >= 0) {
+      for (int e = 0; e < 2; ++e) {
+        s[l.first_parameter + 3 * e + 0] = s[l.first_parameter + 3 * e + 1] = mis.layer_shift;
+        s[l.first_parameter + 3 * e + 2] = mis.layer_rotation;
+      }
+    }
+    if (l.first_wire_parameter >= 0) {
+      for (int i = 0; i < k_wire_parameters * l.wires; ++i) s[l.first_wire_parameter + i] = mis.wire_shift;
+    }
+  }
+  return s;
+}
+
+std::vector<std::int32_t> sample_sensor_labels(const Detector& det, int count) {
+  std::vector<std::int32_t> labels;
+  const auto& sensors = det.sensors();
+  if (count <= 0 || sensors.empty()) return labels;
+  const std::size_t n = sensors.size(), k = std::min<std::size_t>(static_cast<std::size_t>(count), n);
+  for (std::size_t j = 0; j < k; ++j) {
+    // Evenly spaced, starting half a step in: every layer once count reaches the layers.
+    const std::size_t i = (2 * j + 1) * n / (2 * k);
+    const std::int64_t first = sensors[i].first_parameter;
+    for (int p = 0; p < det.sensor_parameters(); ++p) labels.push_back(det.labels()[static_cast<std::size_t>(first + p)]);
+  }
+  return labels;
+}
+
+namespace {
+
 /// p + N c with c such that A (p + N c) = 0: the same measurements (along exact null modes) or
 /// nearly so, and the constraints hold.
 std::vector<double> satisfy_constraints(const Detector& det, std::vector<double> p) {
