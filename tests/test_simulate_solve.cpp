@@ -110,8 +110,8 @@ TEST(SimulateSolve, PresigmasOfTheMisalignmentsSizeKeepThePullsAndMinresErrorsEq
   steering.method = gpede::Method::minres;
   steering.method_name = "sparseMINRES";
   steering.minres_tolerance = 1e-10;
-  options.covariance_labels = gpede::sim::sample_sensor_labels(det, 3);
-  ASSERT_EQ(options.covariance_labels.size(), 3u * static_cast<std::size_t>(det.sensor_parameters()));
+  options.covariance_labels = gpede::sim::sample_sensor_labels(det, 1);
+  ASSERT_EQ(options.covariance_labels.size(), 1u * static_cast<std::size_t>(det.sensor_parameters()));
   const gpede::SolveResult iterative = gpede::solve(steering, options);
   ASSERT_EQ(iterative.exit_code, 0) << iterative.message;
   EXPECT_FALSE(iterative.has_errors);
