@@ -9,16 +9,9 @@
 #include <cstddef>
 #include <limits>
 
+#include "lanczos.hpp"
+
 namespace gpede::detail {
-namespace {
-
-double dot(const std::vector<double>& a, const std::vector<double>& b) {
-  double s = 0.0;
-  for (std::size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
-  return s;
-}
-
-}  // namespace
 
 std::string minres_stop_text(MinresStop stop) {
   switch (stop) {
@@ -43,10 +36,13 @@ MinresOutcome minres(const VectorMap& multiply, const VectorMap& precondition, c
   MinresOutcome out;
   out.x.assign(n, 0.0);
 
-  // Lanczos vectors r_prev, r_cur (unpreconditioned) and y = M^-1 r_cur; search directions w (the
-  // last) and w_prev (the one before).
-  std::vector<double> r_prev = b, r_cur = b, y = b, v(n), w(n, 0.0), w_prev(n, 0.0);
-  if (precondition) precondition(b, y);
+  // The Lanczos vectors; search directions w (the last) and w_prev (the one before).
+  std::vector<double> y0 = b;
+  if (precondition) precondition(b, y0);
+  Lanczos lanczos(b, std::move(y0));
+  std::vector<double>& y = lanczos.y;
+  const std::vector<double>& v = lanczos.v;
+  std::vector<double> w(n, 0.0), w_prev(n, 0.0);
   double beta1 = dot(b, y);
   if (beta1 < 0.0) {
     out.stop = MinresStop::preconditioner_indefinite;
@@ -66,21 +62,10 @@ MinresOutcome minres(const VectorMap& multiply, const VectorMap& precondition, c
   std::int64_t itn = 0;
   for (;;) {
     ++itn;
-    const double s = 1.0 / beta;
-    for (std::size_t i = 0; i < n; ++i) v[i] = s * y[i];
-    multiply(v, y);
-    if (itn >= 2) {
-      const double f = beta / beta_old;
-      for (std::size_t i = 0; i < n; ++i) y[i] -= f * r_prev[i];
-    }
-    const double alpha = dot(v, y);
-    const double g = alpha / beta;
-    for (std::size_t i = 0; i < n; ++i) y[i] -= g * r_cur[i];
-    std::swap(r_prev, r_cur);
-    r_cur = y;
-    if (precondition) precondition(r_cur, y);
+    const double alpha = lanczos.step(multiply, beta, beta_old, itn == 1);
+    if (precondition) precondition(lanczos.r_cur, y);
     beta_old = beta;
-    beta = dot(r_cur, y);
+    beta = dot(lanczos.r_cur, y);
     if (beta < 0.0) {
       out.stop = MinresStop::matrix_not_symmetric;
       break;

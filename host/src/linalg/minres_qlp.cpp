@@ -18,15 +18,10 @@
 #include <limits>
 
 #include "gpede/detail/minres.hpp"
+#include "lanczos.hpp"
 
 namespace gpede::detail {
 namespace {
-
-double dot(const std::vector<double>& a, const std::vector<double>& b) {
-  double s = 0.0;
-  for (std::size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
-  return s;
-}
 
 double norm(const std::vector<double>& a) { return std::sqrt(dot(a, a)); }
 
@@ -132,9 +127,11 @@ MinresOutcome minres_qlp(const VectorMap& multiply, const VectorMap& preconditio
     return out;
   };
 
-  // Lanczos vectors: r_prev and r_cur unpreconditioned, y = M^-1 r_cur, v the current one.
-  std::vector<double> r_prev = b, r_cur = b, y = b, v(n);
-  if (precondition) precondition(b, y);
+  std::vector<double> y0 = b;
+  if (precondition) precondition(b, y0);
+  Lanczos lanczos(b, std::move(y0));
+  std::vector<double>& y = lanczos.y;
+  const std::vector<double>& v = lanczos.v;
   double beta1 = dot(b, y);
   if (beta1 < 0.0 && norm(y) > eps) return finish(MinresQlpStop::preconditioner_indefinite);
   if (beta1 == 0.0) return finish(MinresQlpStop::zero_rhs);
@@ -173,23 +170,12 @@ MinresOutcome minres_qlp(const VectorMap& multiply, const VectorMap& preconditio
     // Lanczos step k: v_k, alpha_k, beta_{k+1}.
     const double beta_prev = beta;
     beta = beta_next;
-    const double inv_beta = 1.0 / beta;
-    for (std::size_t i = 0; i < n; ++i) v[i] = inv_beta * y[i];
-    multiply(v, y);
-    if (itn >= 2) {
-      const double f = beta / beta_prev;
-      for (std::size_t i = 0; i < n; ++i) y[i] -= f * r_prev[i];
-    }
-    const double alpha = dot(v, y);
-    const double g = alpha / beta;
-    for (std::size_t i = 0; i < n; ++i) y[i] -= g * r_cur[i];
-    std::swap(r_prev, r_cur);
-    r_cur = y;
+    const double alpha = lanczos.step(multiply, beta, beta_prev, itn == 1);
     if (!precondition) {
       beta_next = norm(y);
     } else {
-      precondition(r_cur, y);
-      beta_next = dot(r_cur, y);
+      precondition(lanczos.r_cur, y);
+      beta_next = dot(lanczos.r_cur, y);
       if (beta_next > 0.0) {
         beta_next = std::sqrt(beta_next);
       } else if (norm(y) > eps) {

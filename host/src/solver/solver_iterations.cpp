@@ -436,8 +436,7 @@ Iterations::Flow Iterations::solve() {
       m_log(" MINRES: " + m_inner.note);
       m_result.warnings.push_back("MINRES in iteration " + std::to_string(m_iteration) + ": " + m_inner.note);
     }
-    // Stops short of a solution: MINRES's codes 3 and above, MINRES-QLP's 2 and 8 to 14.
-    if (m_inner.qlp ? m_inner.stop == 2 || (m_inner.stop >= 8 && m_inner.stop <= 14) : m_inner.stop >= 3) {
+    if (m_inner.stopped_short()) {
       m_result.warnings.push_back(std::string(m_inner.qlp ? "MINRES-QLP" : "MINRES") + " stopped with code " + std::to_string(m_inner.stop) + " (" +
                                   m_inner.stop_text + ") after " + std::to_string(m_inner.iterations) +
                                   " iterations in iteration " + std::to_string(m_iteration));
@@ -698,8 +697,7 @@ void Iterations::covariance_block() {
     const IterativeSolveInfo info = m_backend.last_solve_info();
     if (info.iterative) {
       iterations += info.iterations;
-      const bool short_of_solution = info.qlp ? info.stop == 2 || (info.stop >= 8 && info.stop <= 14) : info.stop >= 3;
-      if (short_of_solution) ++unconverged;
+      if (info.stopped_short()) ++unconverged;
     }
   }
   if (unconverged > 0) {

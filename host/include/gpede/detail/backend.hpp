@@ -97,6 +97,9 @@ struct IterativeSolveInfo {
   std::string stop_text;
   std::string note;  ///< how the solve departed from pede's, where it did
   double a_norm = 0.0, a_cond = 0.0, r_norm = 0.0, ar_norm = 0.0, y_norm = 0.0;
+
+  /// Stopped short of a solution: MINRES's codes 3 and above, MINRES-QLP's 2 and 8 to 14.
+  bool stopped_short() const { return qlp ? stop == 2 || (stop >= 8 && stop <= 14) : stop >= 3; }
 };
 
 /// Outcome of a factorisation. ok == false: the matrix is not positive definite (elimination) or
