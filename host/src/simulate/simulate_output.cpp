@@ -222,7 +222,13 @@ SteeringFiles write_steering(const Simulation& simulation, const std::filesystem
   }
   if (!files.constraints.empty()) out << "constraints.txt\n";
   if (!files.fixed_wires.empty()) out << "fixed_wires.txt\n";
-  if (!files.presigmas.empty()) out << "presigmas.txt\n";
+  if (!files.presigmas.empty()) {
+    // Without `regularization` pede adds the pre-sigmas to the matrix only: a damping of each step,
+    // not a prior, so iterations after the first walk back towards the fit without them.
+    out << "presigmas.txt\n"
+           "* The pre-sigmas as a Gaussian prior (in the objective function too, not only in the matrix):\n"
+           "regularization 1.0\n";
+  }
   for (const std::string& line : cfg.steering_lines) out << line << '\n';
   out << "method " << cfg.method << " " << cfg.iterations << " 0.1\n"
       << "end\n";

@@ -1,6 +1,6 @@
 // The simulated misalignment: random values per level (half-shells, sensors with their bowing,
-// drift-chamber layers, wires) moved along the null modes until the constraints hold, the true
-// placements of sensors and wires that follow, and the in-memory record source.
+// drift-chamber layers, wires) conditioned on the constraints, the true placements of sensors and
+// wires that follow, and the in-memory record source.
 #include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
@@ -101,39 +101,42 @@ std::vector<std::int32_t> sample_sensor_labels(const Detector& det, int count) {
 
 namespace {
 
-/// p + N c with c such that A (p + N c) = 0: the same measurements (along exact null modes) or
-/// nearly so, and the constraints hold.
-std::vector<double> satisfy_constraints(const Detector& det, std::vector<double> p) {
+/// p - W A^T (A W A^T)^+ A p with W the misalignment variances: the draw conditioned on the
+/// constraints A p = 0, so the truth stays a sample of the Gaussian that pre-sigmas of the
+/// misalignment's size describe. (A shift along the null modes instead keeps the measurements
+/// but moves every sensor with the top-level objects' mean motion, far outside that Gaussian.)
+std::vector<double> satisfy_constraints(const Detector& det, std::vector<double> p, const std::vector<double>& sigmas) {
   const auto rows = det.constraint_rows();
-  const auto modes = det.null_modes();
   if (rows.empty()) return p;
-  if (rows.size() != modes.size()) {
-    throw RuntimeError("simulation: " + std::to_string(rows.size()) + " constraints but " +
-                       std::to_string(modes.size()) + " null modes");
-  }
   const Eigen::Index m = static_cast<Eigen::Index>(rows.size());
   auto apply = [&](const std::vector<double>& x, Eigen::Index r) {
     double sum = 0.0;
     for (const auto& [i, f] : rows[r]) sum += f * x[i];
     return sum;
   };
-  Eigen::MatrixXd an(m, m);
+  Eigen::MatrixXd awa(m, m);
   std::vector<double> x(p.size(), 0.0);
   for (Eigen::Index k = 0; k < m; ++k) {
-    for (const auto& [i, f] : modes[k]) x[i] = f;
-    for (Eigen::Index r = 0; r < m; ++r) an(r, k) = apply(x, r);
-    for (const auto& [i, f] : modes[k]) x[i] = 0.0;
+    for (const auto& [i, f] : rows[k]) x[i] += f * sigmas[i] * sigmas[i];
+    for (Eigen::Index r = 0; r < m; ++r) awa(r, k) = apply(x, r);
+    for (const auto& [i, f] : rows[k]) x[i] = 0.0;
   }
   Eigen::VectorXd ap(m);
-  for (Eigen::Index r = 0; r < m; ++r) ap[r] = apply(p, r);
-  Eigen::FullPivLU<Eigen::MatrixXd> lu(an);
-  if (lu.rank() < m) {
-    throw RuntimeError("simulation: the constraints do not fix the null modes (rank " + std::to_string(lu.rank()) +
-                       " of " + std::to_string(m) + ")");
+  double scale = 0.0;
+  for (Eigen::Index r = 0; r < m; ++r) {
+    ap[r] = apply(p, r);
+    for (const auto& [i, f] : rows[r]) scale = std::max(scale, std::fabs(f * p[i]));
   }
-  const Eigen::VectorXd c = lu.solve(-ap);
+  // Pseudo-inverse: a row whose parameters are all unmisaligned (fixed wires) is held already.
+  const Eigen::VectorXd y = awa.completeOrthogonalDecomposition().solve(ap);
   for (Eigen::Index k = 0; k < m; ++k) {
-    for (const auto& [i, f] : modes[k]) p[i] += f * c[k];
+    for (const auto& [i, f] : rows[k]) p[i] -= sigmas[i] * sigmas[i] * f * y[k];
+  }
+  for (Eigen::Index r = 0; r < m; ++r) {
+    if (std::fabs(apply(p, r)) > 1e-9 * std::max(scale, 1e-300)) {
+      throw RuntimeError("simulation: constraint " + std::to_string(r + 1) +
+                         " cannot be met by the misaligned parameters (residual " + std::to_string(apply(p, r)) + ")");
+    }
   }
   return p;
 }
@@ -175,7 +178,8 @@ Simulation::Simulation(const SimulationConfig& config) : m_config(config) {
     wires += l.wires;
   }
 
-  m_truth = satisfy_constraints(det, random_misalignment(det, config.misalignment, config.seed));
+  m_truth = satisfy_constraints(det, random_misalignment(det, config.misalignment, config.seed),
+                                misalignment_sigmas(det, config.misalignment));
   for (std::size_t s = 0; s < det.sensors().size(); ++s) {
     impl.true_sensors.push_back(sensor_placement(det, static_cast<int>(s), m_truth));
   }
