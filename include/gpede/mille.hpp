@@ -53,6 +53,13 @@ class MilleReader {
   std::int64_t double_records_read() const noexcept;
   /// Restarts at the beginning of the file (for another pass over the data).
   void rewind();
+  /// From now on, read() returns only the records that start at a byte offset in [begin, end) of
+  /// the (uncompressed) data; those before are checked and passed over, and the pass ends at the
+  /// first one at or after `end`. Records keep their numbers within the file.
+  void set_share(std::int64_t begin, std::int64_t end);
+  /// The file's size in bytes (compressed size for gzip), and whether it is gzip-compressed.
+  std::int64_t file_bytes() const noexcept;
+  bool compressed() const noexcept;
 
   const MilleFileSpec& spec() const noexcept;
 

@@ -42,6 +42,27 @@ class RecordSource {
   virtual void rewind() = 0;
 };
 
+/// The processes of one run that share its records (MPI ranks, or a framework's own workers):
+/// each reads its share of the binary files, the sums of every pass are added up over all of them,
+/// and process 0 solves and hands every process the same step. Implemented by the command line
+/// over MPI (`mpirun -np N gpede steer.txt`); every call is collective (all processes make it, in
+/// the same order).
+class ProcessGroup {
+ public:
+  virtual ~ProcessGroup() = default;
+  virtual int rank() const = 0;  ///< 0 to size() - 1
+  virtual int size() const = 0;
+  /// Element-wise sum over the processes, the same on every process afterwards.
+  virtual void sum(double* data, std::size_t count) = 0;
+  virtual void sum(std::int64_t* data, std::size_t count) = 0;
+  /// Element-wise sum onto process 0; the others' data are left as they were.
+  virtual void sum_to_first(double* data, std::size_t count) = 0;
+  /// Process 0's bytes to every process (resized there).
+  virtual void broadcast(std::vector<char>& bytes) = 0;
+  /// Every process's bytes, in rank order, on every process.
+  virtual std::vector<std::vector<char>> gather(const std::vector<char>& bytes) = 0;
+};
+
 /// Where a run stands, for SolverOptions::progress.
 struct Progress {
   enum class Phase {
@@ -107,6 +128,9 @@ struct SolverOptions {
   std::vector<std::int32_t> covariance_labels;
   /// The whole covariance of the variable parameters (n^2 doubles; n solutions).
   bool covariance_all = false;
+  /// The processes that share the run (null: this process alone). Each reads its share of the
+  /// binary files (make_file_source); the result is complete on every process.
+  ProcessGroup* processes = nullptr;
 };
 
 /// A block of the covariance matrix of the fitted parameters.
@@ -248,7 +272,10 @@ SolveResult solve(const Steering& steering, const SolverOptions& options = {},
                   RecordSource* source = nullptr);
 
 /// Record source that reads the steering's binary files (honours maxrecord and file weights).
-std::unique_ptr<RecordSource> make_file_source(const Steering& steering);
+/// With share_count > 1, only share `share` of them (0 to share_count - 1): the records that start
+/// in that part of the files' bytes taken end to end (a gzip file whole, to the share where its
+/// middle lies); records keep their numbers within their files. maxrecord needs a single share.
+std::unique_ptr<RecordSource> make_file_source(const Steering& steering, int share = 0, int share_count = 1);
 
 /// True if the CUDA backend (the plugin libgpede_cuda, loaded only when a CUDA run is asked for or
 /// considered) was built with this library.

@@ -61,5 +61,5 @@ sanitized_build_configure() {
     -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O2 -gline-tables-only" \
     -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -gline-tables-only" \
     -DGPEDE_TESTS=ON -DGPEDE_FUZZ=ON -DGPEDE_BENCHMARKS=OFF -DGPEDE_CUDA=OFF \
-    -DGPEDE_NATIVE_ARCH=OFF >/dev/null
+    -DGPEDE_NATIVE_ARCH=OFF -DGPEDE_MPI=OFF >/dev/null
 }

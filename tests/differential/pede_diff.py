@@ -25,6 +25,7 @@ import re
 import shutil
 import signal
 import struct
+import shlex
 import subprocess
 import sys
 import threading
@@ -638,7 +639,7 @@ def gpede_command(args, setup: vt.Setup) -> list[str]:
     if args.self_test:
         return [sys.executable, str(Path(__file__).resolve()), "--as-gpede", str(args.pede_path),
                 *setup.args, "steer.txt"]
-    return [str(args.gpede_path), *setup.args, "steer.txt"]
+    return [*args.launcher_words, str(args.gpede_path), *setup.args, "steer.txt"]
 
 
 def run_pede(args, setup: vt.Setup, ctx: vt.ProblemContext, folder: Path, title: str) -> Outputs:
@@ -886,6 +887,9 @@ def parse_args(argv):
                         help="N extra variants drawn at random from keyword choices")
     parser.add_argument("--seed", type=int, help="seed of the random variants (default: new)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="runs in parallel")
+    parser.add_argument("--launcher", default="", metavar="COMMAND",
+                        help="runs gpede under this launcher, e.g. 'mpirun -np 2 --oversubscribe' "
+                             "(variants with checkinput, printrecord or maxrecord are left out)")
     parser.add_argument("--list", action="store_true", help="list the variants and exit")
     parser.add_argument("--keep", action="store_true", help="keep the folders of passing runs too")
     parser.add_argument("--report", type=Path, help="the JSON report (default: <work>/report.json)")
@@ -896,6 +900,9 @@ def parse_args(argv):
     return parser, args
 
 
+SINGLE_PROCESS_KEYWORDS = ("checkinput", "printrecord", "maxrecord")
+
+
 def select_variants(args, seed: int) -> list[vt.Variant]:
     chosen = list(vt.VARIANTS)
     chosen += [vt.random_variant(seed, i) for i in range(args.random)]
@@ -903,6 +910,9 @@ def select_variants(args, seed: int) -> list[vt.Variant]:
         chosen = [v for v in chosen if v.quick or v.name.startswith("random-")]
     if args.variant:
         chosen = [v for v in chosen if any(fnmatch.fnmatchcase(v.name, g) for g in args.variant)]
+    if args.launcher:
+        # What needs every record in one process is refused under a launcher of several.
+        chosen = [v for v in chosen if not any(k in v.gpede.describe().lower() for k in SINGLE_PROCESS_KEYWORDS)]
     return chosen
 
 
@@ -911,6 +921,7 @@ def main(argv=None) -> int:
     if argv[:1] == ["--as-gpede"]:
         return as_gpede(argv[1:])
     parser, args = parse_args(argv)
+    args.launcher_words = shlex.split(args.launcher)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
     variants = select_variants(args, seed)
     problems = args.problem or list(vt.PROBLEMS)

@@ -24,6 +24,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "mpi_processes.hpp"
 #include "gpede/error.hpp"
 #include "gpede/output.hpp"
 #include "gpede/simulate.hpp"
@@ -229,6 +230,7 @@ volatile std::sig_atomic_t g_signal = 0;
 int g_wake[2] = {-1, -1};  // the handler writes one byte per signal into g_wake[1]
 std::mutex g_output_mutex;
 std::filesystem::path g_end_file;  // set once the run folder is ready (under g_output_mutex)
+bool g_failed = false;             // the run ended in an error (not a result's own exit code)
 constexpr int k_grace_milliseconds = 3000;
 
 extern "C" void on_stop_signal(int signal) {
@@ -401,35 +403,45 @@ void write_end_file(int code, const std::string& message) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  if (argc >= 2 && std::strcmp(argv[1], "simulate") == 0) return gpede::simulate_main(argc - 1, argv + 1);
+/// The run proper; main() around it starts and ends MPI where a launcher started several processes.
+int run(int argc, char** argv, gpede::ProcessGroup* processes) {
+  const bool first = processes == nullptr || processes->rank() == 0;
   CommandLine cl;
   try {
     const int status = parse_command_line(argc, argv, cl);
     if (status >= 0) return status;
   } catch (const std::exception& e) {
-    std::cerr << "gpede: " << e.what() << "\n";
+    if (first) std::cerr << "gpede: " << e.what() << "\n";
     return gpede::exit_code::usage;
   }
   start_signal_watcher();
+  // The other processes of an MPI run read their share of the records and say nothing; the first
+  // writes the output folder.
+  if (!first) cl.quiet = true;
 
   // The output folder first, as pede writes millepede.end first: a folder that cannot be written,
   // or one another run is using, is reported before any work.
   std::optional<gpede::RunFolder> folder;
-  try {
-    folder.emplace(cl.output_dir);
-  } catch (const gpede::OutputError& e) {
-    std::cerr << "gpede: error: " << e.what() << "\n";
-    return e.exit_code();
-  }
-  const auto out = folder->path();
-  {
+  std::filesystem::path out;
+  if (first) {
+    try {
+      folder.emplace(cl.output_dir);
+    } catch (const gpede::OutputError& e) {
+      std::cerr << "gpede: error: " << e.what() << "\n";
+      return e.exit_code();
+    }
+    out = folder->path();
     std::lock_guard<std::mutex> lock(g_output_mutex);
     g_end_file = out / "millepede.end";
   }
   const auto fail = [&](int code, const std::string& message) {
-    std::cerr << "gpede: error: " << gpede::bounded_message(message) << "\n";
+    std::cerr << "gpede: error" +
+                     (first ? std::string() : " (process " + std::to_string(processes->rank() + 1) + " of " +
+                                                  std::to_string(processes->size()) + ")") +
+                     ": "
+              << gpede::bounded_message(message) << "\n";
     write_end_file(code, message);
+    g_failed = true;
     return code;
   };
   if (cl.deferred_code != 0) return fail(cl.deferred_code, cl.deferred_error);
@@ -447,6 +459,12 @@ int main(int argc, char** argv) {
     gpede::SolverOptions options;
     options.backend = cl.backend;
     options.threads = cl.threads;
+    options.processes = processes;
+    if (processes != nullptr && cl.threads == 0 && steering.threads == 0) {
+      // The node's cores shared among its processes.
+      const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+      options.threads = std::max(1, cores / gpede::cli::local_processes());
+    }
     options.deterministic = cl.deterministic;
     options.cache_records = !cl.no_cache;
     options.storage = cl.storage;
@@ -465,6 +483,7 @@ int main(int argc, char** argv) {
       };
     }
     gpede::SolveResult result = gpede::solve(steering, options);
+    if (!first) return result.exit_code >= 10 ? result.exit_code : 0;
     {
       std::lock_guard<std::mutex> lock(g_output_mutex);
       gpede::write_results(out, result, steering);
@@ -497,4 +516,23 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     return fail(gpede::exit_code::memory, e.what());
   }
+}
+
+int main(int argc, char** argv) {
+  if (argc >= 2 && std::strcmp(argv[1], "simulate") == 0) return gpede::simulate_main(argc - 1, argv + 1);
+  int world = 0;
+  if (!gpede::cli::launched_by_mpi(&world) || world <= 1) return run(argc, argv, nullptr);
+  // Several processes: a failure on any of them ends all (MPI_Abort), since the others would wait
+  // for it in the next sum; the first process has written millepede.end by then.
+  std::unique_ptr<gpede::ProcessGroup> processes;
+  try {
+    processes = gpede::cli::start_mpi(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "gpede: error: started by an MPI launcher with " << world << " processes: " << e.what() << "\n";
+    return gpede::exit_code::usage;
+  }
+  const int code = run(argc, argv, processes.get());
+  if (g_failed) gpede::cli::abort_mpi(code);
+  gpede::cli::finish_mpi();
+  return code;
 }

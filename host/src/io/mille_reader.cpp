@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <sstream>
@@ -364,6 +365,8 @@ struct MilleReader::Impl {
   std::int64_t records = 0;
   std::int64_t double_records = 0;
   std::int64_t first_pass_records = -1;  ///< records of the first complete pass (pede's length check)
+  std::int64_t share_begin = 0;          ///< MilleReader::set_share
+  std::int64_t share_end = INT64_MAX;
 
   Impl(const MilleFileSpec& s, std::int32_t index) : spec(s), file_index(index), source(s.path) {
     buf.resize(k_chunk_bytes);
@@ -436,8 +439,22 @@ struct MilleReader::Impl {
     return source.is_gzip() && source.gzip_cut_short() ? " (the gzip stream is cut short)" : "";
   }
 
-  /// Reads one record; false at the clean end of the data.
+  /// Reads one record; false at the clean end of the data (or of the share).
   bool read_record(RecordBatch& b) {
+    while (true) {
+      if (consumed >= share_end) {
+        end_of_pass();
+        return false;
+      }
+      const bool skip = consumed < share_begin;
+      if (!read_one(b, skip)) return false;
+      if (!skip) return true;
+    }
+  }
+
+  /// Reads one record, checked; with `skip` its values are not parsed nor appended. False at the
+  /// clean end of the data.
+  bool read_one(RecordBatch& b, bool skip) {
     const std::int64_t record = records + 1;
     const std::int64_t offset = consumed;
     const bool fortran = spec.format == MilleFormat::fortran_binary;
@@ -508,6 +525,12 @@ struct MilleReader::Impl {
       }
     }
 
+    if (skip) {
+      consume(static_cast<std::size_t>(total));
+      ++records;
+      if (is_double) ++double_records;
+      return true;
+    }
     RecordFault fault;
     const bool ok = is_double ? parse_record<double>(p, p + value_bytes, m, b, fault)
                               : parse_record<float>(p, p + value_bytes, m, b, fault);
@@ -555,5 +578,13 @@ void MilleReader::rewind() {
 }
 
 const MilleFileSpec& MilleReader::spec() const noexcept { return m_impl->spec; }
+
+void MilleReader::set_share(std::int64_t begin, std::int64_t end) {
+  m_impl->share_begin = begin;
+  m_impl->share_end = end;
+}
+
+std::int64_t MilleReader::file_bytes() const noexcept { return m_impl->source.file_size(); }
+bool MilleReader::compressed() const noexcept { return m_impl->source.is_gzip(); }
 
 }  // namespace gpede

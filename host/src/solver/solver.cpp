@@ -228,8 +228,22 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
                            "relative to the working folder or to the steering file's folder)",
                        exit_code::no_binary_files);
     }
-    owned_source = make_file_source(steering);
+    owned_source = options.processes != nullptr
+                       ? make_file_source(steering, options.processes->rank(), options.processes->size())
+                       : make_file_source(steering);
     source = owned_source.get();
+  }
+  ProcessGroup* const processes =
+      options.processes != nullptr && options.processes->size() > 1 ? options.processes : nullptr;
+  if (processes != nullptr) {
+    const auto refuse = [&](const std::string& what) {
+      throw InputError(what + " (" + steering.steering_file.string() + ") needs all records in one process; it " +
+                           "cannot be used with " + std::to_string(processes->size()) + " processes",
+                       exit_code::steering_error);
+    };
+    if (steering.check_input > 0) refuse("checkinput");
+    if (steering.printrecord1 != 0 || steering.printrecord2 != 0) refuse("printrecord");
+    log.progress("processes: " + std::to_string(processes->size()) + ", each with its share of the records");
   }
   const auto t_read = Clock::now();
   const std::size_t cache_budget = options.cache_budget_bytes > 0
@@ -242,7 +256,7 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
   detail::EntryCounter counter(steering.count_records);
   detail::LabelMap labels;
   meter.begin(Progress::Phase::reading, 0, -1);
-  const detail::ReadOutcome read = detail::read_records(steering, data, counter, labels);
+  const detail::ReadOutcome read = detail::read_records(steering, data, counter, labels, processes);
   meter.finish();
   result.records_read = read.records;
   result.figures.reading_s = seconds_since(t_read);
@@ -260,7 +274,7 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
   }
 
   // ---- parameters, constraints, external measurements -------------------------------------------
-  const detail::ParameterTable parameters = detail::set_up_parameters(steering, labels, counter, data, log);
+  const detail::ParameterTable parameters = detail::set_up_parameters(steering, labels, counter, data, log, processes);
   const detail::ConstraintTable constraints = detail::set_up_constraints(steering, labels, parameters, log);
   const std::vector<detail::MeasurementEquation> measurements = detail::set_up_measurements(steering, labels);
   result.n_constraints = constraints.size();
@@ -290,6 +304,7 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
   // ---- backend, chosen now that the size of the system is known ---------------------------------
   std::unique_ptr<detail::Backend> backend =
       choose_backend(steering, options, n_var, constraints.system.m, read.max_batch_bytes, log, result.warnings);
+  if (processes != nullptr) backend = detail::make_distributed_backend(std::move(backend), *processes);
   result.backend = backend->name();
   result.threads = backend->host_threads();
   static const std::string cpu_model = read_cpu_model();  // once per process, not per run

@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "gpede/detail/batch_layout.hpp"
 #include "gpede/error.hpp"
@@ -88,9 +89,10 @@ std::size_t EntryCounter::table_bytes() const {
   return m_dense.size() * sizeof(std::int64_t) + m_hash.size() * 32 + m_hash.bucket_count() * sizeof(void*);
 }
 
-void EntryCounter::bump(std::int32_t label) {
+void EntryCounter::bump(std::int32_t label, std::int64_t amount) {
   if (label >= 0 && static_cast<std::size_t>(label) < m_dense.size()) {
-    if (m_dense[label]++ == 0) ++m_distinct;
+    if (m_dense[label] == 0) ++m_distinct;
+    m_dense[label] += amount;
     return;
   }
   const std::int64_t allowance = kDensePerLabel * (m_distinct + 1) + kDenseBase;
@@ -109,10 +111,42 @@ void EntryCounter::bump(std::int32_t label) {
         ++it;
       }
     }
-    if (m_dense[label]++ == 0) ++m_distinct;
+    if (m_dense[label] == 0) ++m_distinct;
+    m_dense[label] += amount;
     return;
   }
-  if (m_hash[label]++ == 0) ++m_distinct;
+  std::int64_t& count = m_hash[label];
+  if (count == 0) ++m_distinct;
+  count += amount;
+}
+
+void EntryCounter::combine(ProcessGroup& processes) {
+  // (label, count) pairs of this process, as bytes; every process adds up everyone's.
+  std::vector<char> mine;
+  const auto append = [&](std::int32_t label, std::int64_t count) {
+    const std::size_t at = mine.size();
+    mine.resize(at + 12);
+    std::memcpy(mine.data() + at, &label, 4);
+    std::memcpy(mine.data() + at + 4, &count, 8);
+  };
+  for (std::size_t l = 0; l < m_dense.size(); ++l) {
+    if (m_dense[l] > 0) append(static_cast<std::int32_t>(l), m_dense[l]);
+  }
+  for (const auto& [label, count] : m_hash) {
+    if (count > 0) append(label, count);
+  }
+  const std::vector<std::vector<char>> all = processes.gather(mine);
+  for (int r = 0; r < static_cast<int>(all.size()); ++r) {
+    if (r == processes.rank()) continue;
+    const auto& bytes = all[static_cast<std::size_t>(r)];
+    for (std::size_t at = 0; at + 12 <= bytes.size(); at += 12) {
+      std::int32_t label = 0;
+      std::int64_t count = 0;
+      std::memcpy(&label, bytes.data() + at, 4);
+      std::memcpy(&count, bytes.data() + at + 4, 8);
+      bump(label, count);
+    }
+  }
 }
 
 void EntryCounter::add(const RecordBatch& batch) {
@@ -254,7 +288,8 @@ void DataSet::pass(const LabelMap& map, const std::function<void(const RecordBat
   }
 }
 
-ReadOutcome read_records(const Steering& steering, DataSet& data, EntryCounter& counter, LabelMap& labels) {
+ReadOutcome read_records(const Steering& steering, DataSet& data, EntryCounter& counter, LabelMap& labels,
+                         ProcessGroup* processes) {
   ReadOutcome out;
   data.first_read([&](const RecordBatch& batch) {
     out.max_batch_bytes = std::max(out.max_batch_bytes, batch.bytes());
@@ -262,6 +297,13 @@ ReadOutcome read_records(const Steering& steering, DataSet& data, EntryCounter& 
     out.records += static_cast<std::int64_t>(batch.n_records());
     out.measurements += static_cast<std::int64_t>(batch.n_measurements());
   });
+  if (processes != nullptr && processes->size() > 1) {
+    counter.combine(*processes);
+    std::int64_t sums[2] = {out.records, out.measurements};
+    processes->sum(sums, 2);
+    out.records = sums[0];
+    out.measurements = sums[1];
+  }
   if (out.records == 0) {
     throw InputError("no records: the binary files named in " + steering.steering_file.string() +
                          " hold no Mille record (empty data set); nothing to align",

@@ -72,12 +72,14 @@ class EntryCounter {
   explicit EntryCounter(bool per_record) : m_per_record(per_record) {}
   void add(const RecordBatch& batch);
   std::vector<std::int32_t> labels() const;
+  /// Adds the counts of the other processes: afterwards every process holds the sums.
+  void combine(ProcessGroup& processes);
   std::int64_t count(std::int32_t label) const;
   /// Bytes of the counting tables (dense table or hash entries, roughly).
   std::size_t table_bytes() const;
 
  private:
-  void bump(std::int32_t label);
+  void bump(std::int32_t label, std::int64_t amount = 1);
   bool m_per_record;
   std::int64_t m_distinct = 0;
   std::vector<std::int64_t> m_dense;
@@ -226,11 +228,13 @@ struct ReadOutcome {
   std::int64_t measurements = 0;
   std::size_t max_batch_bytes = 0;
 };
-ReadOutcome read_records(const Steering& steering, DataSet& data, EntryCounter& counter, LabelMap& labels);
+/// With processes, each reads its share and the counts, records and labels are those of all.
+ReadOutcome read_records(const Steering& steering, DataSet& data, EntryCounter& counter, LabelMap& labels,
+                         ProcessGroup* processes = nullptr);
 
 /// Start values, pre-sigmas, the entries cut (iterated if asked), prior weights.
 ParameterTable set_up_parameters(const Steering& steering, const LabelMap& labels, const EntryCounter& counter,
-                                 DataSet& data, const RunLog& log);
+                                 DataSet& data, const RunLog& log, ProcessGroup* processes = nullptr);
 
 /// Constraints: weighting, empty equations, rank of A A^T, the equations the solution applies.
 ConstraintTable set_up_constraints(const Steering& steering, const LabelMap& labels,

@@ -29,7 +29,7 @@ std::string width12(std::int64_t value) {
 }  // namespace
 
 ParameterTable set_up_parameters(const Steering& steering, const LabelMap& labels, const EntryCounter& counter,
-                                 DataSet& data, const RunLog& log) {
+                                 DataSet& data, const RunLog& log, ProcessGroup* processes) {
   ParameterTable t;
   const std::int64_t n = labels.size();
   t.label = labels.labels();
@@ -78,6 +78,7 @@ ParameterTable set_up_parameters(const Steering& steering, const LabelMap& label
           for (std::int64_t g = g0; g < g1; ++g) ++again[batch.global_index[g]];
         }
       });
+      if (processes != nullptr && processes->size() > 1) processes->sum(again.data(), again.size());
       for (std::int64_t i = 0; i < n; ++i) {
         if (t.fixed_by[i] != FixedBy::none) continue;
         if (again[i] < steering.entries_files && t.entries[i] < steering.entries_iterate) {

@@ -13,6 +13,10 @@
 #include "gpede/record_batch.hpp"
 #include "gpede/steering.hpp"
 
+namespace gpede {
+class ProcessGroup;
+}
+
 namespace gpede::detail {
 
 /// What a pass over the data needs to know.
@@ -171,6 +175,13 @@ class Backend {
                              const std::vector<double>& values) = 0;
   /// Diagonal of the global matrix as accumulated (before factorize).
   virtual std::vector<double> matrix_diagonal() const = 0;
+  /// The global matrix as accumulated by the last building pass, as one array in host memory with
+  /// the same layout for every instance of the backend at the same n (so that processes can add
+  /// theirs up); null, and count 0, where it has none such (sparse or device storage).
+  virtual double* host_matrix(std::size_t* count) {
+    *count = 0;
+    return nullptr;
+  }
 
   /// Applies the constraints and factorises by the method; the matrix is consumed.
   virtual FactorReport factorize(const ConstraintSystem& constraints, const FactorOptions& options) = 0;
@@ -184,6 +195,12 @@ class Backend {
   /// Diagonal of the covariance (size n); empty without covariance.
   virtual std::vector<double> covariance_diagonal() = 0;
 };
+
+/// The backend of one process among several (ProcessGroup): passes run on `inner` over this
+/// process's records, and their sums, the global matrix included, are added up over the
+/// processes; process 0 factorises and solves, and every process receives its reports, steps and
+/// covariance, so that all take the same decisions. Needs a matrix in host memory (host_matrix).
+std::unique_ptr<Backend> make_distributed_backend(std::unique_ptr<Backend> inner, ProcessGroup& processes);
 
 /// CPU backend: `threads` worker threads (0: all cores) and LAPACK.
 std::unique_ptr<Backend> make_cpu_backend(int threads);

@@ -116,6 +116,14 @@ class CpuBackend final : public Backend {
     return d;
   }
 
+  double* host_matrix(std::size_t* count) override {
+    *count = 0;
+    if (m_sparse) return nullptr;
+    std::vector<double>& values = m_packed ? m_packed_matrix.values() : m_accumulator.matrix();
+    *count = values.size();
+    return values.data();
+  }
+
   FactorReport factorize(const ConstraintSystem& constraints, const FactorOptions& options) override {
     if (m_sparse) {
       if (options.method != Method::minres) {

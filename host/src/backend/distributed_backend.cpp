@@ -1,0 +1,286 @@
+// A backend shared by the processes of one run (gpede::ProcessGroup, MPI ranks under mpirun): each
+// process runs the passes over its own records on its own backend; the pass's sums (chi2, counts,
+// b, entries) are added up on every process and the global matrix onto process 0, which factorises
+// and solves. What process 0 finds (the factorisation's report, each step, the covariance) is sent
+// to every process, failures included, so that every process takes the same decisions and none
+// waits for a message that does not come.
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "gpede/detail/backend.hpp"
+#include "gpede/error.hpp"
+#include "gpede/solver.hpp"
+
+namespace gpede::detail {
+namespace {
+
+/// Bytes out: plain values, strings and vectors of plain values, in order.
+class Packer {
+ public:
+  template <class T>
+  void put(const T& value) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    const std::size_t at = m_bytes.size();
+    m_bytes.resize(at + sizeof(T));
+    std::memcpy(m_bytes.data() + at, &value, sizeof(T));
+  }
+  void put(const std::string& text) { put_range(text.data(), text.size()); }
+  template <class T>
+  void put(const std::vector<T>& values) {
+    put_range(values.data(), values.size());
+  }
+  std::vector<char>& bytes() { return m_bytes; }
+
+ private:
+  template <class T>
+  void put_range(const T* data, std::size_t count) {
+    put(static_cast<std::uint64_t>(count));
+    const std::size_t at = m_bytes.size();
+    m_bytes.resize(at + count * sizeof(T));
+    if (count > 0) std::memcpy(m_bytes.data() + at, data, count * sizeof(T));
+  }
+  std::vector<char> m_bytes;
+};
+
+/// Bytes in, in the order they were packed.
+class Unpacker {
+ public:
+  explicit Unpacker(const std::vector<char>& bytes) : m_bytes(bytes) {}
+  template <class T>
+  T get() {
+    static_assert(std::is_trivially_copyable_v<T>);
+    T value{};
+    take(&value, sizeof(T));
+    return value;
+  }
+  std::string get_string() {
+    std::string text(static_cast<std::size_t>(get<std::uint64_t>()), '\0');
+    take(text.data(), text.size());
+    return text;
+  }
+  template <class T>
+  std::vector<T> get_vector() {
+    const auto count = static_cast<std::size_t>(get<std::uint64_t>());
+    if (count > (m_bytes.size() - m_at) / sizeof(T)) throw RuntimeError("distributed backend: short message");
+    std::vector<T> values(count);
+    take(values.data(), count * sizeof(T));
+    return values;
+  }
+
+ private:
+  void take(void* to, std::size_t n) {
+    if (n > m_bytes.size() - m_at) throw RuntimeError("distributed backend: short message");
+    if (n > 0) std::memcpy(to, m_bytes.data() + m_at, n);
+    m_at += n;
+  }
+  const std::vector<char>& m_bytes;
+  std::size_t m_at = 0;
+};
+
+void pack(Packer& p, const FactorReport& r) {
+  p.put(r.ok);
+  p.put(r.solvable);
+  p.put(r.rank_defect);
+  p.put(r.negative_pivots);
+  p.put(r.message);
+  p.put(r.weak_indices);
+  p.put(r.dependent_constraints);
+  p.put(r.eigenvalues);
+  p.put(static_cast<std::uint64_t>(r.eigenvectors.size()));
+  for (const auto& [index, vector] : r.eigenvectors) {
+    p.put(index);
+    p.put(vector);
+  }
+}
+
+FactorReport unpack_report(Unpacker& u) {
+  FactorReport r;
+  r.ok = u.get<bool>();
+  r.solvable = u.get<bool>();
+  r.rank_defect = u.get<std::int64_t>();
+  r.negative_pivots = u.get<std::int64_t>();
+  r.message = u.get_string();
+  r.weak_indices = u.get_vector<std::int64_t>();
+  r.dependent_constraints = u.get_vector<std::int64_t>();
+  r.eigenvalues = u.get_vector<double>();
+  const auto count = u.get<std::uint64_t>();
+  for (std::uint64_t k = 0; k < count; ++k) {
+    const auto index = u.get<std::int64_t>();
+    r.eigenvectors.emplace_back(index, u.get_vector<double>());
+  }
+  return r;
+}
+
+void pack(Packer& p, const IterativeSolveInfo& s) {
+  p.put(s.iterative);
+  p.put(s.iterations);
+  p.put(s.stop);
+  p.put(s.qlp);
+  p.put(s.qlp_iterations);
+  p.put(s.stop_text);
+  p.put(s.note);
+  for (double v : {s.a_norm, s.a_cond, s.r_norm, s.ar_norm, s.y_norm}) p.put(v);
+}
+
+IterativeSolveInfo unpack_info(Unpacker& u) {
+  IterativeSolveInfo s;
+  s.iterative = u.get<bool>();
+  s.iterations = u.get<std::int64_t>();
+  s.stop = u.get<int>();
+  s.qlp = u.get<bool>();
+  s.qlp_iterations = u.get<std::int64_t>();
+  s.stop_text = u.get_string();
+  s.note = u.get_string();
+  for (double* v : {&s.a_norm, &s.a_cond, &s.r_norm, &s.ar_norm, &s.y_norm}) *v = u.get<double>();
+  return s;
+}
+
+// How process 0's part of a step ended, sent ahead of its result.
+enum class Status : std::uint8_t { ok = 0, input_error = 1, runtime_error = 2, no_memory = 3 };
+
+class DistributedBackend final : public Backend {
+ public:
+  DistributedBackend(std::unique_ptr<Backend> inner, ProcessGroup& processes)
+      : m_inner(std::move(inner)), m_processes(processes), m_first(processes.rank() == 0) {}
+
+  std::string name() const override { return m_inner->name(); }
+  int host_threads() const override { return m_inner->host_threads(); }
+  // Sparse storage takes its pattern from this process's records alone: not summable.
+  bool supports_sparse_matrix() const override { return false; }
+  bool supports_packed_matrix() const override { return m_inner->supports_packed_matrix(); }
+  void use_packed_matrix(bool packed) override { m_inner->use_packed_matrix(packed); }
+  std::string matrix_description() const override { return m_inner->matrix_description(); }
+  bool wants_bounds() const override { return m_inner->wants_bounds(); }
+  void begin_bounds(const PassSetup& setup) override { m_inner->begin_bounds(setup); }
+  void bound(const RecordBatch& batch) override { m_inner->bound(batch); }
+
+  void begin_pass(const PassSetup& setup) override {
+    m_building = setup.build_matrix;
+    m_inner->begin_pass(setup);
+  }
+  void accumulate(const RecordBatch& batch) override { m_inner->accumulate(batch); }
+
+  PassTotals end_pass() override {
+    PassTotals t = m_inner->end_pass();
+    double reals[3] = {t.chi2_sum, t.function_value, t.weighted_ndf_sum};
+    std::int64_t counts[8] = {t.ndf_sum,      t.records,      t.accepted,     t.rejected_rank,
+                              t.rejected_ndf, t.rejected_huge, t.rejected_cut, t.rejected_downweight};
+    m_processes.sum(reals, 3);
+    m_processes.sum(counts, 8);
+    t.chi2_sum = reals[0], t.function_value = reals[1], t.weighted_ndf_sum = reals[2];
+    t.ndf_sum = counts[0], t.records = counts[1], t.accepted = counts[2], t.rejected_rank = counts[3];
+    t.rejected_ndf = counts[4], t.rejected_huge = counts[5], t.rejected_cut = counts[6];
+    t.rejected_downweight = counts[7];
+    m_processes.sum(t.rhs.data(), t.rhs.size());
+    m_processes.sum(t.entries_accepted.data(), t.entries_accepted.size());
+    if (m_building) {
+      std::size_t count = 0;
+      double* matrix = m_inner->host_matrix(&count);
+      // Every process must take part, with the same size, or none may: agree on it first.
+      std::int64_t sizes[2] = {static_cast<std::int64_t>(matrix != nullptr ? count : 0), 1};
+      m_processes.sum(sizes, 2);
+      if (matrix == nullptr || sizes[0] != static_cast<std::int64_t>(count) * sizes[1]) {
+        throw RuntimeError("the " + m_inner->name() + " backend's global matrix (" +
+                           (matrix == nullptr ? std::string("not in host memory")
+                                              : std::to_string(count) + " elements here") +
+                           ") cannot be added up over " + std::to_string(m_processes.size()) + " processes");
+      }
+      m_processes.sum_to_first(matrix, count);
+    }
+    return t;
+  }
+
+  void add_to_matrix(const std::vector<std::int64_t>& rows, const std::vector<std::int64_t>& cols,
+                     const std::vector<double>& values) override {
+    if (m_first) m_inner->add_to_matrix(rows, cols, values);
+  }
+
+  std::vector<double> matrix_diagonal() const override {
+    return from_first([&](Packer& p) { p.put(m_inner->matrix_diagonal()); },
+                      [](Unpacker& u) { return u.get_vector<double>(); });
+  }
+
+  FactorReport factorize(const ConstraintSystem& constraints, const FactorOptions& options) override {
+    return from_first([&](Packer& p) { pack(p, m_inner->factorize(constraints, options)); },
+                      [](Unpacker& u) { return unpack_report(u); });
+  }
+
+  std::vector<double> solve(const std::vector<double>& b, const std::vector<double>& residual) override {
+    return from_first(
+        [&](Packer& p) {
+          p.put(m_inner->solve(b, residual));
+          pack(p, m_inner->last_solve_info());
+        },
+        [&](Unpacker& u) {
+          auto step = u.get_vector<double>();
+          m_info = unpack_info(u);
+          return step;
+        });
+  }
+  IterativeSolveInfo last_solve_info() const override { return m_info; }
+  void release_factorization() override { m_inner->release_factorization(); }
+  std::vector<double> covariance_diagonal() override {
+    return from_first([&](Packer& p) { p.put(m_inner->covariance_diagonal()); },
+                      [](Unpacker& u) { return u.get_vector<double>(); });
+  }
+
+ private:
+  /// Process 0 runs `work`, which packs its result; every process gets the bytes and unpacks them
+  /// with `read`. An exception on process 0 reaches every process as the same kind of error.
+  template <class Work, class Read>
+  auto from_first(Work work, Read read) const -> std::invoke_result_t<Read, Unpacker&> {
+    Packer p;
+    p.put(Status::ok);
+    if (m_first) {
+      try {
+        work(p);
+      } catch (const InputError& e) {
+        send_failure(Status::input_error, e.exit_code(), e.what());
+        throw;
+      } catch (const std::bad_alloc&) {
+        send_failure(Status::no_memory, 0, "");
+        throw;
+      } catch (const std::exception& e) {
+        send_failure(Status::runtime_error, 0, e.what());
+        throw;
+      }
+    }
+    m_processes.broadcast(p.bytes());
+    Unpacker u(p.bytes());
+    const auto status = u.get<Status>();
+    if (status != Status::ok) {
+      const int code = u.get<int>();
+      const std::string what = u.get_string();
+      if (status == Status::input_error) throw InputError(what, code);
+      if (status == Status::no_memory) throw std::bad_alloc();
+      throw RuntimeError(what);
+    }
+    return read(u);
+  }
+
+  void send_failure(Status status, int code, const std::string& what) const {
+    Packer p;
+    p.put(status);
+    p.put(code);
+    p.put(what);
+    m_processes.broadcast(p.bytes());
+  }
+
+  std::unique_ptr<Backend> m_inner;
+  ProcessGroup& m_processes;
+  bool m_first;
+  bool m_building = false;
+  IterativeSolveInfo m_info;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_distributed_backend(std::unique_ptr<Backend> inner, ProcessGroup& processes) {
+  return std::make_unique<DistributedBackend>(std::move(inner), processes);
+}
+
+}  // namespace gpede::detail
