@@ -159,8 +159,9 @@ def main() -> int:
             for n in (2, 3):
                 problems += compare(name, outcomes[1], outcomes[n], n, 1e-2 if "MINRES" in name else 1e-6)
 
-    # A broken record late in the last file: in the last process's share. The run ends with the
-    # reader's error (exit code 20, the file and record named) and writes no results.
+    # A broken record late in the last file: in the last process's share. Every process stops at the
+    # end of that pass, the first prints the reader's error and writes it into millepede.end (code
+    # 20, the file, record and offset named), and no results are written.
     broken = data / "mille_002.bin"
     (data / "steer-broken.txt").write_text("\n".join(base_lines + ["method inversion 1 0.1", "end"]) + "\n")
     record, offset = break_record(broken, 10)
@@ -171,10 +172,15 @@ def main() -> int:
     if "mille_002.bin" not in text or f"record {record} " not in text or f"byte offset {offset}" not in text:
         problems.append(f"broken record: the error does not name the file, record {record} and offset {offset}:\n"
                         f"{text[-2000:]}")
+    end = (data / "out-broken" / "millepede.end")
+    if not end.exists() or not end.read_text().split()[:1] == ["20"] or "(process 3 of 3)" not in end.read_text():
+        problems.append("broken record: millepede.end does not give code 20 and process 3's error: " +
+                        (end.read_text() if end.exists() else "missing"))
     if (data / "out-broken" / "millepede.res").exists():
         problems.append("broken record: millepede.res was written")
     else:
-        print("  broken record in the last share: exit code 20, the file and record named, no results", flush=True)
+        print("  broken record in the last share: exit code 20, the file and record named by the first process "
+              "and in millepede.end, no results", flush=True)
 
     (data / "steer-maxrecord.txt").write_text("\n".join(base_lines + ["maxrecord 100", "method inversion 1 0.1",
                                                                       "end"]) + "\n")

@@ -435,11 +435,14 @@ int run(int argc, char** argv, gpede::ProcessGroup* processes) {
     g_end_file = out / "millepede.end";
   }
   const auto fail = [&](int code, const std::string& message) {
-    std::cerr << "gpede: error" +
-                     (first ? std::string() : " (process " + std::to_string(processes->rank() + 1) + " of " +
-                                                  std::to_string(processes->size()) + ")") +
-                     ": "
-              << gpede::bounded_message(message) << "\n";
+    // Another process's failure, which the library hands every process ("(process K of N) ..."),
+    // is printed by the first; a process's own failure by that process.
+    if (first) {
+      std::cerr << "gpede: error: " << gpede::bounded_message(message) << "\n";
+    } else if (message.rfind("(process ", 0) != 0) {
+      std::cerr << "gpede: error (process " << processes->rank() + 1 << " of " << processes->size()
+                << "): " << gpede::bounded_message(message) << "\n";
+    }
     write_end_file(code, message);
     g_failed = true;
     return code;
@@ -532,7 +535,9 @@ int main(int argc, char** argv) {
     return gpede::exit_code::usage;
   }
   const int code = run(argc, argv, processes.get());
-  if (g_failed) gpede::cli::abort_mpi(code);
+  // A failure that every process shares (the library's agreement after each pass and step) ends
+  // all normally; one that left others waiting ends them by MPI_Abort.
+  if (g_failed && !gpede::cli::all_failed_together(10.0)) gpede::cli::abort_mpi(code);
   gpede::cli::finish_mpi();
   return code;
 }

@@ -3,9 +3,11 @@
 #include "mpi_processes.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cstdlib>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gpede/error.hpp"
@@ -27,6 +29,9 @@ int environment_number(const char* name) {
 
 #ifdef GPEDE_WITH_MPI
 bool g_started = false;
+// A second communicator for the meeting after a failure, apart from the run's sums (a process
+// still inside a sum on MPI_COMM_WORLD must not be matched with it).
+MPI_Comm g_end_comm = MPI_COMM_NULL;
 
 void check(int status, const char* what) {
   if (status != MPI_SUCCESS) throw RuntimeError(std::string("MPI: ") + what + " failed");
@@ -134,11 +139,31 @@ std::unique_ptr<ProcessGroup> start_mpi(int& argc, char**& argv) {
 #ifdef GPEDE_WITH_MPI
   check(MPI_Init(&argc, &argv), "MPI_Init");
   g_started = true;
+  check(MPI_Comm_dup(MPI_COMM_WORLD, &g_end_comm), "MPI_Comm_dup");
   return std::make_unique<MpiProcesses>();
 #else
   (void)argc;
   (void)argv;
   throw RuntimeError("this gpede was built without MPI (no MPI library found when it was configured)");
+#endif
+}
+
+bool all_failed_together(double seconds) {
+#ifdef GPEDE_WITH_MPI
+  if (!g_started) return true;
+  MPI_Request request = MPI_REQUEST_NULL;
+  if (MPI_Ibarrier(g_end_comm, &request) != MPI_SUCCESS) return false;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < until) {
+    int done = 0;
+    if (MPI_Test(&request, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) return false;
+    if (done) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
+#else
+  (void)seconds;
+  return true;
 #endif
 }
 
@@ -152,6 +177,7 @@ void abort_mpi(int code) {
 
 void finish_mpi() {
 #ifdef GPEDE_WITH_MPI
+  if (g_end_comm != MPI_COMM_NULL) MPI_Comm_free(&g_end_comm);
   if (g_started) MPI_Finalize();
   g_started = false;
 #endif

@@ -19,6 +19,10 @@ bool built_with_mpi() noexcept;
 /// Initialises MPI and returns the group of all processes (MPI_COMM_WORLD). Throws RuntimeError if
 /// the program was built without MPI.
 std::unique_ptr<ProcessGroup> start_mpi(int& argc, char**& argv);
+/// After a failure: true if every process failed too within `seconds` (the library hands every
+/// process a failure of one of them at the end of a pass or step), so that all can end normally;
+/// false if some process is still working or waiting (then abort_mpi).
+bool all_failed_together(double seconds);
 /// Ends every process of the run with `code` (MPI_Abort); returns only without MPI.
 void abort_mpi(int code);
 /// MPI_Finalize where MPI was started.

@@ -253,6 +253,7 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
                        cache_budget);
   detail::ProgressMeter meter(options.progress, options.progress_interval_s);
   data.set_progress(&meter);
+  data.set_processes(processes);
   detail::EntryCounter counter(steering.count_records);
   detail::LabelMap labels;
   meter.begin(Progress::Phase::reading, 0, -1);
@@ -304,7 +305,14 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
   // ---- backend, chosen now that the size of the system is known ---------------------------------
   std::unique_ptr<detail::Backend> backend =
       choose_backend(steering, options, n_var, constraints.system.m, read.max_batch_bytes, log, result.warnings);
-  if (processes != nullptr) backend = detail::make_distributed_backend(std::move(backend), *processes);
+  if (processes != nullptr) {
+    if (backend->name() != "cpu") {
+      throw RuntimeError("the " + backend->name() + " backend keeps the global matrix on its device and cannot yet " +
+                         "share a run with other processes (" + std::to_string(processes->size()) +
+                         " processes): use --backend cpu under mpirun");
+    }
+    backend = detail::make_distributed_backend(std::move(backend), *processes);
+  }
   result.backend = backend->name();
   result.threads = backend->host_threads();
   static const std::string cpu_model = read_cpu_model();  // once per process, not per run

@@ -3,6 +3,9 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <exception>
+#include <new>
+#include <string>
 #include <cstring>
 
 #include "gpede/detail/batch_layout.hpp"
@@ -236,7 +239,54 @@ void ProgressMeter::report(bool finished) {
   }
 }
 
+void DataSet::shared(const std::function<void()>& loop) {
+  if (m_processes == nullptr || m_processes->size() <= 1) {
+    loop();
+    return;
+  }
+  // What failed here, as (kind, exit code, message); kind 0: nothing.
+  enum : std::int32_t { none = 0, input = 1, interrupted = 2, memory = 3, other = 4 };
+  std::int32_t kind = none, code = 0;
+  std::string what;
+  std::exception_ptr failure;
+  try {
+    loop();
+  } catch (const InputError& e) {
+    kind = input, code = e.exit_code(), what = e.what(), failure = std::current_exception();
+  } catch (const Interrupted& e) {
+    kind = interrupted, what = e.what(), failure = std::current_exception();
+  } catch (const std::bad_alloc&) {
+    kind = memory, failure = std::current_exception();
+  } catch (const std::exception& e) {
+    kind = other, what = e.what(), failure = std::current_exception();
+  }
+  std::vector<char> mine(8 + what.size());
+  std::memcpy(mine.data(), &kind, 4);
+  std::memcpy(mine.data() + 4, &code, 4);
+  std::memcpy(mine.data() + 8, what.data(), what.size());
+  const std::vector<std::vector<char>> all = m_processes->gather(mine);
+  if (failure) std::rethrow_exception(failure);
+  for (std::size_t r = 0; r < all.size(); ++r) {
+    std::int32_t k = none, c = 0;
+    std::memcpy(&k, all[r].data(), 4);
+    std::memcpy(&c, all[r].data() + 4, 4);
+    if (k == none) continue;
+    // The first failing process's error, on every process; the prefix tells the command that
+    // the error is another process's (it prints it on the first process only).
+    const std::string message = "(process " + std::to_string(r + 1) + " of " + std::to_string(all.size()) + ") " +
+                                std::string(all[r].begin() + 8, all[r].end());
+    if (k == input) throw InputError(message, c);
+    if (k == interrupted) throw Interrupted(message);
+    if (k == memory) throw std::bad_alloc();
+    throw RuntimeError(message);
+  }
+}
+
 void DataSet::first_read(const std::function<void(const RecordBatch&)>& per_batch) {
+  shared([&] { first_read_loop(per_batch); });
+}
+
+void DataSet::first_read_loop(const std::function<void(const RecordBatch&)>& per_batch) {
   m_source.rewind();
   while (true) {
     check_stop();
@@ -267,6 +317,10 @@ void DataSet::map_cached(const LabelMap& map) {
 }
 
 void DataSet::pass(const LabelMap& map, const std::function<void(const RecordBatch&)>& per_batch) {
+  shared([&] { pass_loop(map, per_batch); });
+}
+
+void DataSet::pass_loop(const LabelMap& map, const std::function<void(const RecordBatch&)>& per_batch) {
   if (m_cache) {
     for (const auto& b : m_batches) {
       check_stop();

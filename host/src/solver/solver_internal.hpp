@@ -128,6 +128,10 @@ class DataSet {
   void check_stop() const;
   /// Where first_read and pass report the records they hand out (may be null).
   void set_progress(ProgressMeter* meter) { m_meter = meter; }
+  /// The other processes that read their shares of the run's records: at the end of every read and
+  /// pass, all learn whether one of them failed (a bad record, a changed file, a stop request) and
+  /// then all throw that process's error, so that none waits for the others in a sum.
+  void set_processes(ProcessGroup* processes) { m_processes = processes; }
   ProgressMeter* progress() const { return m_meter; }
   /// The kept records went over the budget during the first read and were dropped: passes read
   /// the source again. Their size when dropped, in bytes (0: not dropped).
@@ -145,6 +149,12 @@ class DataSet {
   RecordBatch m_expanded;  // the batch of a pass over the cached records
   std::int64_t m_records_read = 0;  // by first_read, for record numbers a source leaves out
   ProgressMeter* m_meter = nullptr;
+  ProcessGroup* m_processes = nullptr;
+  /// Runs `loop`; with other processes, then agrees with them on whether any failed (see
+  /// set_processes).
+  void shared(const std::function<void()>& loop);
+  void first_read_loop(const std::function<void(const RecordBatch&)>& per_batch);
+  void pass_loop(const LabelMap& map, const std::function<void(const RecordBatch&)>& per_batch);
 };
 
 /// Throws Interrupted if `stop` is set (SolverOptions::stop).
