@@ -3,7 +3,7 @@
 set -euo pipefail
 packages=(build-essential cmake zlib1g-dev libopenblas-dev liblapack-dev libeigen3-dev
           libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev python3
-          libopenmpi-dev openmpi-bin)
+          libopenmpi-dev openmpi-bin libscalapack-openmpi-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

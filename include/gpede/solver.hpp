@@ -19,6 +19,10 @@
 
 namespace gpede {
 
+namespace detail::linalg {
+class DistributedEngine;
+}
+
 /// Which backend accumulates the global matrix and solves.
 enum class BackendKind {
   cpu,    ///< threads + LAPACK (OpenBLAS)
@@ -61,6 +65,9 @@ class ProcessGroup {
   virtual void broadcast(std::vector<char>& bytes) = 0;
   /// Every process's bytes, in rank order, on every process.
   virtual std::vector<std::vector<char>> gather(const std::vector<char>& bytes) = 0;
+  /// A linear-algebra engine whose matrices are spread over the processes (ScaLAPACK), for
+  /// SolverOptions::distributed_solve; null where the group has none. Collective.
+  virtual std::shared_ptr<detail::linalg::DistributedEngine> distributed_engine() { return nullptr; }
 };
 
 /// Where a run stands, for SolverOptions::progress.
@@ -131,6 +138,10 @@ struct SolverOptions {
   /// The processes that share the run (null: this process alone). Each reads its share of the
   /// binary files (make_file_source); the result is complete on every process.
   ProcessGroup* processes = nullptr;
+  /// With processes: the global matrix is reduce-scattered over them into ScaLAPACK's 2D
+  /// block-cyclic layout and solved there by all of them together (ProcessGroup::
+  /// distributed_engine), instead of summed onto the first process, which solves alone.
+  bool distributed_solve = false;
 };
 
 /// A block of the covariance matrix of the fitted parameters.

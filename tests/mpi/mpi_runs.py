@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """gpede under mpirun against gpede alone, on data it simulates (no outside data needed).
 
-A small misaligned detector with three binary files (one gzip-compressed), solved with several
-steerings by one process and by `mpirun -np 2` and `-np 3`: the records are split over the
-processes, so every sum is formed in another order, and the answers must agree to rounding
-(values within 1e-6 of their errors, errors to 1e-6, chi2/ndf to 1e-9; MINRES, which
-rounding moves further, within 1e-2 of the values' RMS and 1e-5) with the same records used
-and rejected and the same iterations. Then what must fail does: a broken record in the last
-process's share ends the whole run with the reader's error and exit code and no results;
-`maxrecord` is refused. Exit 77 (skipped) where mpirun is missing.
+A small misaligned detector (wires fixed, so that the system is well conditioned) with three
+binary files (one gzip-compressed), solved with several steerings by one process, by `mpirun -np 2`
+and `-np 3` (the first process solves), and with `--distributed-solve` by `-np 2` and `-np 4`
+(ScaLAPACK on a 1 x 2 and a 2 x 2 grid). The records are split over the processes, so every sum is
+formed in another order, and the answers must agree to rounding with the same records used and
+rejected and the same iterations: values within 1e-10 of max(|value|, error), errors within 1e-6,
+chi2/ndf within 1e-12 (MINRES, which stops on its tolerance: 1e-8 and 1e-10). Then what must
+fail does: a broken record in the last process's share ends the whole run with the reader's error
+and exit code and no results; `maxrecord` is refused. Exit 77 (skipped) where mpirun is missing.
 
 usage: mpi_runs.py --gpede PATH --work DIR
 """
@@ -48,8 +49,9 @@ def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
 
 
-def solve(gpede: str, folder: Path, steering: str, out: str, processes: int) -> subprocess.CompletedProcess:
-    command = [gpede, steering, "--output-dir", out, "--threads", "1"]
+def solve(gpede: str, folder: Path, steering: str, out: str, processes: int,
+          distributed: bool = False) -> subprocess.CompletedProcess:
+    command = [gpede, steering, "--output-dir", out, "--threads", "1"] + (["--distributed-solve"] if distributed else [])
     if processes > 1:
         command = launcher(processes) + command
     return run(command, folder)
@@ -59,12 +61,12 @@ def results(folder: Path) -> dict:
     return json.loads((folder / "gpede.json").read_text())
 
 
-def compare(name: str, one: dict, many: dict, processes: int, tolerance: float) -> list[str]:
-    """tolerance: on values relative to their errors (or to the values' RMS), errors, and (x 1e-3)
-    chi2/ndf. MINRES gets a looser one: on this problem's weakly fixed wires its iterates move by
-    1e-3 of the values' RMS with the order of the sums, in one process as in several."""
+def compare(name: str, one: dict, many: dict, where: str, values: float, chi2: float) -> list[str]:
+    """`many` against `one`: the same exit code, counts and passes; every value within `values` of
+    max(|value|, its error) (of the values' RMS for methods without errors), errors within 1e-6,
+    chi2/ndf within `chi2`, relative."""
     problems = []
-    where = f"{name}, {processes} processes"
+    where = f"{name}, {where}"
     for key in ("exit_code", "ndf_sum", "nfgb"):
         if one[key] != many[key]:
             problems.append(f"{where}: {key} {many[key]} against {one[key]} in one process")
@@ -72,7 +74,7 @@ def compare(name: str, one: dict, many: dict, processes: int, tolerance: float) 
         problems.append(f"{where}: records {many['records']} against {one['records']}")
     if len(one["iterations"]) != len(many["iterations"]):
         problems.append(f"{where}: {len(many['iterations'])} passes against {len(one['iterations'])}")
-    if abs(many["chi2_ndf"] - one["chi2_ndf"]) > tolerance * 1e-3 * abs(one["chi2_ndf"]):
+    if abs(many["chi2_ndf"] - one["chi2_ndf"]) > chi2 * abs(one["chi2_ndf"]):
         problems.append(f"{where}: chi2/ndf {many['chi2_ndf']!r} against {one['chi2_ndf']!r}")
     a = {p["label"]: p for p in one["parameters"]}
     b = {p["label"]: p for p in many["parameters"]}
@@ -83,22 +85,15 @@ def compare(name: str, one: dict, many: dict, processes: int, tolerance: float) 
     for label, p in a.items():
         q = b[label]
         error = p.get("error")
-        if isinstance(error, (int, float)) and error > 0:
-            d = abs(p["value"] - q["value"]) / error
-            e = abs(q["error"] - error) / error
-            if d > tolerance or e > tolerance:
-                problems.append(f"{where}: label {label}: value {q['value']!r} error {q['error']!r} against "
-                                f"{p['value']!r} {error!r}")
-            worst = max(worst, (d, label))
-        else:
-            # no errors (decomposition, MINRES): against the spread of the values
-            d = abs(p["value"] - q["value"]) / spread
-            if d > tolerance:
-                problems.append(f"{where}: label {label}: value {q['value']!r} against {p['value']!r}")
-            worst = max(worst, (d, label))
-    scale = "error" if one.get("has_errors") else "values' RMS"
-    print(f"  {where}: largest value difference {worst[0]:.2g} of the {scale} (label {worst[1]}), "
-          f"chi2/ndf {many['chi2_ndf']:.10g}", flush=True)
+        has_error = isinstance(error, (int, float)) and error > 0
+        d = abs(p["value"] - q["value"]) / max(abs(p["value"]), error if has_error else spread)
+        if d > values:
+            problems.append(f"{where}: label {label}: value {q['value']!r} against {p['value']!r}")
+        if has_error and abs(q["error"] - error) > 1e-6 * error:
+            problems.append(f"{where}: label {label}: error {q['error']!r} against {error!r}")
+        worst = max(worst, (d, label))
+    print(f"  {where}: largest value difference {worst[0]:.2g} (label {worst[1]}), "
+          f"chi2/ndf {many['chi2_ndf']:.13g} against {one['chi2_ndf']:.13g}", flush=True)
     return problems[:10]
 
 
@@ -130,8 +125,8 @@ def main() -> int:
     work = args.work.resolve()
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    made = run([gpede, "simulate", "--preset", "small", "--tracks", "6000", "--seed", "11", "--files", "3",
-                "--threads", "2", "-o", str(work / "data")], work)
+    made = run([gpede, "simulate", "--preset", "small", "--tracks", "5000", "--seed", "11", "--files", "3",
+                "--threads", "2", "--fix-wires", "-o", str(work / "data")], work)
     if made.returncode != 0:
         print(made.stdout + made.stderr)
         return 1
@@ -144,20 +139,31 @@ def main() -> int:
     base_lines = [line for line in base.splitlines() if not line.startswith("method") and line != "end"]
 
     problems: list[str] = []
+    # (processes, distributed solve): summed onto process 0, which solves; or spread over all in
+    # ScaLAPACK's layout and solved by all (1 x 2 and 2 x 2 process grids).
+    runs = [(2, False), (3, False), (2, True), (4, True)]
     for name, lines in STEERINGS.items():
         steering = f"steer-{name}.txt"
         (data / steering).write_text("\n".join(base_lines + lines + ["end"]) + "\n")
-        outcomes = {}
-        for n in (1, 2, 3):
-            out = f"out-{name}-{n}"
-            p = solve(gpede, data, steering, out, n)
+        p = solve(gpede, data, steering, f"out-{name}-1", 1)
+        if p.returncode != 0:
+            problems.append(f"{name}, one process: exit code {p.returncode}\n{p.stdout[-2000:]}{p.stderr[-2000:]}")
+            continue
+        one = results(data / f"out-{name}-1")
+        for n, distributed in runs:
+            out = f"out-{name}-{n}{'-distributed' if distributed else ''}"
+            where = f"{n} processes" + (", distributed solve" if distributed else "")
+            p = solve(gpede, data, steering, out, n, distributed)
             if p.returncode != 0:
-                problems.append(f"{name}, {n} processes: exit code {p.returncode}\n{p.stdout[-2000:]}{p.stderr[-2000:]}")
-                break
-            outcomes[n] = results(data / out)
-        if len(outcomes) == 3:
-            for n in (2, 3):
-                problems += compare(name, outcomes[1], outcomes[n], n, 1e-2 if "MINRES" in name else 1e-6)
+                problems.append(f"{name}, {where}: exit code {p.returncode}\n{p.stdout[-2000:]}{p.stderr[-2000:]}")
+                continue
+            many = results(data / out)
+            if distributed and "distributed" not in many["matrix_storage"]:
+                problems.append(f"{name}, {where}: matrix storage '{many['matrix_storage']}'")
+            if "MINRES" in name:  # stops on its tolerance, which rounding can move by an iteration
+                problems += compare(name, one, many, where, 1e-8, 1e-10)
+            else:
+                problems += compare(name, one, many, where, 1e-10, 1e-12)
 
     # A broken record late in the last file: in the last process's share. Every process stops at the
     # end of that pass, the first prints the reader's error and writes it into millepede.end (code

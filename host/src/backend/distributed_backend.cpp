@@ -4,6 +4,7 @@
 // and solves. What process 0 finds (the factorisation's report, each step, the covariance) is sent
 // to every process, failures included, so that every process takes the same decisions and none
 // waits for a message that does not come.
+#include <cmath>
 #include <cstring>
 #include <new>
 #include <stdexcept>
@@ -12,6 +13,8 @@
 #include <utility>
 
 #include "gpede/detail/backend.hpp"
+#include "gpede/detail/dense_solution.hpp"
+#include "gpede/detail/linalg.hpp"
 #include "gpede/error.hpp"
 #include "gpede/solver.hpp"
 
@@ -139,6 +142,21 @@ IterativeSolveInfo unpack_info(Unpacker& u) {
   return s;
 }
 
+/// A pass's sums, added up over the processes (the same on every one).
+void sum_totals(ProcessGroup& processes, PassTotals& t) {
+  double reals[3] = {t.chi2_sum, t.function_value, t.weighted_ndf_sum};
+  std::int64_t counts[8] = {t.ndf_sum,      t.records,       t.accepted,     t.rejected_rank,
+                            t.rejected_ndf, t.rejected_huge, t.rejected_cut, t.rejected_downweight};
+  processes.sum(reals, 3);
+  processes.sum(counts, 8);
+  t.chi2_sum = reals[0], t.function_value = reals[1], t.weighted_ndf_sum = reals[2];
+  t.ndf_sum = counts[0], t.records = counts[1], t.accepted = counts[2], t.rejected_rank = counts[3];
+  t.rejected_ndf = counts[4], t.rejected_huge = counts[5], t.rejected_cut = counts[6];
+  t.rejected_downweight = counts[7];
+  processes.sum(t.rhs.data(), t.rhs.size());
+  processes.sum(t.entries_accepted.data(), t.entries_accepted.size());
+}
+
 // How process 0's part of a step ended, sent ahead of its result.
 enum class Status : std::uint8_t { ok = 0, input_error = 1, runtime_error = 2, no_memory = 3 };
 
@@ -166,17 +184,7 @@ class DistributedBackend final : public Backend {
 
   PassTotals end_pass() override {
     PassTotals t = m_inner->end_pass();
-    double reals[3] = {t.chi2_sum, t.function_value, t.weighted_ndf_sum};
-    std::int64_t counts[8] = {t.ndf_sum,      t.records,      t.accepted,     t.rejected_rank,
-                              t.rejected_ndf, t.rejected_huge, t.rejected_cut, t.rejected_downweight};
-    m_processes.sum(reals, 3);
-    m_processes.sum(counts, 8);
-    t.chi2_sum = reals[0], t.function_value = reals[1], t.weighted_ndf_sum = reals[2];
-    t.ndf_sum = counts[0], t.records = counts[1], t.accepted = counts[2], t.rejected_rank = counts[3];
-    t.rejected_ndf = counts[4], t.rejected_huge = counts[5], t.rejected_cut = counts[6];
-    t.rejected_downweight = counts[7];
-    m_processes.sum(t.rhs.data(), t.rhs.size());
-    m_processes.sum(t.entries_accepted.data(), t.entries_accepted.size());
+    sum_totals(m_processes, t);
     if (m_building) {
       std::size_t count = 0;
       double* matrix = m_inner->host_matrix(&count);
@@ -277,7 +285,93 @@ class DistributedBackend final : public Backend {
   IterativeSolveInfo m_info;
 };
 
+/// The passes as in DistributedBackend; the matrix reduce-scattered into the engine's 2D
+/// block-cyclic layout and solved there by all processes (SPMD: DenseSolution runs on every
+/// process over the distributed engine, whose host results are the same everywhere).
+class DistributedSolveBackend final : public Backend {
+ public:
+  DistributedSolveBackend(std::unique_ptr<Backend> inner, ProcessGroup& processes,
+                          std::shared_ptr<linalg::DistributedEngine> engine)
+      : m_inner(std::move(inner)), m_processes(processes), m_engine(std::move(engine)), m_solution(*m_engine) {}
+  ~DistributedSolveBackend() override {
+    // The solution's and the matrix's storage belong to the engine: free them first.
+    m_solution.release();
+    m_matrix.reset();
+  }
+
+  std::string name() const override { return m_inner->name(); }
+  int host_threads() const override { return m_inner->host_threads(); }
+  std::string matrix_description() const override {
+    return "distributed over " + std::to_string(m_processes.size()) + " processes, " + m_engine->name() +
+           ", blocks of 64 x 64";
+  }
+  bool wants_bounds() const override { return m_inner->wants_bounds(); }
+  void begin_bounds(const PassSetup& setup) override { m_inner->begin_bounds(setup); }
+  void bound(const RecordBatch& batch) override { m_inner->bound(batch); }
+  void begin_pass(const PassSetup& setup) override {
+    m_building = setup.build_matrix;
+    m_inner->begin_pass(setup);
+  }
+  void accumulate(const RecordBatch& batch) override { m_inner->accumulate(batch); }
+
+  PassTotals end_pass() override {
+    PassTotals t = m_inner->end_pass();
+    sum_totals(m_processes, t);
+    if (m_building) {
+      std::size_t count = 0;
+      const double* full = m_inner->host_matrix(&count);
+      const auto n = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(count))));
+      if (full == nullptr || static_cast<std::size_t>(n * n) != count || n != static_cast<std::int64_t>(t.rhs.size())) {
+        throw RuntimeError("the distributed solve needs the " + m_inner->name() +
+                           " backend's global matrix in full storage in host memory");
+      }
+      m_solution.release();
+      m_matrix.reset();
+      m_matrix = m_engine->allocate(n, n);
+      m_engine->sum_full_matrices(full, n, m_matrix.view());
+      m_n = n;
+    }
+    return t;
+  }
+  void add_to_matrix(const std::vector<std::int64_t>& rows, const std::vector<std::int64_t>& cols,
+                     const std::vector<double>& values) override {
+    if (m_matrix.empty()) throw RuntimeError("distributed solve: add_to_matrix called without a global matrix");
+    m_engine->add_elements(m_matrix.view(), rows, cols, values);
+  }
+  std::vector<double> matrix_diagonal() const override {
+    if (m_matrix.empty()) throw RuntimeError("distributed solve: matrix_diagonal called without a global matrix");
+    return m_engine->diagonal(m_matrix.view());
+  }
+  FactorReport factorize(const ConstraintSystem& constraints, const FactorOptions& options) override {
+    return m_solution.factorize(std::exchange(m_matrix, linalg::Matrix()), m_n, constraints, options);
+  }
+  std::vector<double> solve(const std::vector<double>& b, const std::vector<double>& residual) override {
+    return m_solution.solve(b, residual);
+  }
+  IterativeSolveInfo last_solve_info() const override { return m_solution.last_solve_info(); }
+  void release_factorization() override {
+    m_solution.release();
+    m_inner->release_factorization();
+  }
+  std::vector<double> covariance_diagonal() override { return m_solution.covariance_diagonal(); }
+
+ private:
+  std::unique_ptr<Backend> m_inner;
+  ProcessGroup& m_processes;
+  std::shared_ptr<linalg::DistributedEngine> m_engine;
+  DenseSolution m_solution;
+  linalg::Matrix m_matrix;
+  std::int64_t m_n = 0;
+  bool m_building = false;
+};
+
 }  // namespace
+
+std::unique_ptr<Backend> make_distributed_solve_backend(std::unique_ptr<Backend> inner, ProcessGroup& processes,
+                                                        std::shared_ptr<linalg::DistributedEngine> engine) {
+  if (!engine) throw RuntimeError("the distributed solve needs a distributed engine (ScaLAPACK) from the processes");
+  return std::make_unique<DistributedSolveBackend>(std::move(inner), processes, std::move(engine));
+}
 
 std::unique_ptr<Backend> make_distributed_backend(std::unique_ptr<Backend> inner, ProcessGroup& processes) {
   return std::make_unique<DistributedBackend>(std::move(inner), processes);

@@ -24,13 +24,13 @@
 
 #include <CLI/CLI.hpp>
 
-#include "mpi_processes.hpp"
 #include "gpede/error.hpp"
 #include "gpede/output.hpp"
 #include "gpede/simulate.hpp"
 #include "gpede/solver.hpp"
 #include "gpede/steering.hpp"
 #include "gpede/version.hpp"
+#include "mpi_processes.hpp"
 
 namespace {
 
@@ -56,6 +56,9 @@ void print_usage(std::ostream& out) {
          "  --covariance LABELS      the covariance block of these labels into gpede.json: 'all',\n"
          "                           or labels and ranges such as 11-16,21-26 (with MINRES: a\n"
          "                           MINRES solution per label)\n"
+         "  --distributed-solve      under mpirun: spread the global matrix over the processes\n"
+         "                           (ScaLAPACK, 2D block-cyclic) and solve it there together,\n"
+         "                           instead of on the first process alone\n"
          "  -s                       subito: one solution step, no further iterations\n"
          "  -f                       force: iterate on despite rank defects (pede's -f)\n"
          "  -c, -C                   check the input only, no solution (pede's checkinput 1, 2)\n"
@@ -71,6 +74,7 @@ struct CommandLine {
   gpede::BackendKind backend = gpede::BackendKind::cpu;
   int threads = 0;
   bool deterministic = false;
+  bool distributed_solve = false;
   bool no_cache = false;
   gpede::MatrixStorage storage = gpede::MatrixStorage::automatic;
   bool subito = false;
@@ -148,6 +152,7 @@ int parse_command_line(int argc, char** argv, CommandLine& cl) {
   app.add_option("-o,--output-dir", output_dir);
   app.add_option("--threads", threads);
   app.add_flag("--deterministic", cl.deterministic);
+  app.add_flag("--distributed-solve", cl.distributed_solve);
   app.add_option("--storage", storage);
   app.add_flag("--no-cache", cl.no_cache);
   app.add_option("--covariance", covariance);
@@ -469,6 +474,10 @@ int run(int argc, char** argv, gpede::ProcessGroup* processes) {
       options.threads = std::max(1, cores / gpede::cli::local_processes());
     }
     options.deterministic = cl.deterministic;
+    options.distributed_solve = cl.distributed_solve;
+    if (cl.distributed_solve && processes == nullptr) {
+      return fail(gpede::exit_code::usage, "--distributed-solve needs several processes (mpirun -np N gpede ...)");
+    }
     options.cache_records = !cl.no_cache;
     options.storage = cl.storage;
     options.covariance_labels = cl.covariance_labels;

@@ -311,7 +311,19 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
                          "share a run with other processes (" + std::to_string(processes->size()) +
                          " processes): use --backend cpu under mpirun");
     }
-    backend = detail::make_distributed_backend(std::move(backend), *processes);
+    if (options.distributed_solve) {
+      std::shared_ptr<detail::linalg::DistributedEngine> engine = processes->distributed_engine();
+      if (!engine) {
+        throw RuntimeError("a distributed solve was asked for, but these processes offer no distributed engine");
+      }
+      if (steering.method == Method::minres && steering.sparse_storage) {
+        log.progress("note: the distributed solve keeps the global matrix dense for " + steering.method_name);
+      }
+      backend->use_packed_matrix(false);
+      backend = detail::make_distributed_solve_backend(std::move(backend), *processes, std::move(engine));
+    } else {
+      backend = detail::make_distributed_backend(std::move(backend), *processes);
+    }
   }
   result.backend = backend->name();
   result.threads = backend->host_threads();

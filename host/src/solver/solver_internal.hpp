@@ -136,6 +136,9 @@ class DataSet {
   /// The kept records went over the budget during the first read and were dropped: passes read
   /// the source again. Their size when dropped, in bytes (0: not dropped).
   std::size_t cache_dropped_at() const { return m_cache_dropped_at; }
+  /// Records of this process's source, as counted by the first read (with other processes, its
+  /// share: a pass's progress counts these).
+  std::int64_t records_here() const { return m_records_read; }
 
  private:
   RecordSource& m_source;

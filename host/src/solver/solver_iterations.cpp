@@ -251,7 +251,7 @@ void Iterations::data_pass(bool build_matrix) {
   ProgressMeter* meter = m_problem.data.progress();
   if (meter != nullptr) {
     meter->begin(build_matrix ? Progress::Phase::matrix : Progress::Phase::local_fits, std::max(0, m_iteration),
-                 m_problem.records);
+                 m_problem.data.records_here());
   }
   m_problem.data.pass(m_problem.labels, [&](const RecordBatch& batch) { m_backend.accumulate(batch); });
   PassTotals totals = m_backend.end_pass();

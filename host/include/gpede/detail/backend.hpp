@@ -15,6 +15,9 @@
 
 namespace gpede {
 class ProcessGroup;
+namespace detail::linalg {
+class DistributedEngine;
+}
 }
 
 namespace gpede::detail {
@@ -201,6 +204,11 @@ class Backend {
 /// processes; process 0 factorises and solves, and every process receives its reports, steps and
 /// covariance, so that all take the same decisions. Needs a matrix in host memory (host_matrix).
 std::unique_ptr<Backend> make_distributed_backend(std::unique_ptr<Backend> inner, ProcessGroup& processes);
+/// The same, with the global matrix summed into `engine`'s distributed matrix (reduce-scatter)
+/// and factorised and solved there by every process together (SolverOptions::distributed_solve).
+/// `inner` must keep a full n x n matrix in host memory.
+std::unique_ptr<Backend> make_distributed_solve_backend(std::unique_ptr<Backend> inner, ProcessGroup& processes,
+                                                        std::shared_ptr<linalg::DistributedEngine> engine);
 
 /// CPU backend: `threads` worker threads (0: all cores) and LAPACK.
 std::unique_ptr<Backend> make_cpu_backend(int threads);

@@ -135,6 +135,22 @@ class Engine {
   virtual SweepOutcome sweep(View a, double limit, SweepOrder order) = 0;
 };
 
+/// An engine whose matrices are spread over several processes (each call collective: every
+/// process makes it, with the same arguments, and gets the same host results), with what the
+/// solver needs beyond Engine to build the global matrix there.
+class DistributedEngine : public Engine {
+ public:
+  /// The process grid.
+  virtual int grid_rows() const = 0;
+  virtual int grid_cols() const = 0;
+  /// to (a whole n x n matrix of this engine) := the sum over the processes of each one's full
+  /// n x n matrix `full` (column-major, in its host memory).
+  virtual void sum_full_matrices(const double* full, std::int64_t n, View to) = 0;
+  /// a(r, c) += v and a(c, r) += v (once where r == c) for each (r, c, v).
+  virtual void add_elements(View a, const std::vector<std::int64_t>& rows, const std::vector<std::int64_t>& cols,
+                            const std::vector<double>& values) = 0;
+};
+
 /// The LAPACK engine in host memory.
 std::unique_ptr<Engine> make_cpu_engine();
 /// The cuSOLVER engine on a stream of its own, on the current CUDA device. Throws RuntimeError

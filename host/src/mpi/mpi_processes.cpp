@@ -14,6 +14,8 @@
 
 #ifdef GPEDE_WITH_MPI
 #include <mpi.h>
+
+#include "scalapack_engine.hpp"
 #endif
 
 namespace gpede::cli {
@@ -76,6 +78,9 @@ class MpiProcesses final : public ProcessGroup {
     check(MPI_Bcast(&size, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD), "MPI_Bcast");
     bytes.resize(size);
     send_from_first(bytes.data(), bytes.size(), MPI_CHAR);
+  }
+  std::shared_ptr<detail::linalg::DistributedEngine> distributed_engine() override {
+    return detail::linalg::make_scalapack_engine();
   }
   std::vector<std::vector<char>> gather(const std::vector<char>& bytes) override {
     std::vector<std::uint64_t> sizes(static_cast<std::size_t>(m_size));
