@@ -639,7 +639,7 @@ def gpede_command(args, setup: vt.Setup) -> list[str]:
     if args.self_test:
         return [sys.executable, str(Path(__file__).resolve()), "--as-gpede", str(args.pede_path),
                 *setup.args, "steer.txt"]
-    return [*args.launcher_words, str(args.gpede_path), *setup.args, "steer.txt"]
+    return [*args.launcher_words, str(args.gpede_path), *args.gpede_args_words, *setup.args, "steer.txt"]
 
 
 def run_pede(args, setup: vt.Setup, ctx: vt.ProblemContext, folder: Path, title: str) -> Outputs:
@@ -890,6 +890,8 @@ def parse_args(argv):
     parser.add_argument("--launcher", default="", metavar="COMMAND",
                         help="runs gpede under this launcher, e.g. 'mpirun -np 2 --oversubscribe' "
                              "(variants with checkinput, printrecord or maxrecord are left out)")
+    parser.add_argument("--gpede-args", default="", metavar="ARGS",
+                        help="more gpede options for every run, e.g. --gpede-args=--distributed-solve")
     parser.add_argument("--list", action="store_true", help="list the variants and exit")
     parser.add_argument("--keep", action="store_true", help="keep the folders of passing runs too")
     parser.add_argument("--report", type=Path, help="the JSON report (default: <work>/report.json)")
@@ -922,6 +924,7 @@ def main(argv=None) -> int:
         return as_gpede(argv[1:])
     parser, args = parse_args(argv)
     args.launcher_words = shlex.split(args.launcher)
+    args.gpede_args_words = shlex.split(args.gpede_args)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
     variants = select_variants(args, seed)
     problems = args.problem or list(vt.PROBLEMS)
