@@ -14,6 +14,8 @@
 #               ../shared/reference in ${GPEDE_REFERENCE_DIR:-data/reference}, carried to the machine)
 #   belle2      gpede simulate --preset belle2 --tracks 200000 --fix-wires --solve, cuda against cpu:
 #               the same millepede.end, values within 1e-6 of their errors
+#   mpi         mpirun -np 2 gpede --backend cuda (both processes on the one GPU, the device matrices
+#               summed through host memory) against one cpu process
 # Ends with one table (step, result, figure) and exit status 1 if any step failed.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -191,6 +193,33 @@ PY
   status=$?
   seconds=$(for b in cpu cuda; do grep -E 'Elapsed \(wall' "$out/belle2-$b.txt" | awk -v b=$b '{print b, $NF}'; done | paste -sd ' ' -)
   record belle2 "$([ $status -eq 0 ] && echo PASS || echo FAIL)" "$(tail -1 "$out/belle2.txt"); wall $seconds"
+fi
+
+# ---- two MPI processes sharing the GPU: the device matrices summed through host memory -------------
+if [ "$quick" -eq 0 ]; then
+  if command -v mpirun >/dev/null; then
+    rm -rf "$out/mpi"
+    "$build/host/gpede" simulate --preset small --tracks 10000 --files 2 --fix-wires -o "$out/mpi" >"$out/mpi.txt" 2>&1
+    root_flag=()
+    [ "$(id -u)" -eq 0 ] && root_flag=(--allow-run-as-root)
+    (cd "$out/mpi" && "$build/host/gpede" steer.txt --backend cpu --output-dir cpu >>"$out/mpi.txt" 2>&1 &&
+     mpirun "${root_flag[@]}" --oversubscribe -np 2 "$build/host/gpede" steer.txt --backend cuda --output-dir cuda2 \
+       >>"$out/mpi.txt" 2>&1)
+    python3 - "$out/mpi/cpu" "$out/mpi/cuda2" >>"$out/mpi.txt" 2>&1 <<'PY'
+import json, os, sys
+a, b = (json.load(open(os.path.join(d, "gpede.json"))) for d in sys.argv[1:3])
+pa = {p["label"]: p for p in a["parameters"]}
+worst = max(abs(p["value"] - q["value"]) / p["error"] for q in b["parameters"] for p in [pa[q["label"]]]
+            if p.get("error"))
+ok = a["exit_code"] == b["exit_code"] and b["backend"] == "cuda" and worst <= 1e-6
+print(f"{'PASS' if ok else 'FAIL'} 2 processes on cuda against 1 on cpu: worst value difference {worst:.2g} sigma")
+sys.exit(0 if ok else 1)
+PY
+    status=$?
+    record mpi "$([ $status -eq 0 ] && echo PASS || echo FAIL)" "$(tail -1 "$out/mpi.txt")"
+  else
+    record mpi FAIL "no mpirun (Debian: openmpi-bin)"
+  fi
 fi
 
 # ---- the table ------------------------------------------------------------------------------------

@@ -122,7 +122,11 @@ TEST(SimulateSolve, PresigmasOfTheMisalignmentsSizeKeepThePullsAndMinresErrorsEq
 
   steering.method = gpede::Method::minres;
   steering.method_name = "sparseMINRES";
+  steering.sparse_storage = true;
   steering.minres_tolerance = 1e-10;
+  // One thread: thousands of small products, which threads beside another test's (ctest -j)
+  // would spend waiting for each other.
+  options.threads = 1;
   options.covariance_labels = gpede::sim::sample_sensor_labels(det, 1);
   ASSERT_EQ(options.covariance_labels.size(), 1u * static_cast<std::size_t>(det.sensor_parameters()));
   const gpede::SolveResult iterative = gpede::solve(steering, options);

@@ -198,6 +198,7 @@ class DistributedBackend final : public Backend {
                            ") cannot be added up over " + std::to_string(m_processes.size()) + " processes");
       }
       m_processes.sum_to_first(matrix, count);
+      if (m_first) m_inner->host_matrix_changed();
     }
     return t;
   }

@@ -306,11 +306,6 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
   std::unique_ptr<detail::Backend> backend =
       choose_backend(steering, options, n_var, constraints.system.m, read.max_batch_bytes, log, result.warnings);
   if (processes != nullptr) {
-    if (backend->name() != "cpu") {
-      throw RuntimeError("the " + backend->name() + " backend keeps the global matrix on its device and cannot yet " +
-                         "share a run with other processes (" + std::to_string(processes->size()) +
-                         " processes): use --backend cpu under mpirun");
-    }
     if (options.distributed_solve) {
       std::shared_ptr<detail::linalg::DistributedEngine> engine = processes->distributed_engine();
       if (!engine) {

@@ -185,6 +185,9 @@ class Backend {
     *count = 0;
     return nullptr;
   }
+  /// The array of host_matrix() now holds the matrix to solve (the processes' sum): a backend whose
+  /// matrix lives elsewhere (a device) takes it back there. Before add_to_matrix and factorize.
+  virtual void host_matrix_changed() {}
 
   /// Applies the constraints and factorises by the method; the matrix is consumed.
   virtual FactorReport factorize(const ConstraintSystem& constraints, const FactorOptions& options) = 0;

@@ -321,6 +321,30 @@ class CudaBackend final : public Backend {
     return d;
   }
 
+  // Processes that share a run add up their matrices in host memory (one process per GPU): a host
+  // copy of the device matrix, and the sum back onto the device where this process solves.
+  double* host_matrix(std::size_t* count) override {
+    *count = 0;
+    if (!m_has_matrix) return nullptr;
+    m_host_matrix.resize(static_cast<std::size_t>(m_n) * static_cast<std::size_t>(m_n));
+    if (!m_host_matrix.empty()) {
+      GPEDE_CUDA_CHECK(cudaMemcpyAsync(m_host_matrix.data(), m_matrix.data(), m_host_matrix.size() * sizeof(double),
+                                       cudaMemcpyDeviceToHost, m_compute.get()));
+    }
+    GPEDE_CUDA_CHECK(cudaStreamSynchronize(m_compute.get()));
+    *count = m_host_matrix.size();
+    return m_host_matrix.data();
+  }
+  void host_matrix_changed() override {
+    require_matrix("host_matrix_changed");
+    if (!m_host_matrix.empty()) {
+      GPEDE_CUDA_CHECK(cudaMemcpyAsync(m_matrix.data(), m_host_matrix.data(), m_host_matrix.size() * sizeof(double),
+                                       cudaMemcpyHostToDevice, m_compute.get()));
+      GPEDE_CUDA_CHECK(cudaStreamSynchronize(m_compute.get()));
+    }
+    m_host_matrix = std::vector<double>();
+  }
+
   FactorReport factorize(const ConstraintSystem& constraints, const FactorOptions& options) override {
     require_matrix("factorize");
     // The batch buffers and the scratch pool regrow in the next pass; the factorisation gets the room.
@@ -601,6 +625,7 @@ class CudaBackend final : public Backend {
   DenseSolution m_solution;
 
   DeviceBuffer<double> m_matrix;  // n x n column-major; lower triangle accumulated, mirrored in end_pass
+  std::vector<double> m_host_matrix;  // host_matrix's copy, while processes add theirs up
   std::int64_t m_n = 0;
   bool m_has_matrix = false;
   DeviceBuffer<double> m_parameter_value;
