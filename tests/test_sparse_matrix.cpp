@@ -4,11 +4,14 @@
 // outside the pattern, non-finite values. Packed storage: its accumulation against the dense one.
 #include <gtest/gtest.h>
 
+#include <barrier>
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <limits>
 #include <random>
 #include <set>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -18,6 +21,7 @@
 #include "gpede/detail/sparse_matrix.hpp"
 #include "gpede/detail/worker_pool.hpp"
 #include "gpede/error.hpp"
+#include "gpede/solver.hpp"
 #include "support/test_records.hpp"
 
 namespace {
@@ -116,6 +120,87 @@ TEST(SparsePattern, HoldsExactlyThePairsThatShareARecord) {
     const SparseMatrix s(std::move(pattern));
     EXPECT_EQ(s.nonzeros(), static_cast<std::int64_t>(f.pairs.size())) << "bitmap " << bitmap;
     EXPECT_EQ(elements_of(s), f.pairs) << "bitmap " << bitmap;
+  }
+}
+
+// Two "processes" as two threads of this test: each call is collective (both threads make it),
+// each contribution is posted, both wait, then each combines both.
+class ThreadPair final : public gpede::ProcessGroup {
+ public:
+  struct Shared {
+    std::barrier<> meet{2};
+    std::vector<char> posted[2];
+  };
+  ThreadPair(Shared& shared, int rank) : m_shared(shared), m_rank(rank) {}
+  int rank() const override { return m_rank; }
+  int size() const override { return 2; }
+  void sum(double* data, std::size_t count) override { combine(data, count, [](double a, double b) { return a + b; }); }
+  void sum(std::int64_t* data, std::size_t count) override {
+    combine(data, count, [](std::int64_t a, std::int64_t b) { return a + b; });
+  }
+  void bitwise_or(std::uint64_t* data, std::size_t count) override {
+    combine(data, count, [](std::uint64_t a, std::uint64_t b) { return a | b; });
+  }
+  void sum_to_first(double* data, std::size_t count) override { sum(data, count); }
+  void broadcast(std::vector<char>& bytes) override {
+    const auto all = gather(bytes);
+    bytes = all[0];
+  }
+  std::vector<std::vector<char>> gather(const std::vector<char>& bytes) override {
+    m_shared.posted[m_rank] = bytes;
+    m_shared.meet.arrive_and_wait();
+    std::vector<std::vector<char>> all{m_shared.posted[0], m_shared.posted[1]};
+    m_shared.meet.arrive_and_wait();
+    return all;
+  }
+
+ private:
+  template <class T, class Op>
+  void combine(T* data, std::size_t count, Op op) {
+    const auto all = gather(std::vector<char>(reinterpret_cast<char*>(data), reinterpret_cast<char*>(data + count)));
+    for (std::size_t k = 0; k < count; ++k) {
+      T a, b;
+      std::memcpy(&a, all[0].data() + k * sizeof(T), sizeof(T));
+      std::memcpy(&b, all[1].data() + k * sizeof(T), sizeof(T));
+      data[k] = op(a, b);
+    }
+  }
+  Shared& m_shared;
+  int m_rank;
+};
+
+TEST(SparsePattern, ProcessesWithTheirOwnRecordsEndWithThePatternOfAll) {
+  // Two processes, each with its records: after combining, each holds the pattern of all records
+  // (the pairs of either), with the bitmap and with the per-column lists.
+  const Fixture a = make_fixture(1), b = make_fixture(2);
+  ASSERT_EQ(a.setup.variable_index, b.setup.variable_index);
+  auto all_pairs = a.pairs;
+  all_pairs.insert(b.pairs.begin(), b.pairs.end());
+  ASSERT_GT(all_pairs.size(), a.pairs.size());
+  for (bool bitmap : {true, false}) {
+    ThreadPair::Shared shared;
+    std::set<std::pair<std::int32_t, std::int32_t>> seen[2];
+    std::int64_t groups[2] = {0, 0};
+    auto process = [&](int rank) {
+      const Fixture& f = rank == 0 ? a : b;
+      ThreadPair group(shared, rank);
+      SparsePattern pattern;
+      pattern.reset(f.setup.n_variable, f.setup.variable_index, bitmap);
+      pattern.add_boundaries(f.batch);
+      pattern.combine_boundaries(group);
+      pattern.finish_groups();
+      pattern.add(f.batch);
+      pattern.combine_pairs(group);
+      groups[rank] = pattern.groups();
+      const SparseMatrix s(std::move(pattern));
+      seen[rank] = elements_of(s);
+    };
+    std::thread other(process, 1);
+    process(0);
+    other.join();
+    EXPECT_EQ(groups[0], groups[1]) << "bitmap " << bitmap;
+    EXPECT_EQ(seen[0], all_pairs) << "bitmap " << bitmap;
+    EXPECT_EQ(seen[1], all_pairs) << "bitmap " << bitmap;
   }
 }
 

@@ -59,6 +59,8 @@ class ProcessGroup {
   /// Element-wise sum over the processes, the same on every process afterwards.
   virtual void sum(double* data, std::size_t count) = 0;
   virtual void sum(std::int64_t* data, std::size_t count) = 0;
+  /// Element-wise bitwise or over the processes, the same on every process afterwards.
+  virtual void bitwise_or(std::uint64_t* data, std::size_t count) = 0;
   /// Element-wise sum onto process 0; the others' data are left as they were.
   virtual void sum_to_first(double* data, std::size_t count) = 0;
   /// Process 0's bytes to every process (resized there).

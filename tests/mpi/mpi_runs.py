@@ -32,8 +32,10 @@ STEERINGS = {  # name: the lines after the files
     # the iterated entries cut: a second count over the records before the solution
     "decomposition-entries": ["entries 60 10 120", "method decomposition 2 0.1"],
     "diagonalization": ["method diagonalization 2 0.1"],
-    # MINRES on the dense matrix (sparse storage is per process, so several processes keep it dense)
     "fullMINRES": ["mrestol 1.0e-10", "method fullMINRES 2 0.1"],
+    # sparse storage: the pattern made from every process's records (the distributed solve keeps
+    # the matrix dense)
+    "sparseMINRES": ["mrestol 1.0e-10", "method sparseMINRES 2 0.1"],
 }
 
 
@@ -160,6 +162,9 @@ def main() -> int:
             many = results(data / out)
             if distributed and "distributed" not in many["matrix_storage"]:
                 problems.append(f"{name}, {where}: matrix storage '{many['matrix_storage']}'")
+            if not distributed and many["matrix_storage"] != one["matrix_storage"]:
+                problems.append(f"{name}, {where}: matrix storage '{many['matrix_storage']}' against "
+                                f"'{one['matrix_storage']}' in one process")
             if "MINRES" in name:  # stops on its tolerance, which rounding can move by an iteration
                 problems += compare(name, one, many, where, 1e-8, 1e-10)
             else:

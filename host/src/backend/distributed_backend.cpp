@@ -163,12 +163,15 @@ enum class Status : std::uint8_t { ok = 0, input_error = 1, runtime_error = 2, n
 class DistributedBackend final : public Backend {
  public:
   DistributedBackend(std::unique_ptr<Backend> inner, ProcessGroup& processes)
-      : m_inner(std::move(inner)), m_processes(processes), m_first(processes.rank() == 0) {}
+      : m_inner(std::move(inner)), m_processes(processes), m_first(processes.rank() == 0) {
+    m_inner->share_with(&processes);
+  }
 
   std::string name() const override { return m_inner->name(); }
   int host_threads() const override { return m_inner->host_threads(); }
-  // Sparse storage takes its pattern from this process's records alone: not summable.
-  bool supports_sparse_matrix() const override { return false; }
+  // Sparse storage: the inner backend combines its pattern with the other processes' (share_with).
+  bool supports_sparse_matrix() const override { return m_inner->supports_sparse_matrix(); }
+  void use_sparse_matrix(bool sparse) override { m_inner->use_sparse_matrix(sparse); }
   bool supports_packed_matrix() const override { return m_inner->supports_packed_matrix(); }
   void use_packed_matrix(bool packed) override { m_inner->use_packed_matrix(packed); }
   std::string matrix_description() const override { return m_inner->matrix_description(); }

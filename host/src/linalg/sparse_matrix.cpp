@@ -2,12 +2,14 @@
 #include "gpede/detail/sparse_matrix.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <atomic>
 #include <cmath>
 #include <string>
 
 #include "gpede/detail/worker_pool.hpp"
 #include "gpede/error.hpp"
+#include "gpede/solver.hpp"
 
 namespace gpede::detail {
 
@@ -123,6 +125,49 @@ void SparsePattern::add(const RecordBatch& batch) {
     for (const std::int32_t v : m_scratch) groups.push_back(m_group_of[static_cast<std::size_t>(v)]);
     if (groups.size() > 1) add_groups(groups);
   }
+}
+
+void SparsePattern::combine_boundaries(ProcessGroup& processes) {
+  std::vector<std::int64_t> marks(m_boundary.begin(), m_boundary.end());
+  processes.sum(marks.data(), marks.size());
+  for (std::size_t i = 0; i < marks.size(); ++i) m_boundary[i] = marks[i] > 0 ? 1 : 0;
+}
+
+void SparsePattern::combine_pairs(ProcessGroup& processes) {
+  if (!m_bits.empty()) {
+    processes.bitwise_or(m_bits.data(), m_bits.size());
+    return;
+  }
+  // Per-column lists: every process's rows, column by column (count, rows), added to each column.
+  std::vector<char> mine;
+  const auto put = [&](const void* data, std::size_t bytes) {
+    const std::size_t at = mine.size();
+    mine.resize(at + bytes);
+    if (bytes > 0) std::memcpy(mine.data() + at, data, bytes);
+  };
+  for (std::size_t j = 0; j < m_rows.size(); ++j) {
+    compact(static_cast<std::int64_t>(j));
+    const auto count = static_cast<std::uint64_t>(m_rows[j].size());
+    put(&count, sizeof count);
+    put(m_rows[j].data(), m_rows[j].size() * sizeof(std::int32_t));
+  }
+  const std::vector<std::vector<char>> all = processes.gather(mine);
+  for (std::size_t r = 0; r < all.size(); ++r) {
+    if (static_cast<int>(r) == processes.rank()) continue;
+    const std::vector<char>& bytes = all[r];
+    std::size_t at = 0;
+    for (std::size_t j = 0; j < m_rows.size() && at + sizeof(std::uint64_t) <= bytes.size(); ++j) {
+      std::uint64_t count = 0;
+      std::memcpy(&count, bytes.data() + at, sizeof count);
+      at += sizeof count;
+      std::vector<std::int32_t>& rows = m_rows[j];
+      const std::size_t before = rows.size();
+      rows.resize(before + count);
+      std::memcpy(rows.data() + before, bytes.data() + at, count * sizeof(std::int32_t));
+      at += count * sizeof(std::int32_t);
+    }
+  }
+  for (std::size_t j = 0; j < m_rows.size(); ++j) compact(static_cast<std::int64_t>(j));
 }
 
 SparseMatrix::SparseMatrix(SparsePattern&& pattern) : m_n(pattern.m_n) {

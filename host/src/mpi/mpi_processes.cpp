@@ -63,6 +63,12 @@ class MpiProcesses final : public ProcessGroup {
       check(MPI_Allreduce(MPI_IN_PLACE, data + at, n, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
     }
   }
+  void bitwise_or(std::uint64_t* data, std::size_t count) override {
+    for (std::size_t at = 0; at < count; at += k_piece) {
+      const int n = static_cast<int>(std::min(k_piece, count - at));
+      check(MPI_Allreduce(MPI_IN_PLACE, data + at, n, MPI_UINT64_T, MPI_BOR, MPI_COMM_WORLD), "MPI_Allreduce");
+    }
+  }
   void sum_to_first(double* data, std::size_t count) override {
     for (std::size_t at = 0; at < count; at += k_piece) {
       const int n = static_cast<int>(std::min(k_piece, count - at));

@@ -179,12 +179,17 @@ class Backend {
   /// Diagonal of the global matrix as accumulated (before factorize).
   virtual std::vector<double> matrix_diagonal() const = 0;
   /// The global matrix as accumulated by the last building pass, as one array in host memory with
-  /// the same layout for every instance of the backend at the same n (so that processes can add
-  /// theirs up); null, and count 0, where it has none such (sparse or device storage).
+  /// the same layout for every process that shares the run (sparse storage: its values, in the
+  /// pattern share_with made common), so that the processes can add theirs up; null, and count 0,
+  /// where it has none such.
   virtual double* host_matrix(std::size_t* count) {
     *count = 0;
     return nullptr;
   }
+  /// The processes that share the run (ProcessGroup): a backend whose looks at the records
+  /// (wants_bounds) shape the matrix's storage combines them with theirs, so that every process
+  /// stores the matrix alike (sparse storage: the pattern of all records). Before the first look.
+  virtual void share_with(ProcessGroup* /*processes*/) {}
   /// The array of host_matrix() now holds the matrix to solve (the processes' sum): a backend whose
   /// matrix lives elsewhere (a device) takes it back there. Before add_to_matrix and factorize.
   virtual void host_matrix_changed() {}

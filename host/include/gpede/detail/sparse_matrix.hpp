@@ -14,6 +14,10 @@
 #include "gpede/kernels/local_fit.hpp"
 #include "gpede/record_batch.hpp"
 
+namespace gpede {
+class ProcessGroup;
+}
+
 namespace gpede::detail {
 
 class WorkerPool;
@@ -34,6 +38,11 @@ class SparsePattern {
   void finish_groups();
   /// Second look: every record's pairs of groups (batch.global_index filled).
   void add(const RecordBatch& batch);
+  /// Processes that looked at their own records: after the first look (before finish_groups) the
+  /// union of their boundaries, after the second the union of their pairs, so that every process
+  /// ends with the pattern of all records. Collective.
+  void combine_boundaries(ProcessGroup& processes);
+  void combine_pairs(ProcessGroup& processes);
   std::int64_t n() const { return m_n; }
   std::int64_t groups() const { return static_cast<std::int64_t>(m_group_start.size()) - 1; }
 

@@ -13,6 +13,7 @@
 #include "gpede/detail/sparse_matrix.hpp"
 #include "gpede/detail/worker_pool.hpp"
 #include "gpede/error.hpp"
+#include "gpede/solver.hpp"
 
 namespace gpede::detail {
 namespace {
@@ -45,10 +46,12 @@ class CpuBackend final : public Backend {
   }
   // Two looks at the records before the first building pass: the parameter groups, the pattern.
   bool wants_bounds() const override { return m_sparse && !m_pattern_ready && m_looks < 2; }
+  void share_with(ProcessGroup* processes) override { m_processes = processes; }
   void begin_bounds(const PassSetup& setup) override {
     if (m_looks++ == 0) {
       m_pattern.reset(setup.n_variable, setup.variable_index);
     } else {
+      if (m_processes != nullptr) m_pattern.combine_boundaries(*m_processes);
       m_pattern.finish_groups();
     }
   }
@@ -68,6 +71,7 @@ class CpuBackend final : public Backend {
           if (m_pattern.n() != m_n || m_looks != 2) {
             throw RuntimeError("cpu backend: sparse matrix without the looks at the records for its pattern");
           }
+          if (m_processes != nullptr) m_pattern.combine_pairs(*m_processes);
           m_groups = m_pattern.groups();
           m_matrix = SparseMatrix(std::move(m_pattern));
           m_pattern_ready = true;
@@ -118,8 +122,9 @@ class CpuBackend final : public Backend {
 
   double* host_matrix(std::size_t* count) override {
     *count = 0;
-    if (m_sparse) return nullptr;
-    std::vector<double>& values = m_packed ? m_packed_matrix.values() : m_accumulator.matrix();
+    if (m_sparse && !m_pattern_ready) return nullptr;
+    std::vector<double>& values =
+        m_sparse ? m_matrix.values() : m_packed ? m_packed_matrix.values() : m_accumulator.matrix();
     *count = values.size();
     return values.data();
   }
@@ -165,6 +170,7 @@ class CpuBackend final : public Backend {
   std::int64_t m_groups = 0;
   SparsePattern m_pattern;
   SparseMatrix m_matrix;
+  ProcessGroup* m_processes = nullptr;  // share_with
 };
 
 }  // namespace
