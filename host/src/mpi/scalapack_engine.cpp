@@ -216,7 +216,7 @@ class ScalapackEngine final : public DistributedEngine {
 
   void householder_qr(View a, View tau) override {
     if (a.rows == 0 || a.cols == 0) return;
-    Aligned q(*this, a, true);
+    Aligned q(*this, a, !at_origin(a), 0, 0);  // the scalars' layout then follows from (0, 0)
     Distributed& d = dist(q.view);
     const int m = blas_int(a.rows), n = blas_int(a.cols), one = 1;
     int info = 0, lwork = -1;
@@ -248,86 +248,91 @@ class ScalapackEngine final : public DistributedEngine {
     if (dist(tau).tau.empty()) {
       throw RuntimeError("ScaLAPACK: apply_householder without the householder_qr of its scalars");
     }
-    // The reflectors as householder_qr saw them: at (0, 0) of a matrix of their own.
-    Aligned reflect(*this, q, true);
-    Aligned target(*this, c, true);
+    // The reflectors as householder_qr saw them: at (0, 0) of a matrix of their own; the target's
+    // rows (left) or columns (right) on the same block grid as the reflectors' rows.
+    Aligned reflect(*this, q, !at_origin(q), 0, 0);
+    const bool left = side == Side::left;
+    const bool fits = left ? starts_block(c.row0, m_prow) : starts_block(c.col0, m_pcol);
+    Aligned target(*this, c, !fits, 0, 0);
     Distributed& dq = dist(reflect.view);
     Distributed& dc = dist(target.view);
-    const char s = side == Side::left ? 'L' : 'R', t = transpose ? 'T' : 'N';
+    const char s = left ? 'L' : 'R', t = transpose ? 'T' : 'N';
     const int m = blas_int(c.rows), n = blas_int(c.cols), k = blas_int(reflectors), one = 1;
+    const int ic = first(target.view.row0), jc = first(target.view.col0);
     int info = 0, lwork = -1;
     double query = 0.0;
     const double* taus = dist(tau).tau.data();
-    pdormqr_(&s, &t, &m, &n, &k, dq.local.data(), &one, &one, dq.desc, taus, dc.local.data(), &one, &one, dc.desc,
+    pdormqr_(&s, &t, &m, &n, &k, dq.local.data(), &one, &one, dq.desc, taus, dc.local.data(), &ic, &jc, dc.desc,
              &query, &lwork, &info);
     check_info(info, "pdormqr");
     lwork = workspace(query);
     std::vector<double> work(static_cast<std::size_t>(lwork));
-    pdormqr_(&s, &t, &m, &n, &k, dq.local.data(), &one, &one, dq.desc, taus, dc.local.data(), &one, &one, dc.desc,
+    pdormqr_(&s, &t, &m, &n, &k, dq.local.data(), &one, &one, dq.desc, taus, dc.local.data(), &ic, &jc, dc.desc,
              work.data(), &lwork, &info);
     check_info(info, "pdormqr");
     target.back();
   }
 
+  // pdpotrf and pdtrtri want a diagonal block that starts a block of the grid: the reduced matrix
+  // after m constraints, at (m, m), is copied to a matrix of its own unless m is a multiple of 64.
   std::int64_t cholesky(View a) override {
     if (a.rows == 0) return 0;
-    Aligned f(*this, a, true);
+    Aligned f(*this, a, !diagonal_block(a), 0, 0);
     Distributed& d = dist(f.view);
-    const int n = blas_int(a.rows), one = 1;
+    const int n = blas_int(a.rows), ia = first(f.view.row0), ja = first(f.view.col0);
     int info = 0;
-    pdpotrf_("L", &n, d.local.data(), &one, &one, d.desc, &info);
+    pdpotrf_("L", &n, d.local.data(), &ia, &ja, d.desc, &info);
     check_info(info, "pdpotrf");
     f.back();
     return info;
   }
   void cholesky_solve(View l, View b) override {
     if (l.rows == 0 || b.cols == 0) return;
-    Aligned f(*this, l, true);
-    Aligned x(*this, b, true);
+    Aligned f(*this, l, !diagonal_block(l), 0, 0);
+    // b's rows on the factor's block grid: a copy of b (columns of n) at the factor's row offset.
+    Aligned x(*this, b, b.row0 != f.view.row0, f.view.row0, 0);
     Distributed& dl = dist(f.view);
     Distributed& dx = dist(x.view);
-    const int n = blas_int(l.rows), nrhs = blas_int(b.cols), one = 1;
+    const int n = blas_int(l.rows), nrhs = blas_int(b.cols);
+    const int il = first(f.view.row0), jl = first(f.view.col0), ib = first(x.view.row0), jb = first(x.view.col0);
     int info = 0;
-    pdpotrs_("L", &n, &nrhs, dl.local.data(), &one, &one, dl.desc, dx.local.data(), &one, &one, dx.desc, &info);
+    pdpotrs_("L", &n, &nrhs, dl.local.data(), &il, &jl, dl.desc, dx.local.data(), &ib, &jb, dx.desc, &info);
     check_info(info, "pdpotrs");
     x.back();
   }
   void triangular_inverse(View l) override {
     if (l.rows == 0) return;
-    Aligned f(*this, l, true);
+    Aligned f(*this, l, !diagonal_block(l), 0, 0);
     Distributed& d = dist(f.view);
-    const int n = blas_int(l.rows), one = 1;
+    const int n = blas_int(l.rows), ia = first(f.view.row0), ja = first(f.view.col0);
     int info = 0;
-    pdtrtri_("L", "N", &n, d.local.data(), &one, &one, d.desc, &info);
+    pdtrtri_("L", "N", &n, d.local.data(), &ia, &ja, d.desc, &info);
     check_info(info, "pdtrtri");
     if (info > 0) {
       throw RuntimeError("ScaLAPACK pdtrtri: zero diagonal element " + std::to_string(info) + " of a regular factor");
     }
     f.back();
   }
+  // PBLAS's triangular routines take operands at any offsets.
   void lower_triangular_multiply(View l, bool transpose, View x) override {
     if (l.rows == 0) return;
-    Aligned f(*this, l, true);
-    Aligned v(*this, x, true);
-    Distributed& dl = dist(f.view);
-    Distributed& dv = dist(v.view);
-    const int n = blas_int(l.rows), nrhs = blas_int(x.cols), one = 1;
+    Distributed& dl = dist(l);
+    Distributed& dv = dist(x);
+    const int n = blas_int(l.rows), nrhs = blas_int(x.cols);
+    const int il = first(l.row0), jl = first(l.col0), ix = first(x.row0), jx = first(x.col0);
     const double alpha = 1.0;
-    pdtrmm_("L", "L", transpose ? "T" : "N", "N", &n, &nrhs, &alpha, dl.local.data(), &one, &one, dl.desc,
-            dv.local.data(), &one, &one, dv.desc);
-    v.back();
+    pdtrmm_("L", "L", transpose ? "T" : "N", "N", &n, &nrhs, &alpha, dl.local.data(), &il, &jl, dl.desc,
+            dv.local.data(), &ix, &jx, dv.desc);
   }
   void upper_triangular_solve(View u, View x) override {
     if (u.rows == 0) return;
-    Aligned f(*this, u, true);
-    Aligned v(*this, x, true);
-    Distributed& du = dist(f.view);
-    Distributed& dv = dist(v.view);
-    const int n = blas_int(u.rows), nrhs = blas_int(x.cols), one = 1;
+    Distributed& du = dist(u);
+    Distributed& dv = dist(x);
+    const int n = blas_int(u.rows), nrhs = blas_int(x.cols);
+    const int iu = first(u.row0), ju = first(u.col0), ix = first(x.row0), jx = first(x.col0);
     const double alpha = 1.0;
-    pdtrsm_("L", "U", "N", "N", &n, &nrhs, &alpha, du.local.data(), &one, &one, du.desc, dv.local.data(), &one, &one,
+    pdtrsm_("L", "U", "N", "N", &n, &nrhs, &alpha, du.local.data(), &iu, &ju, du.desc, dv.local.data(), &ix, &jx,
             dv.desc);
-    v.back();
   }
 
   std::vector<std::int64_t> pivoted_cholesky(View a, double tol, std::int64_t& rank) override {
@@ -340,7 +345,7 @@ class ScalapackEngine final : public DistributedEngine {
 
   std::vector<double> eigen(View a) override {
     if (a.rows == 0) return {};
-    Aligned f(*this, a, true);
+    Aligned f(*this, a, !at_origin(a), 0, 0);  // pdsyevd: at the start of a block, as Z
     Distributed& d = dist(f.view);
     Matrix z = allocate(a.rows, a.cols);
     Distributed& dz = dist(z.view());
@@ -480,17 +485,18 @@ class ScalapackEngine final : public DistributedEngine {
   }
 
  private:
-  /// A block at (0, 0) of a matrix of its own where the routines want alignment (else the block
-  /// itself): copied in on construction when asked, back by back().
+  /// The block itself, or (copy) a copy of it at (row0, col0) of a matrix of its own, where the
+  /// routine wants other offsets: copied in on construction, back by back().
   struct Aligned {
-    Aligned(ScalapackEngine& engine, View v, bool copy_in) : engine(engine), original(v) {
-      if (v.row0 == 0 && v.col0 == 0) {
+    Aligned(ScalapackEngine& engine, View v, bool copy, std::int64_t row0, std::int64_t col0)
+        : engine(engine), original(v) {
+      if (!copy) {
         view = v;
         return;
       }
-      own = engine.allocate(v.rows, v.cols);
-      view = own.view();
-      if (copy_in) engine.redistribute(v, view);
+      own = engine.allocate(row0 + v.rows, col0 + v.cols);
+      view = own.view().block(row0, col0, v.rows, v.cols);
+      engine.redistribute(v, view);
     }
     void back() {
       if (!own.empty()) engine.redistribute(view, original);
@@ -499,6 +505,13 @@ class ScalapackEngine final : public DistributedEngine {
     View original, view;
     Matrix own;
   };
+
+  static bool at_origin(const View& v) { return v.row0 == 0 && v.col0 == 0; }
+  /// A diagonal block that starts a block of the grid (pdpotrf, pdpotrs, pdtrtri want that).
+  static bool diagonal_block(const View& v) { return v.row0 == v.col0 && v.row0 % kBlock == 0; }
+  /// An offset on a block boundary of the first process row (column): like offset 0 for pdormqr.
+  static bool starts_block(std::int64_t offset, int procs) { return offset % (static_cast<std::int64_t>(kBlock) * procs) == 0; }
+  static int first(std::int64_t offset) { return blas_int(offset + 1); }
 
   Distributed& dist(const View& v) {
     const auto it = m_matrices.find(v.base);
