@@ -10,6 +10,7 @@
 
 #include "gpede/detail/dense_solution.hpp"
 #include "gpede/detail/linalg.hpp"
+#include "mpi_processes.hpp"
 #include "scalapack_engine.hpp"
 
 namespace {
@@ -53,11 +54,17 @@ double largest_difference(const std::vector<double>& a, const std::vector<double
 
 class ScalapackEngine : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { engine = gpede::detail::linalg::make_scalapack_engine().release(); }
+  static void SetUpTestSuite() {
+    world = gpede::cli::mpi_world().release();
+    engine = gpede::detail::linalg::make_scalapack_engine(*world).release();
+  }
   static void TearDownTestSuite() {
     delete engine;
     engine = nullptr;
+    delete world;
+    world = nullptr;
   }
+  static gpede::ProcessGroup* world;
   static gpede::detail::linalg::DistributedEngine* engine;
   std::unique_ptr<Engine> cpu = gpede::detail::linalg::make_cpu_engine();
 
@@ -78,6 +85,7 @@ class ScalapackEngine : public ::testing::Test {
   }
 };
 gpede::detail::linalg::DistributedEngine* ScalapackEngine::engine = nullptr;
+gpede::ProcessGroup* ScalapackEngine::world = nullptr;
 
 TEST_F(ScalapackEngine, ElementwiseOperationsAndDownloadsAgree) {
   for (std::int64_t r0 : {0, 37}) {

@@ -3,16 +3,14 @@
 // b, entries) are added up on every process and the global matrix onto process 0, which factorises
 // and solves. What process 0 finds (the factorisation's report, each step, the covariance) is sent
 // to every process, failures included, so that every process takes the same decisions and none
-// waits for a message that does not come.
-#include <cmath>
-#include <cstring>
-#include <new>
-#include <stdexcept>
+// waits for a message that does not come. With the distributed solve, the matrix is reduce-scattered
+// into a distributed engine instead and all processes solve it together.
 #include <string>
 #include <type_traits>
 #include <utility>
 
 #include "gpede/detail/backend.hpp"
+#include "gpede/detail/byte_pack.hpp"
 #include "gpede/detail/dense_solution.hpp"
 #include "gpede/detail/linalg.hpp"
 #include "gpede/error.hpp"
@@ -20,69 +18,6 @@
 
 namespace gpede::detail {
 namespace {
-
-/// Bytes out: plain values, strings and vectors of plain values, in order.
-class Packer {
- public:
-  template <class T>
-  void put(const T& value) {
-    static_assert(std::is_trivially_copyable_v<T>);
-    const std::size_t at = m_bytes.size();
-    m_bytes.resize(at + sizeof(T));
-    std::memcpy(m_bytes.data() + at, &value, sizeof(T));
-  }
-  void put(const std::string& text) { put_range(text.data(), text.size()); }
-  template <class T>
-  void put(const std::vector<T>& values) {
-    put_range(values.data(), values.size());
-  }
-  std::vector<char>& bytes() { return m_bytes; }
-
- private:
-  template <class T>
-  void put_range(const T* data, std::size_t count) {
-    put(static_cast<std::uint64_t>(count));
-    const std::size_t at = m_bytes.size();
-    m_bytes.resize(at + count * sizeof(T));
-    if (count > 0) std::memcpy(m_bytes.data() + at, data, count * sizeof(T));
-  }
-  std::vector<char> m_bytes;
-};
-
-/// Bytes in, in the order they were packed.
-class Unpacker {
- public:
-  explicit Unpacker(const std::vector<char>& bytes) : m_bytes(bytes) {}
-  template <class T>
-  T get() {
-    static_assert(std::is_trivially_copyable_v<T>);
-    T value{};
-    take(&value, sizeof(T));
-    return value;
-  }
-  std::string get_string() {
-    std::string text(static_cast<std::size_t>(get<std::uint64_t>()), '\0');
-    take(text.data(), text.size());
-    return text;
-  }
-  template <class T>
-  std::vector<T> get_vector() {
-    const auto count = static_cast<std::size_t>(get<std::uint64_t>());
-    if (count > (m_bytes.size() - m_at) / sizeof(T)) throw RuntimeError("distributed backend: short message");
-    std::vector<T> values(count);
-    take(values.data(), count * sizeof(T));
-    return values;
-  }
-
- private:
-  void take(void* to, std::size_t n) {
-    if (n > m_bytes.size() - m_at) throw RuntimeError("distributed backend: short message");
-    if (n > 0) std::memcpy(to, m_bytes.data() + m_at, n);
-    m_at += n;
-  }
-  const std::vector<char>& m_bytes;
-  std::size_t m_at = 0;
-};
 
 void pack(Packer& p, const FactorReport& r) {
   p.put(r.ok);
@@ -157,54 +92,52 @@ void sum_totals(ProcessGroup& processes, PassTotals& t) {
   processes.sum(t.entries_accepted.data(), t.entries_accepted.size());
 }
 
-// How process 0's part of a step ended, sent ahead of its result.
-enum class Status : std::uint8_t { ok = 0, input_error = 1, runtime_error = 2, no_memory = 3 };
-
-class DistributedBackend final : public Backend {
+/// What both backends below share: every pass runs on `inner` over this process's records, and
+/// its sums are added up over the processes; the matrix of a building pass goes to sum_matrix.
+class SharedPasses : public Backend {
  public:
-  DistributedBackend(std::unique_ptr<Backend> inner, ProcessGroup& processes)
-      : m_inner(std::move(inner)), m_processes(processes), m_first(processes.rank() == 0) {
-    m_inner->share_with(&processes);
-  }
+  SharedPasses(std::unique_ptr<Backend> inner, ProcessGroup& processes)
+      : m_inner(std::move(inner)), m_processes(processes) {}
 
   std::string name() const override { return m_inner->name(); }
   int host_threads() const override { return m_inner->host_threads(); }
+  bool wants_bounds() const override { return m_inner->wants_bounds(); }
+  void begin_bounds(const PassSetup& setup) override { m_inner->begin_bounds(setup); }
+  void bound(const RecordBatch& batch) override { m_inner->bound(batch); }
+  void begin_pass(const PassSetup& setup) override {
+    m_building = setup.build_matrix;
+    m_inner->begin_pass(setup);
+  }
+  void accumulate(const RecordBatch& batch) override { m_inner->accumulate(batch); }
+  PassTotals end_pass() override {
+    PassTotals t = m_inner->end_pass();
+    sum_totals(m_processes, t);
+    if (m_building) sum_matrix(static_cast<std::int64_t>(t.rhs.size()));
+    return t;
+  }
+
+ protected:
+  /// Adds up the processes' matrices of the building pass just ended (n x n).
+  virtual void sum_matrix(std::int64_t n) = 0;
+
+  std::unique_ptr<Backend> m_inner;
+  ProcessGroup& m_processes;
+  bool m_building = false;
+};
+
+class DistributedBackend final : public SharedPasses {
+ public:
+  DistributedBackend(std::unique_ptr<Backend> inner, ProcessGroup& processes)
+      : SharedPasses(std::move(inner), processes), m_first(processes.rank() == 0) {
+    m_inner->share_with(&processes);
+  }
+
   // Sparse storage: the inner backend combines its pattern with the other processes' (share_with).
   bool supports_sparse_matrix() const override { return m_inner->supports_sparse_matrix(); }
   void use_sparse_matrix(bool sparse) override { m_inner->use_sparse_matrix(sparse); }
   bool supports_packed_matrix() const override { return m_inner->supports_packed_matrix(); }
   void use_packed_matrix(bool packed) override { m_inner->use_packed_matrix(packed); }
   std::string matrix_description() const override { return m_inner->matrix_description(); }
-  bool wants_bounds() const override { return m_inner->wants_bounds(); }
-  void begin_bounds(const PassSetup& setup) override { m_inner->begin_bounds(setup); }
-  void bound(const RecordBatch& batch) override { m_inner->bound(batch); }
-
-  void begin_pass(const PassSetup& setup) override {
-    m_building = setup.build_matrix;
-    m_inner->begin_pass(setup);
-  }
-  void accumulate(const RecordBatch& batch) override { m_inner->accumulate(batch); }
-
-  PassTotals end_pass() override {
-    PassTotals t = m_inner->end_pass();
-    sum_totals(m_processes, t);
-    if (m_building) {
-      std::size_t count = 0;
-      double* matrix = m_inner->host_matrix(&count);
-      // Every process must take part, with the same size, or none may: agree on it first.
-      std::int64_t sizes[2] = {static_cast<std::int64_t>(matrix != nullptr ? count : 0), 1};
-      m_processes.sum(sizes, 2);
-      if (matrix == nullptr || sizes[0] != static_cast<std::int64_t>(count) * sizes[1]) {
-        throw RuntimeError("the " + m_inner->name() + " backend's global matrix (" +
-                           (matrix == nullptr ? std::string("not in host memory")
-                                              : std::to_string(count) + " elements here") +
-                           ") cannot be added up over " + std::to_string(m_processes.size()) + " processes");
-      }
-      m_processes.sum_to_first(matrix, count);
-      if (m_first) m_inner->host_matrix_changed();
-    }
-    return t;
-  }
 
   void add_to_matrix(const std::vector<std::int64_t>& rows, const std::vector<std::int64_t>& cols,
                      const std::vector<double>& values) override {
@@ -241,101 +174,65 @@ class DistributedBackend final : public Backend {
   }
 
  private:
-  /// Process 0 runs `work`, which packs its result; every process gets the bytes and unpacks them
-  /// with `read`. An exception on process 0 reaches every process as the same kind of error.
+  void sum_matrix(std::int64_t) override {
+    std::size_t count = 0;
+    double* matrix = m_inner->host_matrix(&count);
+    // Every process must take part, with the same size, or none may: agree on it first.
+    std::int64_t sizes[2] = {static_cast<std::int64_t>(matrix != nullptr ? count : 0), 1};
+    m_processes.sum(sizes, 2);
+    if (matrix == nullptr || sizes[0] != static_cast<std::int64_t>(count) * sizes[1]) {
+      throw RuntimeError("the " + m_inner->name() + " backend's global matrix (" +
+                         (matrix == nullptr ? std::string("not in host memory")
+                                            : std::to_string(count) + " elements here") +
+                         ") cannot be added up over " + std::to_string(m_processes.size()) + " processes");
+    }
+    m_processes.sum_to_first(matrix, count);
+    if (m_first) m_inner->host_matrix_changed();
+  }
+
+  /// Process 0 runs `work`, which packs its result after "no exception"; every process gets the
+  /// bytes and unpacks them with `read`. An exception on process 0 reaches every process as the
+  /// same kind of error.
   template <class Work, class Read>
   auto from_first(Work work, Read read) const -> std::invoke_result_t<Read, Unpacker&> {
     Packer p;
-    p.put(Status::ok);
+    pack_exception(p, nullptr);
     if (m_first) {
       try {
         work(p);
-      } catch (const InputError& e) {
-        send_failure(Status::input_error, e.exit_code(), e.what());
-        throw;
-      } catch (const std::bad_alloc&) {
-        send_failure(Status::no_memory, 0, "");
-        throw;
-      } catch (const std::exception& e) {
-        send_failure(Status::runtime_error, 0, e.what());
+      } catch (...) {
+        Packer failure;
+        pack_exception(failure, std::current_exception());
+        m_processes.broadcast(failure.bytes());
         throw;
       }
     }
     m_processes.broadcast(p.bytes());
     Unpacker u(p.bytes());
-    const auto status = u.get<Status>();
-    if (status != Status::ok) {
-      const int code = u.get<int>();
-      const std::string what = u.get_string();
-      if (status == Status::input_error) throw InputError(what, code);
-      if (status == Status::no_memory) throw std::bad_alloc();
-      throw RuntimeError(what);
-    }
+    rethrow_packed(u);
     return read(u);
   }
 
-  void send_failure(Status status, int code, const std::string& what) const {
-    Packer p;
-    p.put(status);
-    p.put(code);
-    p.put(what);
-    m_processes.broadcast(p.bytes());
-  }
-
-  std::unique_ptr<Backend> m_inner;
-  ProcessGroup& m_processes;
   bool m_first;
-  bool m_building = false;
   IterativeSolveInfo m_info;
 };
 
 /// The passes as in DistributedBackend; the matrix reduce-scattered into the engine's 2D
 /// block-cyclic layout and solved there by all processes (SPMD: DenseSolution runs on every
 /// process over the distributed engine, whose host results are the same everywhere).
-class DistributedSolveBackend final : public Backend {
+class DistributedSolveBackend final : public SharedPasses {
  public:
   DistributedSolveBackend(std::unique_ptr<Backend> inner, ProcessGroup& processes,
                           std::shared_ptr<linalg::DistributedEngine> engine)
-      : m_inner(std::move(inner)), m_processes(processes), m_engine(std::move(engine)), m_solution(*m_engine) {}
+      : SharedPasses(std::move(inner), processes), m_engine(std::move(engine)), m_solution(*m_engine) {}
   ~DistributedSolveBackend() override {
     // The solution's and the matrix's storage belong to the engine: free them first.
     m_solution.release();
     m_matrix.reset();
   }
 
-  std::string name() const override { return m_inner->name(); }
-  int host_threads() const override { return m_inner->host_threads(); }
   std::string matrix_description() const override {
-    return "distributed over " + std::to_string(m_processes.size()) + " processes, " + m_engine->name() +
-           ", blocks of 64 x 64";
-  }
-  bool wants_bounds() const override { return m_inner->wants_bounds(); }
-  void begin_bounds(const PassSetup& setup) override { m_inner->begin_bounds(setup); }
-  void bound(const RecordBatch& batch) override { m_inner->bound(batch); }
-  void begin_pass(const PassSetup& setup) override {
-    m_building = setup.build_matrix;
-    m_inner->begin_pass(setup);
-  }
-  void accumulate(const RecordBatch& batch) override { m_inner->accumulate(batch); }
-
-  PassTotals end_pass() override {
-    PassTotals t = m_inner->end_pass();
-    sum_totals(m_processes, t);
-    if (m_building) {
-      std::size_t count = 0;
-      const double* full = m_inner->host_matrix(&count);
-      const auto n = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(count))));
-      if (full == nullptr || static_cast<std::size_t>(n * n) != count || n != static_cast<std::int64_t>(t.rhs.size())) {
-        throw RuntimeError("the distributed solve needs the " + m_inner->name() +
-                           " backend's global matrix in full storage in host memory");
-      }
-      m_solution.release();
-      m_matrix.reset();
-      m_matrix = m_engine->allocate(n, n);
-      m_engine->sum_full_matrices(full, n, m_matrix.view());
-      m_n = n;
-    }
-    return t;
+    return "distributed over " + std::to_string(m_processes.size()) + " processes, " + m_engine->name();
   }
   void add_to_matrix(const std::vector<std::int64_t>& rows, const std::vector<std::int64_t>& cols,
                      const std::vector<double>& values) override {
@@ -360,13 +257,24 @@ class DistributedSolveBackend final : public Backend {
   std::vector<double> covariance_diagonal() override { return m_solution.covariance_diagonal(); }
 
  private:
-  std::unique_ptr<Backend> m_inner;
-  ProcessGroup& m_processes;
+  void sum_matrix(std::int64_t n) override {
+    std::size_t count = 0;
+    const double* full = m_inner->host_matrix(&count);
+    if (full == nullptr || count != static_cast<std::size_t>(n) * static_cast<std::size_t>(n)) {
+      throw RuntimeError("the distributed solve needs the " + m_inner->name() +
+                         " backend's global matrix in full storage in host memory");
+    }
+    m_solution.release();
+    m_matrix.reset();
+    m_matrix = m_engine->allocate(n, n);
+    m_engine->sum_full_matrices(full, n, m_matrix.view());
+    m_n = n;
+  }
+
   std::shared_ptr<linalg::DistributedEngine> m_engine;
   DenseSolution m_solution;
   linalg::Matrix m_matrix;
   std::int64_t m_n = 0;
-  bool m_building = false;
 };
 
 }  // namespace

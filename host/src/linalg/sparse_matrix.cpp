@@ -2,11 +2,11 @@
 #include "gpede/detail/sparse_matrix.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <atomic>
 #include <cmath>
 #include <string>
 
+#include "gpede/detail/byte_pack.hpp"
 #include "gpede/detail/worker_pool.hpp"
 #include "gpede/error.hpp"
 #include "gpede/solver.hpp"
@@ -138,34 +138,17 @@ void SparsePattern::combine_pairs(ProcessGroup& processes) {
     processes.bitwise_or(m_bits.data(), m_bits.size());
     return;
   }
-  // Per-column lists: every process's rows, column by column (count, rows), added to each column.
-  std::vector<char> mine;
-  const auto put = [&](const void* data, std::size_t bytes) {
-    const std::size_t at = mine.size();
-    mine.resize(at + bytes);
-    if (bytes > 0) std::memcpy(mine.data() + at, data, bytes);
-  };
+  // Per-column lists: every process's rows, column by column, added to each column.
+  Packer mine;
   for (std::size_t j = 0; j < m_rows.size(); ++j) {
     compact(static_cast<std::int64_t>(j));
-    const auto count = static_cast<std::uint64_t>(m_rows[j].size());
-    put(&count, sizeof count);
-    put(m_rows[j].data(), m_rows[j].size() * sizeof(std::int32_t));
+    mine.put(m_rows[j]);
   }
-  const std::vector<std::vector<char>> all = processes.gather(mine);
+  const std::vector<std::vector<char>> all = processes.gather(mine.bytes());
   for (std::size_t r = 0; r < all.size(); ++r) {
     if (static_cast<int>(r) == processes.rank()) continue;
-    const std::vector<char>& bytes = all[r];
-    std::size_t at = 0;
-    for (std::size_t j = 0; j < m_rows.size() && at + sizeof(std::uint64_t) <= bytes.size(); ++j) {
-      std::uint64_t count = 0;
-      std::memcpy(&count, bytes.data() + at, sizeof count);
-      at += sizeof count;
-      std::vector<std::int32_t>& rows = m_rows[j];
-      const std::size_t before = rows.size();
-      rows.resize(before + count);
-      std::memcpy(rows.data() + before, bytes.data() + at, count * sizeof(std::int32_t));
-      at += count * sizeof(std::int32_t);
-    }
+    Unpacker u(all[r]);
+    for (std::size_t j = 0; j < m_rows.size(); ++j) u.append_vector(m_rows[j]);
   }
   for (std::size_t j = 0; j < m_rows.size(); ++j) compact(static_cast<std::int64_t>(j));
 }

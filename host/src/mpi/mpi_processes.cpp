@@ -86,7 +86,7 @@ class MpiProcesses final : public ProcessGroup {
     send_from_first(bytes.data(), bytes.size(), MPI_CHAR);
   }
   std::shared_ptr<detail::linalg::DistributedEngine> distributed_engine() override {
-    return detail::linalg::make_scalapack_engine();
+    return detail::linalg::make_scalapack_engine(*this);
   }
   std::vector<std::vector<char>> gather(const std::vector<char>& bytes) override {
     std::vector<std::uint64_t> sizes(static_cast<std::size_t>(m_size));
@@ -146,12 +146,16 @@ bool built_with_mpi() noexcept {
 #endif
 }
 
+#ifdef GPEDE_WITH_MPI
+std::unique_ptr<ProcessGroup> mpi_world() { return std::make_unique<MpiProcesses>(); }
+#endif
+
 std::unique_ptr<ProcessGroup> start_mpi(int& argc, char**& argv) {
 #ifdef GPEDE_WITH_MPI
   check(MPI_Init(&argc, &argv), "MPI_Init");
   g_started = true;
   check(MPI_Comm_dup(MPI_COMM_WORLD, &g_end_comm), "MPI_Comm_dup");
-  return std::make_unique<MpiProcesses>();
+  return mpi_world();
 #else
   (void)argc;
   (void)argv;

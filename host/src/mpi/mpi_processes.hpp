@@ -16,6 +16,8 @@ int local_processes();
 /// True if this program was built with MPI.
 bool built_with_mpi() noexcept;
 
+/// The group of all processes (MPI_COMM_WORLD) of an MPI already initialised; built with MPI only.
+std::unique_ptr<ProcessGroup> mpi_world();
 /// Initialises MPI and returns the group of all processes (MPI_COMM_WORLD). Throws RuntimeError if
 /// the program was built without MPI.
 std::unique_ptr<ProcessGroup> start_mpi(int& argc, char**& argv);

@@ -23,6 +23,7 @@
 
 #include "gpede/detail/linalg.hpp"
 #include "gpede/error.hpp"
+#include "gpede/solver.hpp"
 #include "scalapack_engine.hpp"
 
 extern "C" {
@@ -93,9 +94,9 @@ struct Distributed {
 
 class ScalapackEngine final : public DistributedEngine {
  public:
-  ScalapackEngine() {
-    MPI_Comm_rank(MPI_COMM_WORLD, &m_rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &m_size);
+  explicit ScalapackEngine(ProcessGroup& processes) : m_processes(processes) {
+    m_rank = processes.rank();
+    m_size = processes.size();
     // The most nearly square grid: rows <= columns.
     m_prow = static_cast<int>(std::sqrt(static_cast<double>(m_size)));
     while (m_size % m_prow != 0) --m_prow;
@@ -112,7 +113,8 @@ class ScalapackEngine final : public DistributedEngine {
   ~ScalapackEngine() override { Cblacs_gridexit(m_context); }
 
   std::string name() const override {
-    return "scalapack (" + std::to_string(m_prow) + " x " + std::to_string(m_pcol) + " processes)";
+    return "scalapack (" + std::to_string(m_prow) + " x " + std::to_string(m_pcol) + " processes), blocks of " +
+           std::to_string(kBlock) + " x " + std::to_string(kBlock);
   }
   int grid_rows() const override { return m_prow; }
   int grid_cols() const override { return m_pcol; }
@@ -313,27 +315,10 @@ class ScalapackEngine final : public DistributedEngine {
     }
     f.back();
   }
-  // PBLAS's triangular routines take operands at any offsets.
   void lower_triangular_multiply(View l, bool transpose, View x) override {
-    if (l.rows == 0) return;
-    Distributed& dl = dist(l);
-    Distributed& dv = dist(x);
-    const int n = blas_int(l.rows), nrhs = blas_int(x.cols);
-    const int il = first(l.row0), jl = first(l.col0), ix = first(x.row0), jx = first(x.col0);
-    const double alpha = 1.0;
-    pdtrmm_("L", "L", transpose ? "T" : "N", "N", &n, &nrhs, &alpha, dl.local.data(), &il, &jl, dl.desc,
-            dv.local.data(), &ix, &jx, dv.desc);
+    triangular(pdtrmm_, "L", transpose ? "T" : "N", l, x);
   }
-  void upper_triangular_solve(View u, View x) override {
-    if (u.rows == 0) return;
-    Distributed& du = dist(u);
-    Distributed& dv = dist(x);
-    const int n = blas_int(u.rows), nrhs = blas_int(x.cols);
-    const int iu = first(u.row0), ju = first(u.col0), ix = first(x.row0), jx = first(x.col0);
-    const double alpha = 1.0;
-    pdtrsm_("L", "U", "N", "N", &n, &nrhs, &alpha, du.local.data(), &iu, &ju, du.desc, dv.local.data(), &ix, &jx,
-            dv.desc);
-  }
+  void upper_triangular_solve(View u, View x) override { triangular(pdtrsm_, "U", "N", u, x); }
 
   std::vector<std::int64_t> pivoted_cholesky(View a, double tol, std::int64_t& rank) override {
     // No ScaLAPACK routine: the block on every process, LAPACK there, the factor back.
@@ -485,6 +470,22 @@ class ScalapackEngine final : public DistributedEngine {
   }
 
  private:
+  using TriangularRoutine = void (*)(const char*, const char*, const char*, const char*, const int*, const int*,
+                                    const double*, const double*, const int*, const int*, const int*, double*,
+                                    const int*, const int*, const int*);
+  /// x := op(T) x or op(T)^-1 x (pdtrmm_ or pdtrsm_) with the triangle `uplo` of t, non-unit;
+  /// PBLAS takes both operands at any offsets.
+  void triangular(TriangularRoutine routine, const char* uplo, const char* trans, View t, View x) {
+    if (t.rows == 0) return;
+    Distributed& dt = dist(t);
+    Distributed& dx = dist(x);
+    const int n = blas_int(t.rows), nrhs = blas_int(x.cols);
+    const int it = first(t.row0), jt = first(t.col0), ix = first(x.row0), jx = first(x.col0);
+    const double alpha = 1.0;
+    routine("L", uplo, trans, "N", &n, &nrhs, &alpha, dt.local.data(), &it, &jt, dt.desc, dx.local.data(), &ix, &jx,
+            dx.desc);
+  }
+
   /// The block itself, or (copy) a copy of it at (row0, col0) of a matrix of its own, where the
   /// routine wants other offsets: copied in on construction, back by back().
   struct Aligned {
@@ -554,18 +555,10 @@ class ScalapackEngine final : public DistributedEngine {
     pdgemr2d_(&m, &n, a.local.data(), &ia, &ja, a.desc, b.local.data(), &ib, &jb, b.desc, &m_context);
   }
 
-  /// Element-wise sum over the processes, the same bits on every one (onto process 0, then out).
-  void sum(std::vector<double>& values) {
-    if (values.empty() || m_size == 1) return;
-    const int count = blas_int(static_cast<std::int64_t>(values.size()));
-    if (m_rank == 0) {
-      MPI_Reduce(MPI_IN_PLACE, values.data(), count, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
-    } else {
-      MPI_Reduce(values.data(), nullptr, count, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
-    }
-    MPI_Bcast(values.data(), count, MPI_DOUBLE, 0, MPI_COMM_WORLD);
-  }
+  /// Element-wise sum over the processes, the same bits on every one.
+  void sum(std::vector<double>& values) { m_processes.sum(values.data(), values.size()); }
 
+  ProcessGroup& m_processes;
   int m_rank = 0, m_size = 1, m_prow = 1, m_pcol = 1, m_myrow = 0, m_mycol = 0, m_context = -1;
   std::map<const double*, std::shared_ptr<Distributed>> m_matrices;
   std::unique_ptr<Engine> m_cpu;
@@ -573,6 +566,8 @@ class ScalapackEngine final : public DistributedEngine {
 
 }  // namespace
 
-std::unique_ptr<DistributedEngine> make_scalapack_engine() { return std::make_unique<ScalapackEngine>(); }
+std::unique_ptr<DistributedEngine> make_scalapack_engine(ProcessGroup& processes) {
+  return std::make_unique<ScalapackEngine>(processes);
+}
 
 }  // namespace gpede::detail::linalg

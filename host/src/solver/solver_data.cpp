@@ -4,11 +4,10 @@
 
 #include <algorithm>
 #include <exception>
-#include <new>
 #include <string>
-#include <cstring>
 
 #include "gpede/detail/batch_layout.hpp"
+#include "gpede/detail/byte_pack.hpp"
 #include "gpede/error.hpp"
 #include "solver_internal.hpp"
 
@@ -124,30 +123,32 @@ void EntryCounter::bump(std::int32_t label, std::int64_t amount) {
 }
 
 void EntryCounter::combine(ProcessGroup& processes) {
-  // (label, count) pairs of this process, as bytes; every process adds up everyone's.
-  std::vector<char> mine;
-  const auto append = [&](std::int32_t label, std::int64_t count) {
-    const std::size_t at = mine.size();
-    mine.resize(at + 12);
-    std::memcpy(mine.data() + at, &label, 4);
-    std::memcpy(mine.data() + at + 4, &count, 8);
-  };
+  // This process's (label, count) pairs; every process adds up everyone's.
+  std::vector<std::int32_t> labels;
+  std::vector<std::int64_t> counts;
   for (std::size_t l = 0; l < m_dense.size(); ++l) {
-    if (m_dense[l] > 0) append(static_cast<std::int32_t>(l), m_dense[l]);
+    if (m_dense[l] > 0) {
+      labels.push_back(static_cast<std::int32_t>(l));
+      counts.push_back(m_dense[l]);
+    }
   }
   for (const auto& [label, count] : m_hash) {
-    if (count > 0) append(label, count);
+    if (count > 0) {
+      labels.push_back(label);
+      counts.push_back(count);
+    }
   }
-  const std::vector<std::vector<char>> all = processes.gather(mine);
+  Packer mine;
+  mine.put(labels);
+  mine.put(counts);
+  const std::vector<std::vector<char>> all = processes.gather(mine.bytes());
   for (int r = 0; r < static_cast<int>(all.size()); ++r) {
     if (r == processes.rank()) continue;
-    const auto& bytes = all[static_cast<std::size_t>(r)];
-    for (std::size_t at = 0; at + 12 <= bytes.size(); at += 12) {
-      std::int32_t label = 0;
-      std::int64_t count = 0;
-      std::memcpy(&label, bytes.data() + at, 4);
-      std::memcpy(&count, bytes.data() + at + 4, 8);
-      bump(label, count);
+    Unpacker u(all[static_cast<std::size_t>(r)]);
+    const auto their_labels = u.get_vector<std::int32_t>();
+    const auto their_counts = u.get_vector<std::int64_t>();
+    for (std::size_t k = 0; k < their_labels.size() && k < their_counts.size(); ++k) {
+      bump(their_labels[k], their_counts[k]);
     }
   }
 }
@@ -244,41 +245,21 @@ void DataSet::shared(const std::function<void()>& loop) {
     loop();
     return;
   }
-  // What failed here, as (kind, exit code, message); kind 0: nothing.
-  enum : std::int32_t { none = 0, input = 1, interrupted = 2, memory = 3, other = 4 };
-  std::int32_t kind = none, code = 0;
-  std::string what;
   std::exception_ptr failure;
   try {
     loop();
-  } catch (const InputError& e) {
-    kind = input, code = e.exit_code(), what = e.what(), failure = std::current_exception();
-  } catch (const Interrupted& e) {
-    kind = interrupted, what = e.what(), failure = std::current_exception();
-  } catch (const std::bad_alloc&) {
-    kind = memory, failure = std::current_exception();
-  } catch (const std::exception& e) {
-    kind = other, what = e.what(), failure = std::current_exception();
+  } catch (...) {
+    failure = std::current_exception();
   }
-  std::vector<char> mine(8 + what.size());
-  std::memcpy(mine.data(), &kind, 4);
-  std::memcpy(mine.data() + 4, &code, 4);
-  std::memcpy(mine.data() + 8, what.data(), what.size());
-  const std::vector<std::vector<char>> all = m_processes->gather(mine);
+  Packer mine;
+  pack_exception(mine, failure);
+  const std::vector<std::vector<char>> all = m_processes->gather(mine.bytes());
   if (failure) std::rethrow_exception(failure);
   for (std::size_t r = 0; r < all.size(); ++r) {
-    std::int32_t k = none, c = 0;
-    std::memcpy(&k, all[r].data(), 4);
-    std::memcpy(&c, all[r].data() + 4, 4);
-    if (k == none) continue;
     // The first failing process's error, on every process; the prefix tells the command that
     // the error is another process's (it prints it on the first process only).
-    const std::string message = "(process " + std::to_string(r + 1) + " of " + std::to_string(all.size()) + ") " +
-                                std::string(all[r].begin() + 8, all[r].end());
-    if (k == input) throw InputError(message, c);
-    if (k == interrupted) throw Interrupted(message);
-    if (k == memory) throw std::bad_alloc();
-    throw RuntimeError(message);
+    Unpacker u(all[r]);
+    rethrow_packed(u, "(process " + std::to_string(r + 1) + " of " + std::to_string(all.size()) + ") ");
   }
 }
 
