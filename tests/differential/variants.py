@@ -415,6 +415,10 @@ add(variant("indefinite-decomposition", "chisqcut 0.5 3", "outlierdownweighting 
             "hugecut 5", "linesearch 2", "matiter 3", "scaleerrors 0.5", "method decomposition 2 0.001",
             problems=("BRLC",),
             note="down-weighting makes the second matrix indefinite: both stop without its step (3)"))
+add(variant("indefinite-decomposition-nan", "outlierdownweighting 5", "matiter 3", "withmultipliers",
+            "scaleerrors 1 3", "method decomposition 2 1.0", problems=("BP",),
+            note="the second matrix indefinite: pede's decomposition ends on NaNs (25), gpede without "
+                 "the step (3); first drawn as random seed 194803"))
 add(variant("nomethod", problems=("SL0", "BP", "WC"), quick=True, note="pede's default: sparseMINRES 1"))
 
 # Check-input and debug printout.
