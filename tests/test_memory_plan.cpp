@@ -186,6 +186,34 @@ TEST(HostMemoryPlan, MultipliersHoldTheBorderedMatrixBesideTheGlobalOne) {
   EXPECT_NE(tight.message.find("method decomposition with elimination ("), std::string::npos) << tight.message;
 }
 
+// A distributed solve over P processes: each keeps its full accumulated matrix (n^2) and holds 1/P
+// of the matrices one process would factorise. Belle II's 61,520 parameters with diagonalization
+// (60.6 GB on one process) need 30.3 + 60.6 / 8 = 37.9 GB on each of 8; with multipliers the
+// bordered matrix is shared out instead of the global one.
+TEST(HostMemoryPlan, DistributedSolveHoldsTheAccumulationAndAShare) {
+  const double n = 61520.0;
+  const auto one = gpede::detail::plan_host_memory(61520, 30, Method::diagonalization, ConstraintMode::elimination,
+                                                   host_with(40.0));
+  EXPECT_FALSE(one.fits);
+  const auto eight = gpede::detail::plan_distributed_memory(61520, 30, Method::diagonalization,
+                                                            ConstraintMode::elimination, host_with(40.0), 8);
+  EXPECT_TRUE(eight.fits) << eight.message;
+  EXPECT_GE(static_cast<double>(eight.needed_bytes), matrix_bytes(n) * (1.0 + 2.0 / 8.0));
+  EXPECT_LT(static_cast<double>(eight.needed_bytes), matrix_bytes(n) * (1.0 + 2.0 / 8.0) * 1.01);
+  EXPECT_NE(eight.message.find("solved over 8 processes"), std::string::npos) << eight.message;
+  EXPECT_NE(eight.message.find("test limit"), std::string::npos) << eight.message;
+  // Two processes gain nothing for diagonalization: n^2 + 2 n^2 / 2 is what one process needs.
+  const auto two = gpede::detail::plan_distributed_memory(61520, 30, Method::diagonalization,
+                                                          ConstraintMode::elimination, host_with(40.0), 2);
+  EXPECT_FALSE(two.fits);
+  EXPECT_GE(static_cast<double>(two.needed_bytes), static_cast<double>(one.needed_bytes) * 0.999);
+  const double m = 1000.0;
+  const auto bordered = gpede::detail::plan_distributed_memory(20000, 1000, Method::decomposition,
+                                                               ConstraintMode::multipliers, host_with(1000.0), 4);
+  EXPECT_GE(static_cast<double>(bordered.needed_bytes), matrix_bytes(20000) + matrix_bytes(20000 + m) / 4.0);
+  EXPECT_LT(static_cast<double>(bordered.needed_bytes), (matrix_bytes(20000) + matrix_bytes(20000 + m) / 4.0) * 1.01);
+}
+
 // What this process may allocate is read from the system; a limit set with setrlimit shows.
 // The soft limit is lowered to 1 GB above the process's present size and restored.
 TEST(HostMemoryPlan, QueryReadsTheAddressSpaceLimit) {

@@ -719,7 +719,10 @@ INSTANTIATE_TEST_SUITE_P(
                  "d.bin"},
         CodeCase{"binary_missing_beside_another", "printf 'data.bin\\nnope.bin\\n' > s.txt", "s.txt", 13,
                  "nope.bin"},
-        CodeCase{"threads_not_a_number", "true", "--threads abc steerfile", 2, "--threads needs a whole number"}),
+        CodeCase{"threads_not_a_number", "true", "--threads abc steerfile", 2, "--threads needs a whole number"},
+        CodeCase{"memory_not_positive", "true", "--memory -2 steerfile", 2, "--memory needs a number of gigabytes"},
+        // a plan that cannot fit is refused before the first pass, with what is needed
+        CodeCase{"memory_too_small", "true", "--memory 0.0000001 steerfile", 30, "limited by the limit asked for"}),
     [](const testing::TestParamInfo<CodeCase>& info) { return std::string(info.param.name); });
 
 }  // namespace

@@ -67,6 +67,8 @@ class ProcessGroup {
   virtual void broadcast(std::vector<char>& bytes) = 0;
   /// Every process's bytes, in rank order, on every process.
   virtual std::vector<std::vector<char>> gather(const std::vector<char>& bytes) = 0;
+  /// How many of the group's processes share this machine (and its memory); 1 where not known.
+  virtual int processes_on_this_machine() const { return 1; }
   /// A linear-algebra engine whose matrices are spread over the processes (ScaLAPACK), for
   /// SolverOptions::distributed_solve; null where the group has none. Collective.
   virtual std::shared_ptr<detail::linalg::DistributedEngine> distributed_engine() { return nullptr; }
@@ -142,8 +144,14 @@ struct SolverOptions {
   ProcessGroup* processes = nullptr;
   /// With processes: the global matrix is reduce-scattered over them into ScaLAPACK's 2D
   /// block-cyclic layout and solved there by all of them together (ProcessGroup::
-  /// distributed_engine), instead of summed onto the first process, which solves alone.
+  /// distributed_engine), instead of summed onto the first process, which solves alone. Without
+  /// it the run takes the distributed solve by itself where the memory plan says one process
+  /// cannot hold the solution but each can hold its share.
   bool distributed_solve = false;
+  /// The most memory the run may plan with per process, in bytes (0: what the system allows:
+  /// MemAvailable, cgroup and address-space limits, shared by the processes of one machine).
+  /// For batch systems whose share per job the process cannot see.
+  std::size_t memory_limit_bytes = 0;
 };
 
 /// A block of the covariance matrix of the fitted parameters.

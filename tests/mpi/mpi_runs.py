@@ -52,8 +52,9 @@ def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def solve(gpede: str, folder: Path, steering: str, out: str, processes: int,
-          distributed: bool = False) -> subprocess.CompletedProcess:
-    command = [gpede, steering, "--output-dir", out, "--threads", "1"] + (["--distributed-solve"] if distributed else [])
+          distributed: bool = False, extra: list[str] = ()) -> subprocess.CompletedProcess:
+    command = ([gpede, steering, "--output-dir", out, "--threads", "1"] + (["--distributed-solve"] if distributed else [])
+               + list(extra))
     if processes > 1:
         command = launcher(processes) + command
     return run(command, folder)
@@ -169,6 +170,37 @@ def main() -> int:
                 problems += compare(name, one, many, where, 1e-8, 1e-10)
             else:
                 problems += compare(name, one, many, where, 1e-10, 1e-12)
+
+    # The distributed solve taken by itself where one process cannot hold the solution: with
+    # --memory between what diagonalization needs on one process (the matrix and its eigenvectors,
+    # 2 n^2 doubles) and what it needs on each of 4 (the full accumulated matrix and a quarter of
+    # both, 1.5 n^2), one process and 2 processes (2 n^2 each) are refused before the first pass,
+    # and 4 take the distributed solve with the answers of one process without the limit.
+    one_diag = data / "out-diagonalization-1"
+    if (one_diag / "gpede.json").exists():
+        one = results(one_diag)
+        m = one["constraints"]
+        n = one["nfgb"] + m
+        single = 2 * n * n * 8 + n * m * 8 + 64 * n
+        spread = n * n * 8 + 64 * n + 2 * n * n * 8 / 4 + n * m * 8
+        limit = ["--memory", f"{(single + spread) / 2 / 1e9:.6f}"]
+        for n_proc, want in ((1, "not enough memory"), (2, "solved over the 2 processes it would need")):
+            p = solve(gpede, data, "steer-diagonalization.txt", f"out-memory-{n_proc}", n_proc, extra=limit)
+            if p.returncode != 30 or want not in p.stderr:
+                problems.append(f"memory limit, {n_proc} process(es): exit code {p.returncode}, not 30 with "
+                                f"'{want}'\n{(p.stdout + p.stderr)[-2000:]}")
+            elif (data / f"out-memory-{n_proc}" / "millepede.res").exists():
+                problems.append(f"memory limit, {n_proc} process(es): refused, but millepede.res was written")
+        p = solve(gpede, data, "steer-diagonalization.txt", "out-memory-4", 4, extra=limit)
+        if p.returncode != 0:
+            problems.append(f"memory limit, 4 processes: exit code {p.returncode}\n{(p.stdout + p.stderr)[-2000:]}")
+        else:
+            many = results(data / "out-memory-4")
+            if "distributed over 4" not in many["matrix_storage"]:
+                problems.append(f"memory limit, 4 processes: matrix storage '{many['matrix_storage']}'")
+            problems += compare("diagonalization", one, many, "4 processes, distributed solve for memory", 1e-10, 1e-12)
+            print("  memory limit: refused on 1 and 2 processes (exit code 30), solved over 4 (distributed)",
+                  flush=True)
 
     # A broken record late in the last file: in the last process's share. Every process stops at the
     # end of that pass, the first prints the reader's error and writes it into millepede.end (code

@@ -10,9 +10,14 @@
 
 namespace gpede::detail {
 
+/// "12.8 GB"; below 0.1 GB in megabytes ("5.8 MB"), which "0.0 GB" would hide.
 inline std::string gigabytes(double bytes) {
   char text[32];
-  std::snprintf(text, sizeof text, "%.1f GB", bytes / 1e9);
+  if (bytes < 1e8) {
+    std::snprintf(text, sizeof text, "%.1f MB", bytes / 1e6);
+  } else {
+    std::snprintf(text, sizeof text, "%.1f GB", bytes / 1e9);
+  }
   return text;
 }
 

@@ -58,7 +58,10 @@ void print_usage(std::ostream& out) {
          "                           MINRES solution per label)\n"
          "  --distributed-solve      under mpirun: spread the global matrix over the processes\n"
          "                           (ScaLAPACK, 2D block-cyclic) and solve it there together,\n"
-         "                           instead of on the first process alone\n"
+         "                           instead of on the first process alone (taken without it\n"
+         "                           where one process cannot hold the solution)\n"
+         "  --memory GB              plan with at most this much memory per process (default:\n"
+         "                           what the system allows, shared by a machine's processes)\n"
          "  -s                       subito: one solution step, no further iterations\n"
          "  -f                       force: iterate on despite rank defects (pede's -f)\n"
          "  -c, -C                   check the input only, no solution (pede's checkinput 1, 2)\n"
@@ -75,6 +78,7 @@ struct CommandLine {
   int threads = 0;
   bool deterministic = false;
   bool distributed_solve = false;
+  std::size_t memory_limit_bytes = 0;  ///< --memory
   bool no_cache = false;
   gpede::MatrixStorage storage = gpede::MatrixStorage::automatic;
   bool subito = false;
@@ -93,6 +97,18 @@ struct CommandLine {
 struct UsageError : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
+
+/// `--memory GB`: a positive number of gigabytes (10^9 bytes), as the memory plan prints them.
+std::size_t parse_memory(const std::string& text) {
+  double value = 0.0;
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (ec != std::errc() || ptr != end || !(value > 0.0) || value > 1.0e9) {
+    throw UsageError("--memory needs a number of gigabytes above 0, such as 20 or 0.5, not '" +
+                     gpede::printable(text, 40) + "'");
+  }
+  return static_cast<std::size_t>(value * 1.0e9);
+}
 
 int parse_threads(const std::string& text) {
   int value = 0;
@@ -144,7 +160,7 @@ int parse_command_line(int argc, char** argv, CommandLine& cl) {
   app.set_help_flag();  // gpede's own text (print_usage)
   app.allow_extras(false);
   bool help = false, version = false, subito = false, force = false, check = false, check_all = false;
-  std::optional<std::string> backend, output_dir, threads, storage, covariance;
+  std::optional<std::string> backend, output_dir, threads, storage, covariance, memory;
   std::vector<std::string> files;
   app.add_flag("-h,--help", help);
   app.add_flag("--version", version);
@@ -154,6 +170,7 @@ int parse_command_line(int argc, char** argv, CommandLine& cl) {
   app.add_flag("--deterministic", cl.deterministic);
   app.add_flag("--distributed-solve", cl.distributed_solve);
   app.add_option("--storage", storage);
+  app.add_option("--memory", memory);
   app.add_flag("--no-cache", cl.no_cache);
   app.add_option("--covariance", covariance);
   app.add_flag("-q,--quiet", cl.quiet);
@@ -192,6 +209,7 @@ int parse_command_line(int argc, char** argv, CommandLine& cl) {
     cl.output_dir = *output_dir;
   }
   if (threads) cl.threads = parse_threads(*threads);
+  if (memory) cl.memory_limit_bytes = parse_memory(*memory);
   if (storage) {
     if (*storage == "auto") {
       cl.storage = gpede::MatrixStorage::automatic;
@@ -475,6 +493,7 @@ int run(int argc, char** argv, gpede::ProcessGroup* processes) {
     }
     options.deterministic = cl.deterministic;
     options.distributed_solve = cl.distributed_solve;
+    options.memory_limit_bytes = cl.memory_limit_bytes;
     if (cl.distributed_solve && processes == nullptr) {
       return fail(gpede::exit_code::usage, "--distributed-solve needs several processes (mpirun -np N gpede ...)");
     }

@@ -47,9 +47,16 @@ class MpiProcesses final : public ProcessGroup {
   MpiProcesses() {
     check(MPI_Comm_rank(MPI_COMM_WORLD, &m_rank), "MPI_Comm_rank");
     check(MPI_Comm_size(MPI_COMM_WORLD, &m_size), "MPI_Comm_size");
+    // The processes that share this machine's memory.
+    MPI_Comm machine = MPI_COMM_NULL;
+    check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, m_rank, MPI_INFO_NULL, &machine),
+          "MPI_Comm_split_type");
+    check(MPI_Comm_size(machine, &m_on_machine), "MPI_Comm_size");
+    MPI_Comm_free(&machine);
   }
   int rank() const override { return m_rank; }
   int size() const override { return m_size; }
+  int processes_on_this_machine() const override { return m_on_machine; }
 
   // Onto process 0, then from it: every process holds the very same bits, so that all take the
   // same decisions whatever order the reduction adds in.
@@ -115,6 +122,7 @@ class MpiProcesses final : public ProcessGroup {
   }
   int m_rank = 0;
   int m_size = 1;
+  int m_on_machine = 1;
 };
 #endif
 

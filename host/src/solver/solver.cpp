@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "gpede/detail/backend.hpp"
+#include "gpede/detail/byte_pack.hpp"
 #include "gpede/detail/cuda_device.hpp"
 #include "gpede/detail/host_memory.hpp"
 #include "gpede/detail/worker_pool.hpp"
@@ -42,11 +43,49 @@ std::string read_cpu_model() {
   return {};
 }
 
+/// The memory one process may plan with: what the system allows, shared by the processes of its
+/// machine, at most SolverOptions::memory_limit_bytes; with processes, the smallest share of any
+/// of them (so that all take the same decisions).
+detail::HostMemory process_memory(const SolverOptions& options, ProcessGroup* processes) {
+  detail::HostMemory memory = detail::query_host_memory();
+  const std::size_t unlimited = std::numeric_limits<std::size_t>::max();
+  const int here = processes != nullptr ? processes->processes_on_this_machine() : 1;
+  if (here > 1 && memory.available_bytes != unlimited) {
+    memory.available_bytes /= static_cast<std::size_t>(here);
+    memory.limited_by += " shared by the " + std::to_string(here) + " processes of this machine";
+  }
+  if (options.memory_limit_bytes > 0 && options.memory_limit_bytes < memory.available_bytes) {
+    memory.available_bytes = options.memory_limit_bytes;
+    memory.limited_by = "the limit asked for (--memory)";
+  }
+  if (processes == nullptr || processes->size() < 2) return memory;
+  detail::Packer mine;
+  mine.put(static_cast<std::uint64_t>(memory.available_bytes));
+  mine.put(memory.limited_by);
+  const std::vector<std::vector<char>> all = processes->gather(mine.bytes());
+  for (std::size_t k = 0; k < all.size(); ++k) {
+    detail::Unpacker u(all[k]);
+    const auto bytes = static_cast<std::size_t>(u.get<std::uint64_t>());
+    std::string why = u.get_string();
+    // the smallest; among equal ones the first process's, so that every process reads the same
+    if (k == 0 || bytes < memory.available_bytes) {
+      memory.available_bytes = bytes;
+      memory.limited_by = k == 0 ? why : "process " + std::to_string(k) + "'s " + why;
+    }
+  }
+  return memory;
+}
+
 /// The backend for the size of the problem: CPU, or CUDA where asked and where the plan fits.
+/// `memory` is this process's share; `processes` the run's process count (1: alone). `distribute`
+/// is set where the matrix is to be solved over the processes: asked for, or needed because one
+/// process cannot hold the solution while each can hold its share.
 std::unique_ptr<detail::Backend> choose_backend(const Steering& steering, const SolverOptions& options,
                                                 std::int64_t n_variable, std::int64_t n_constraints,
-                                                std::size_t max_batch_bytes, const detail::RunLog& log,
+                                                std::size_t max_batch_bytes, const detail::HostMemory& memory,
+                                                int processes, bool& distribute, const detail::RunLog& log,
                                                 std::vector<std::string>& warnings) {
+  distribute = options.distributed_solve && processes > 1;
   std::string note;
   const int threads = detail::capped_threads(options.threads > 0 ? options.threads : steering.threads, note);
   // LAPACK's own threads (OpenBLAS) within the same bound as the run's.
@@ -62,13 +101,32 @@ std::unique_ptr<detail::Backend> choose_backend(const Steering& steering, const 
     // first pass: a problem that cannot fit is refused now, with what would fit, and not by a
     // failed allocation after the first pass. Automatic storage packs the matrix of decomposition
     // and inversion where full storage does not fit.
-    const detail::HostMemory memory = detail::query_host_memory();
     const bool sparse = steering.method == Method::minres && steering.sparse_storage;
     bool packed = options.storage == MatrixStorage::packed;
-    detail::HostMemoryPlan plan = detail::plan_host_memory(n_variable, n_constraints, steering.method,
-                                                           steering.constraint_mode, memory, sparse, packed,
-                                                           steering.minres_bandwidth);
-    if (!plan.fits && options.storage == MatrixStorage::automatic && packable) {
+    const auto spread_plan = [&] {
+      return detail::plan_distributed_memory(n_variable, n_constraints, steering.method, steering.constraint_mode,
+                                             memory, processes);
+    };
+    detail::HostMemoryPlan plan = distribute ? spread_plan()
+                                             : detail::plan_host_memory(n_variable, n_constraints, steering.method,
+                                                                        steering.constraint_mode, memory, sparse,
+                                                                        packed, steering.minres_bandwidth);
+    if (!plan.fits && !distribute && processes > 1 && !sparse && options.storage != MatrixStorage::packed) {
+      detail::HostMemoryPlan spread = spread_plan();
+      if (spread.fits) {
+        log.progress("memory: one process cannot hold the solution (at least " +
+                     detail::gigabytes(static_cast<double>(plan.needed_bytes)) + ", " +
+                     detail::gigabytes(static_cast<double>(memory.available_bytes)) +
+                     " available to each); the matrix is solved over the " + std::to_string(processes) +
+                     " processes (distributed solve)");
+        plan = std::move(spread);
+        distribute = true;
+      } else {
+        plan.message += "; solved over the " + std::to_string(processes) + " processes it would need at least " +
+                        detail::gigabytes(static_cast<double>(spread.needed_bytes)) + " on each";
+      }
+    }
+    if (!plan.fits && !distribute && options.storage == MatrixStorage::automatic && packable) {
       detail::HostMemoryPlan packed_plan = detail::plan_host_memory(n_variable, n_constraints, steering.method,
                                                                     steering.constraint_mode, memory, false, true);
       if (packed_plan.fits) {
@@ -303,10 +361,13 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
   }
 
   // ---- backend, chosen now that the size of the system is known ---------------------------------
+  bool distribute = false;
   std::unique_ptr<detail::Backend> backend =
-      choose_backend(steering, options, n_var, constraints.system.m, read.max_batch_bytes, log, result.warnings);
+      choose_backend(steering, options, n_var, constraints.system.m, read.max_batch_bytes,
+                     process_memory(options, processes), processes != nullptr ? processes->size() : 1, distribute,
+                     log, result.warnings);
   if (processes != nullptr) {
-    if (options.distributed_solve) {
+    if (distribute) {
       std::shared_ptr<detail::linalg::DistributedEngine> engine = processes->distributed_engine();
       if (!engine) {
         throw RuntimeError("a distributed solve was asked for, but these processes offer no distributed engine");

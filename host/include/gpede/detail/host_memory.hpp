@@ -50,6 +50,15 @@ struct HostMemoryPlan {
 /// (n x m) and the factor of K K^T (m x m) beside the matrix.
 HostMemoryPlan plan_host_memory(std::int64_t n_variable, std::int64_t n_constraints, Method method, ConstraintMode mode,
                                 const HostMemory& memory, bool sparse = false, bool packed = false, int band = 0);
+/// The floor per process of a distributed solve over `processes` processes (mpirun with
+/// --distributed-solve, or chosen where one process cannot hold the solution): every process
+/// keeps its full n^2 accumulation of the passes and the per-parameter vectors; its share of the
+/// distributed matrices is 1/processes of what one process would factorise (the n^2 matrix, or the
+/// bordered (n+m)^2 one for multipliers; twice that for diagonalization's eigenvectors), while the
+/// constraints (n x m; 3 n x m for MINRES) stay whole on every process. MINRES is counted dense
+/// (the distributed solve has no sparse storage). `memory` is one process's share.
+HostMemoryPlan plan_distributed_memory(std::int64_t n_variable, std::int64_t n_constraints, Method method,
+                                       ConstraintMode mode, const HostMemory& memory, int processes);
 /// Whether a method has packed storage (decomposition, inversion).
 inline bool packed_storage_method(Method method) {
   return method == Method::decomposition || method == Method::inversion;

@@ -177,4 +177,41 @@ HostMemoryPlan plan_host_memory(std::int64_t n_variable, std::int64_t n_constrai
   return plan;
 }
 
+HostMemoryPlan plan_distributed_memory(std::int64_t n_variable, std::int64_t n_constraints, Method method,
+                                       ConstraintMode mode, const HostMemory& memory, int processes) {
+  const double n = static_cast<double>(std::max<std::int64_t>(n_variable, 0));
+  const double m = static_cast<double>(std::max<std::int64_t>(n_constraints, 0));
+  const double d = sizeof(double);
+  const double p = static_cast<double>(std::max(processes, 1));
+  const double vectors = 8.0 * n * d;
+  const double accumulate = n * n * d + vectors;
+  double share = 0.0;  // this process's part of the distributed matrices
+  double whole = 0.0;  // what every process holds whole beside them
+  if (method == Method::minres) {
+    share = n * n * d / p;
+    whole = m > 0 ? 3.0 * n * m * d : 0.0;
+  } else if (mode == ConstraintMode::multipliers && m > 0) {
+    share = (method == Method::diagonalization ? 2.0 : 1.0) * (n + m) * (n + m) * d / p;
+  } else {
+    share = (method == Method::diagonalization ? 2.0 : 1.0) * n * n * d / p;
+    whole = mode == ConstraintMode::elimination ? n * m * d : 0.0;
+  }
+  HostMemoryPlan plan;
+  plan.accumulate_bytes = static_cast<std::size_t>(accumulate);
+  plan.factorize_bytes = static_cast<std::size_t>(accumulate + share + whole);
+  plan.needed_bytes = std::max(plan.accumulate_bytes, plan.factorize_bytes);
+  plan.fits = plan.needed_bytes <= memory.available_bytes;
+  const std::string available =
+      memory.available_bytes == kUnlimited ? std::string("no limit could be read")
+                                           : gigabytes(static_cast<double>(memory.available_bytes)) +
+                                                 " available to each, limited by " + memory.limited_by;
+  plan.message = std::string("method ") + method_name(method) +
+                 (n_constraints > 0 ? std::string(" with ") + mode_name(mode) : std::string()) + " of " +
+                 std::to_string(n_variable) + " parameters and " + std::to_string(n_constraints) +
+                 " constraints, solved over " + std::to_string(std::max(processes, 1)) +
+                 " processes, needs at least " + gigabytes(static_cast<double>(plan.needed_bytes)) +
+                 " on each (its full accumulated matrix and its share of the solution); " + available;
+  return plan;
+}
+
 }  // namespace gpede::detail
