@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <string>
 
@@ -23,13 +24,15 @@ struct MilleFileSpec {
   std::filesystem::path path;
   MilleFormat format = MilleFormat::c_binary;
   double weight = 1.0;  ///< `name -- w`: weight of every record of the file
+  /// `filetime NAME TIME`: the time of the file's records that carry none (gpede/record_time.hpp).
+  std::int64_t time = std::numeric_limits<std::int64_t>::min();
 };
 
 /// Sequential reader of one Mille file. Throws InputError (exit code 20) naming the file, the
 /// record number and the byte offset for: truncated records, a record length that does not fit
 /// the file, NaN or infinite values, a global label <= 0, sigma <= 0, a record without any
-/// measurement, a broken record structure. Special blocks are skipped. A file that changes while
-/// it is read (size, modification time, another file under its name, or another number of
+/// measurement, a broken record structure, a time block (gpede/record_time.hpp) with a negative
+/// number or a second one. Other special blocks are skipped. A file that changes while it is read (size, modification time, another file under its name, or another number of
 /// records than in the first pass) is pede's "binary file modified", exit code 19, checked at
 /// every rewind, at the end of the data and before any record fault is reported. A file that
 /// cannot be opened is 15, a folder or a read error 18.
@@ -89,6 +92,9 @@ class MilleWriter {
                        double sigma);
   /// Special block of user data (skipped by readers).
   void add_special(int n_special, const double* floats, const std::int32_t* ints);
+  /// The record's time as its special block (gpede/record_time.hpp): experiment and run, each 0
+  /// to 2^31 - 1 (a time stamp may stand in the run). At most one special block per record.
+  void add_time(std::int32_t experiment, std::int32_t run);
   /// Discards the record being built.
   void kill_record();
   /// Writes the record being built (nothing if it holds no measurement).

@@ -49,9 +49,13 @@ std::string eve_text(const SolveResult& result);
 std::string end_text(int exit_code, const std::string& message);
 std::string log_text(const SolveResult& result, const Steering& steering);
 std::string json_text(const SolveResult& result, const Steering& steering);
+/// gpede_intervals.txt (time dependence): the intervals, then label, interval, the interval's
+/// parameter label, first and last run seen, value and error, one line per label and interval.
+std::string intervals_text(const SolveResult& result, const Steering& steering);
 
 /// Every result file of a run into `folder`, as the command-line tool writes them: millepede.res
-/// (and millepede.eve for diagonalization) unless the run failed (exit code >= 10), then
+/// (and millepede.eve for diagonalization, gpede_intervals.txt with time dependence) unless the
+/// run failed (exit code >= 10), then
 /// millepede.log, gpede.json and millepede.end. The set is written whole or not at all: every file
 /// goes to a temporary name first, and only when all are complete are they renamed, millepede.end
 /// last; a failure (full disk, folder not writable) throws RuntimeError and leaves the folder's

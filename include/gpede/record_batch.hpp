@@ -23,6 +23,9 @@ struct RecordBatch {
   std::vector<double> record_weight;        ///< file weight of the record's file
   std::vector<std::int32_t> record_file;    ///< index of the record's file in the steering's file list
   std::vector<std::int64_t> record_number;  ///< 1-based record number within its file
+  /// The record's time (gpede/record_time.hpp: its special block, else its file's `filetime`;
+  /// kNoTime where it has none). Empty, or one per record.
+  std::vector<std::int64_t> record_time;
   // per measurement
   std::vector<double> meas_value;           ///< measured residual rMeas
   std::vector<double> meas_sigma;           ///< measurement error (> 0)
@@ -45,6 +48,7 @@ struct RecordBatch {
     record_weight.clear();
     record_file.clear();
     record_number.clear();
+    record_time.clear();
     meas_value.clear();
     meas_sigma.clear();
     local_begin.assign(1, 0);
@@ -59,7 +63,7 @@ struct RecordBatch {
   /// Bytes held by the arrays (for memory planning and reports).
   std::size_t bytes() const noexcept {
     return record_begin.size() * 8 + record_weight.size() * 8 + record_file.size() * 4 +
-           record_number.size() * 8 + meas_value.size() * 8 + meas_sigma.size() * 8 +
+           record_number.size() * 8 + record_time.size() * 8 + meas_value.size() * 8 + meas_sigma.size() * 8 +
            local_begin.size() * 8 + global_begin.size() * 8 + local_index.size() * 4 +
            local_deriv.size() * 8 + global_label.size() * 4 + global_index.size() * 4 +
            global_deriv.size() * 8;

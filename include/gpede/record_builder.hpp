@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <span>
 #include <string>
@@ -23,6 +24,8 @@ class RecordBuilder {
   /// error sigma (> 0). Zero derivatives are left out. The two global spans have one size.
   void add_measurement(std::span<const double> local_derivatives, std::span<const double> global_derivatives,
                        std::span<const std::int32_t> labels, double measurement, double sigma);
+  /// The current record's time (gpede/record_time.hpp), as MilleWriter::add_time writes it.
+  void set_time(std::int32_t experiment, std::int32_t run);
   /// Ends the current record; a record without measurements is refused.
   void end_record();
   /// Discards the current record.
@@ -45,6 +48,7 @@ class RecordBuilder {
 
   RecordBatch m_done;
   RecordBatch m_current;  // the open record's measurements
+  std::int64_t m_time = std::numeric_limits<std::int64_t>::min();  // the open record's time (kNoTime)
 };
 
 /// A source over records [0, n) of a batch held elsewhere (which must outlive it), pass after pass.

@@ -235,8 +235,21 @@ struct PhaseFigures {
 };
 
 /// Everything a run produced.
+/// One interval of a time-dependent run (Steering::time_dependence).
+struct TimeInterval {
+  std::int64_t begin = 0;  ///< its first time (gpede/record_time.hpp); kNoTime for interval 0
+  std::int64_t end = 0;    ///< the next interval's first time; kNoTime for the last
+  std::int64_t records = 0;       ///< records read in it
+  std::int64_t first_seen = 0;    ///< earliest and latest record time in it (kNoTime if none)
+  std::int64_t last_seen = 0;
+};
+
 struct SolveResult {
   std::vector<ParameterResult> parameters;  ///< every label, ascending
+  /// Time dependence: the intervals, and the stride of the labels of their parameters (interval k
+  /// of label L is L + k * stride). Empty and 0 without time dependence.
+  std::vector<TimeInterval> time_intervals;
+  std::int64_t time_stride = 0;
   std::vector<std::int32_t> variable_labels;
   Method method = Method::inversion;
   ConstraintMode constraint_mode = ConstraintMode::elimination;

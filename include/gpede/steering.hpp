@@ -49,6 +49,34 @@ struct LinearSpec {
   bool weighted = false;
 };
 
+/// gpede's time dependence (steering keywords `timedependent`, `intervals`, `timestride`,
+/// `filetime`; see the README's "Time-dependent alignment"): the labels that take one value per
+/// interval of record times, and the intervals.
+struct TimeDependenceSpec {
+  /// Labels that vary in time, as inclusive ranges [first, last].
+  std::vector<std::pair<std::int32_t, std::int32_t>> labels;
+  /// Interval starts in increasing order (gpede/record_time.hpp): interval 0 holds the times
+  /// before boundaries[0], interval k those from boundaries[k-1] on, up to boundaries[k].
+  std::vector<std::int64_t> boundaries;
+  /// Label of interval k of time-dependent label L: L + k * stride. 0: the smallest power of ten
+  /// above every label in the steering's `timedependent` lines, at least 10^6.
+  std::int64_t stride = 0;
+  SourceLocation where;  ///< the first `timedependent` line
+
+  bool active() const noexcept { return !labels.empty(); }
+  bool varies(std::int32_t label) const noexcept {
+    for (const auto& [first, last] : labels) {
+      if (label >= first && label <= last) return true;
+    }
+    return false;
+  }
+  std::int64_t intervals() const noexcept { return static_cast<std::int64_t>(boundaries.size()) + 1; }
+  /// The interval of a record time.
+  std::int64_t interval_of(std::int64_t time) const noexcept;
+  /// The stride in use (`stride`, or its default).
+  std::int64_t label_stride() const noexcept;
+};
+
 /// Everything a steering file says.
 struct Steering {
   std::filesystem::path steering_file;
@@ -119,6 +147,8 @@ struct Steering {
   /// sparseMINRES (and pede's default): the global matrix in sparse storage, where the backend has
   /// it; fullMINRES keeps it dense.
   bool sparse_storage = true;
+  /// gpede's extension: parameters with one value per interval of record times.
+  TimeDependenceSpec time_dependence;
 
   /// Messages for keywords pede knows that gpede does not implement, MINRES run as an exact
   /// method, and similar: each names the file and line.

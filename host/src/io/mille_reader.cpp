@@ -18,6 +18,7 @@
 
 #include "gpede/error.hpp"
 #include "gpede/mille.hpp"
+#include "gpede/record_time.hpp"
 
 namespace gpede {
 
@@ -265,7 +266,8 @@ struct RecordFault {
 /// fills fault (leaving the batch unchanged) if the record is bad.
 template <typename T>
 bool parse_record(const char* values, const char* indices, std::int64_t m, RecordBatch& b,
-                  RecordFault& fault) {
+                  RecordFault& fault, RecordTime& time) {
+  time = kNoTime;
   // NaN/inf check over all values first: a cheap branch-free scan.
   bool any_bad = false;
   for (std::int64_t k = 0; k < m; ++k) {
@@ -314,6 +316,15 @@ bool parse_record(const char* values, const char* indices, std::int64_t m, Recor
       if (ja + 2 + n_special > m) {
         return fail(ja + 1, "special block of " + std::to_string(n_special) +
                                 " pairs runs past the end of the record");
+      }
+      if (n_special == kTimeBlockPairs && idx(ja + 2) == kTimeBlockTag && val(ja + 2) == 1.0) {
+        const std::int32_t experiment = idx(ja + 3), run = idx(ja + 4);
+        if (time != kNoTime) return fail(ja + 2, "a second time block in the record");
+        if (experiment < 0 || run < 0) {
+          return fail(ja + 2, "time block with experiment " + std::to_string(experiment) + " and run " +
+                                  std::to_string(run) + " (both must be 0 or more)");
+        }
+        time = record_time(experiment, run);
       }
       j = ja + 2 + n_special;
       continue;
@@ -532,8 +543,9 @@ struct MilleReader::Impl {
       return true;
     }
     RecordFault fault;
-    const bool ok = is_double ? parse_record<double>(p, p + value_bytes, m, b, fault)
-                              : parse_record<float>(p, p + value_bytes, m, b, fault);
+    RecordTime time = kNoTime;
+    const bool ok = is_double ? parse_record<double>(p, p + value_bytes, m, b, fault, time)
+                              : parse_record<float>(p, p + value_bytes, m, b, fault, time);
     if (!ok) {
       fail(
           record, offset,
@@ -545,6 +557,9 @@ struct MilleReader::Impl {
     b.record_weight.push_back(spec.weight);
     b.record_file.push_back(file_index);
     b.record_number.push_back(record);
+    // one time per record, or none in the whole batch
+    if (b.record_time.size() + 1 < b.record_number.size()) b.record_time.resize(b.record_number.size() - 1, kNoTime);
+    b.record_time.push_back(time != kNoTime ? time : spec.time);
     consume(static_cast<std::size_t>(total));
     ++records;
     if (is_double) ++double_records;

@@ -10,6 +10,7 @@
 
 #include "gpede/error.hpp"
 #include "gpede/mille.hpp"
+#include "gpede/record_time.hpp"
 
 namespace gpede {
 
@@ -180,6 +181,15 @@ void MilleWriter::add_special(int n_special, const double* floats, const std::in
   w.push(0.0, 0);
   w.push(-static_cast<double>(n_special), 0);
   for (int i = 0; i < n_special; ++i) w.push(floats[i], ints[i]);
+}
+
+void MilleWriter::add_time(std::int32_t experiment, std::int32_t run) {
+  if (experiment < 0 || run < 0) {
+    throw std::invalid_argument("MilleWriter::add_time: experiment and run must be 0 or more");
+  }
+  const double floats[kTimeBlockPairs] = {1.0, 0.0, 0.0};
+  const std::int32_t ints[kTimeBlockPairs] = {kTimeBlockTag, experiment, run};
+  add_special(kTimeBlockPairs, floats, ints);
 }
 
 void MilleWriter::kill_record() { m_impl->reset_record(); }

@@ -1,5 +1,6 @@
 // Records built in memory (gpede/record_builder.hpp).
 #include "gpede/record_builder.hpp"
+#include "gpede/record_time.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -32,6 +33,12 @@ void append_records(const RecordBatch& from, std::size_t r0, std::size_t r1, Rec
     to.record_weight.push_back(from.record_weight[r]);
     to.record_file.push_back(from.record_file[r]);
     to.record_number.push_back(from.record_number[r]);
+    if (!from.record_time.empty()) {
+      if (to.record_time.size() + 1 < to.record_number.size()) to.record_time.resize(to.record_number.size() - 1, kNoTime);
+      to.record_time.push_back(from.record_time[r]);
+    } else if (!to.record_time.empty()) {
+      to.record_time.push_back(kNoTime);
+    }
   }
 }
 
@@ -105,11 +112,24 @@ void RecordBuilder::end_record() {
   m_current.record_weight.push_back(1.0);
   m_current.record_file.push_back(0);
   m_current.record_number.push_back(static_cast<std::int64_t>(m_done.n_records()) + 1);
+  if (m_time != kNoTime) m_current.record_time.push_back(m_time);
   append_records(m_current, 0, 1, m_done);
+  m_time = kNoTime;
   kill_record();
 }
 
-void RecordBuilder::kill_record() noexcept { m_current.clear(); }
+void RecordBuilder::set_time(std::int32_t experiment, std::int32_t run) {
+  if (experiment < 0 || run < 0) {
+    refuse("time: experiment " + std::to_string(experiment) + " and run " + std::to_string(run) +
+           " (both must be 0 or more)");
+  }
+  m_time = record_time(experiment, run);
+}
+
+void RecordBuilder::kill_record() noexcept {
+  m_current.clear();
+  m_time = kNoTime;
+}
 
 void RecordBuilder::clear() noexcept {
   m_done.clear();

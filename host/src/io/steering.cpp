@@ -5,6 +5,7 @@
 // pede would reject, and anything pede would silently misread, is an InputError naming the file
 // and the line.
 #include "gpede/steering.hpp"
+#include "gpede/record_time.hpp"
 
 #include <algorithm>
 #include <array>
@@ -584,8 +585,89 @@ class Parser {
     return nullptr;
   }
 
+  // gpede's time-dependence keywords, matched whole (not by pede's approximate rule, so that
+  // none can take the place of a pede keyword):
+  //   timedependent LABELS...   labels and ranges (11 12 21-26) with one value per interval
+  //   intervals TIMES...        interval starts, `run` or `experiment:run`, increasing
+  //   timestride S              interval k of label L is L + k S
+  //   filetime NAME TIME        the time of a listed binary file's records that carry none
+  bool time_keyword(const std::vector<std::string_view>& tokens, std::string_view text, int line) {
+    const std::string_view word = tokens.front();
+    TimeDependenceSpec& td = m_steering.time_dependence;
+    const std::string as_written = quoted(text);
+    const auto time_of = [&](std::string_view token) {
+      RecordTime t = 0;
+      if (!parse_time(std::string(token), t)) {
+        fail(line, as_written + ": '" + std::string(token) + "' is not a time (run, or experiment:run, whole numbers " +
+                       "0 to 2147483647)");
+      }
+      return t;
+    };
+    if (iequals(word, "timedependent")) {
+      if (tokens.size() < 2) fail(line, as_written + ": timedependent needs labels or ranges such as 11 12 21-26");
+      if (!td.active()) td.where = {m_file, line};
+      for (std::size_t k = 1; k < tokens.size(); ++k) {
+        const std::string token(tokens[k]);
+        const std::size_t dash = token.find('-', 1);
+        std::int64_t first = 0, last = 0;
+        const auto whole = [](const std::string& t, std::int64_t& v) {
+          if (t.empty() || t.find_first_not_of("0123456789") != std::string::npos || t.size() > 10) return false;
+          v = std::stoll(t);
+          return v >= 1 && v <= INT32_MAX;
+        };
+        const bool ok = dash == std::string::npos ? whole(token, first) && whole(token, last)
+                                                  : whole(token.substr(0, dash), first) &&
+                                                        whole(token.substr(dash + 1), last) && first <= last;
+        if (!ok) {
+          fail(line, as_written + ": '" + token + "' is not a label (1 to 2147483647) or a range first-last");
+        }
+        td.labels.emplace_back(static_cast<std::int32_t>(first), static_cast<std::int32_t>(last));
+      }
+      return true;
+    }
+    if (iequals(word, "intervals")) {
+      if (tokens.size() < 2) fail(line, as_written + ": intervals needs the times where intervals begin");
+      for (std::size_t k = 1; k < tokens.size(); ++k) {
+        const RecordTime t = time_of(tokens[k]);
+        if (!td.boundaries.empty() && t <= td.boundaries.back()) {
+          fail(line, as_written + ": interval starts must increase; " + time_text(t) + " follows " +
+                         time_text(td.boundaries.back()));
+        }
+        td.boundaries.push_back(t);
+      }
+      return true;
+    }
+    if (iequals(word, "timestride")) {
+      const std::vector<double> d = numbers_of(tokens, 1, line, false).values;
+      if (d.size() != 1 || !(d[0] >= 10.0) || d[0] > 1.0e9 || d[0] != std::floor(d[0])) {
+        fail(line, as_written + ": timestride needs one whole number from 10 to 10^9");
+      }
+      td.stride = static_cast<std::int64_t>(d[0]);
+      return true;
+    }
+    if (iequals(word, "filetime")) {
+      if (tokens.size() != 3) fail(line, as_written + ": filetime needs a binary file's name and a time");
+      const std::string name(tokens[1]);
+      const RecordTime t = time_of(tokens[2]);
+      MilleFileSpec* match = nullptr;
+      const auto found = resolve(fs::path(name));
+      for (MilleFileSpec& spec : m_steering.binary_files) {
+        std::error_code ec;
+        const bool same = (found && fs::equivalent(spec.path, *found, ec)) || spec.path.filename() == fs::path(name);
+        if (!same) continue;
+        if (match != nullptr) fail(line, as_written + ": '" + name + "' names more than one listed binary file");
+        match = &spec;
+      }
+      if (match == nullptr) fail(line, as_written + ": '" + name + "' is not a binary file listed before this line");
+      match->time = t;
+      return true;
+    }
+    return false;
+  }
+
   void keyword_line(const std::vector<std::string_view>& tokens, std::string_view text, int line) {
     const std::string_view word = tokens.front();
+    if (time_keyword(tokens, text, line)) return;
     const KeywordEntry* entry = find_keyword(word, tokens.size());
     if (entry == nullptr) {
       unknown_keyword(text, line);

@@ -3,6 +3,7 @@
 // Ew.d, Gw.d) and gfortran's list-directed output are reproduced here on top of C's correctly
 // rounded printf conversions.
 #include "gpede/output.hpp"
+#include "gpede/record_time.hpp"
 
 #include "gpede/detail/factor_report_text.hpp"
 
@@ -776,6 +777,64 @@ std::string ending_lines(const SolveResult& result) {
   return out;
 }
 
+namespace {
+
+/// A time-dependent parameter: its label in the steering, its interval, its result.
+struct IntervalParameter {
+  std::int32_t label = 0;
+  std::int64_t interval = 0;
+  const ParameterResult* result = nullptr;
+};
+
+std::vector<IntervalParameter> interval_parameters(const SolveResult& result, const Steering& steering) {
+  std::vector<IntervalParameter> rows;
+  const TimeDependenceSpec& td = steering.time_dependence;
+  const std::int64_t stride = result.time_stride;
+  if (!td.active() || stride <= 0) return rows;
+  for (const ParameterResult& p : result.parameters) {
+    const auto base = static_cast<std::int32_t>(p.label % stride);
+    if (!td.varies(base)) continue;
+    rows.push_back({base, p.label / stride, &p});
+  }
+  std::sort(rows.begin(), rows.end(), [](const IntervalParameter& a, const IntervalParameter& b) {
+    return a.label != b.label ? a.label < b.label : a.interval < b.interval;
+  });
+  return rows;
+}
+
+std::string time_or(std::int64_t t, const char* none) { return t == kNoTime ? std::string(none) : time_text(t); }
+
+}  // namespace
+
+std::string intervals_text(const SolveResult& result, const Steering& steering) {
+  std::string out;
+  char line[320];
+  out += "* gpede: time-dependent parameters, one line per label and interval of record times.\n";
+  out += "* Interval k of label L is label L + k * " + std::to_string(result.time_stride) +
+         " in millepede.res. Times are run or experiment:run;\n";
+  out += "* an interval runs from its start up to (not including) the next interval's start.\n";
+  out += "* interval   start     next   records   first_run   last_run\n";
+  for (std::size_t k = 0; k < result.time_intervals.size(); ++k) {
+    const TimeInterval& i = result.time_intervals[k];
+    std::snprintf(line, sizeof line, "* %8zu %8s %8s %9lld %11s %10s\n", k, time_or(i.begin, "-").c_str(),
+                  time_or(i.end, "-").c_str(), static_cast<long long>(i.records), time_or(i.first_seen, "-").c_str(),
+                  time_or(i.last_seen, "-").c_str());
+    out += line;
+  }
+  out += "*     label  interval  parameter   first_run    last_run                value                error\n";
+  for (const IntervalParameter& row : interval_parameters(result, steering)) {
+    const ParameterResult& p = *row.result;
+    const TimeInterval* i = row.interval < static_cast<std::int64_t>(result.time_intervals.size())
+                                ? &result.time_intervals[static_cast<std::size_t>(row.interval)]
+                                : nullptr;
+    std::snprintf(line, sizeof line, "%11d %9lld %10d %11s %11s %20.12e %20.12e\n", row.label,
+                  static_cast<long long>(row.interval), p.label, i ? time_or(i->first_seen, "-").c_str() : "-",
+                  i ? time_or(i->last_seen, "-").c_str() : "-", p.value, p.error);
+    out += line;
+  }
+  return out;
+}
+
 std::string json_text(const SolveResult& result, const Steering& steering) {
   using json = nlohmann::ordered_json;  // keys in the order written
   const PhaseFigures& f = result.figures;
@@ -839,6 +898,22 @@ std::string json_text(const SolveResult& result, const Steering& steering) {
       matrix.push_back(std::move(row));
     }
     top.emplace_back("covariance", json{{"labels", block.labels}, {"matrix", std::move(matrix)}});
+  }
+  if (!result.time_intervals.empty()) {
+    const auto time_json = [](std::int64_t t) { return t == kNoTime ? json(nullptr) : json(time_text(t)); };
+    json intervals = json::array();
+    for (const TimeInterval& i : result.time_intervals) {
+      intervals.push_back(json{{"start", time_json(i.begin)}, {"next", time_json(i.end)}, {"records", i.records},
+                               {"first_run", time_json(i.first_seen)}, {"last_run", time_json(i.last_seen)}});
+    }
+    json parameters = json::array();
+    for (const IntervalParameter& row : interval_parameters(result, steering)) {
+      parameters.push_back(json{{"label", row.label}, {"interval", row.interval}, {"parameter", row.result->label},
+                                {"value", json_number(row.result->value)}, {"error", json_number(row.result->error)}});
+    }
+    top.emplace_back("time_stride", result.time_stride);
+    top.emplace_back("time_intervals", std::move(intervals));
+    top.emplace_back("time_dependent_parameters", std::move(parameters));
   }
   if (!result.eigen.eigenvalues.empty()) {
     json eigenvalues = json::array();
@@ -910,6 +985,9 @@ void write_results(const std::filesystem::path& folder, SolveResult& result, con
     staged.stage(folder / "millepede.res", res_text(result, steering));
     if (steering.method == Method::diagonalization && !result.input_check) {
       staged.stage(folder / "millepede.eve", eve_text(result));
+    }
+    if (!result.time_intervals.empty() && !result.input_check) {
+      staged.stage(folder / "gpede_intervals.txt", intervals_text(result, steering));
     }
   }
   result.figures.output_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -17,9 +17,11 @@
 #include "gpede/detail/worker_pool.hpp"
 #include "gpede/error.hpp"
 #include "gpede/solver.hpp"
+#include "gpede/record_time.hpp"
 #include "../backend/memory_plan_text.hpp"
 #include "record_printout.hpp"
 #include "solver_internal.hpp"
+#include "time_dependence.hpp"
 
 namespace gpede {
 namespace {
@@ -271,6 +273,15 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
     chosen = &steering_copy;
     log(" Elimination for constraints enforced for solution by decomposition!");
   }
+  if (chosen->time_dependence.active() || !chosen->time_dependence.boundaries.empty() ||
+      chosen->time_dependence.stride > 0) {
+    // Time-dependent labels: the steering's lines repeated per interval; the records relabelled
+    // as they are read (IntervalSource below).
+    detail::check_time_dependence(*chosen);
+    Steering expanded = detail::expand_for_intervals(*chosen);
+    steering_copy = std::move(expanded);
+    chosen = &steering_copy;
+  }
   const Steering& steering = *chosen;
   result.method = steering.method;
   result.constraint_mode = steering.constraint_mode;
@@ -290,6 +301,14 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
                        ? make_file_source(steering, options.processes->rank(), options.processes->size())
                        : make_file_source(steering);
     source = owned_source.get();
+  }
+  std::unique_ptr<detail::IntervalSource> interval_source;
+  if (steering.time_dependence.active()) {
+    interval_source = std::make_unique<detail::IntervalSource>(*source, steering);
+    source = interval_source.get();
+    const TimeDependenceSpec& td = steering.time_dependence;
+    log(" Time dependence: " + std::to_string(td.intervals()) + " interval(s); interval k of a time-dependent label L is "
+        "label L + k * " + std::to_string(td.label_stride()));
   }
   ProcessGroup* const processes =
       options.processes != nullptr && options.processes->size() > 1 ? options.processes : nullptr;
@@ -318,6 +337,18 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
   const detail::ReadOutcome read = detail::read_records(steering, data, counter, labels, processes);
   meter.finish();
   result.records_read = read.records;
+  if (interval_source) {
+    result.time_intervals = interval_source->intervals();
+    detail::combine_intervals(result.time_intervals, processes);
+    result.time_stride = steering.time_dependence.label_stride();
+    for (std::size_t k = 0; k < result.time_intervals.size(); ++k) {
+      const TimeInterval& i = result.time_intervals[k];
+      log(" Interval " + std::to_string(k) + ": from " + (i.begin == kNoTime ? "the start" : time_text(i.begin)) +
+          " to " + (i.end == kNoTime ? "the end" : "before " + time_text(i.end)) + ", " +
+          std::to_string(i.records) + " records" +
+          (i.records > 0 ? " (runs " + time_text(i.first_seen) + " to " + time_text(i.last_seen) + ")" : ""));
+    }
+  }
   result.figures.reading_s = seconds_since(t_read);
   result.figures.peak_after_reading_bytes = detail::peak_rss_bytes();
   log.progress("read " + std::to_string(read.records) + " records, " + std::to_string(read.measurements) +

@@ -37,6 +37,11 @@ void check_source_batch(RecordBatch& batch, std::int64_t records_before) {
   if (batch.record_file.size() != n_records || batch.record_number.size() != n_records) {
     throw InputError(who + ": record_file and record_number do not have one entry per record", exit_code::bad_binary);
   }
+  if (!batch.record_time.empty() && batch.record_time.size() != n_records) {
+    throw InputError(who + ": record_time has " + std::to_string(batch.record_time.size()) + " entries for " +
+                         std::to_string(n_records) + " records (none, or one per record)",
+                     exit_code::bad_binary);
+  }
   for (std::size_t r = 0; r < n_records; ++r) {
     const auto record = static_cast<std::int64_t>(r);
     std::string problem = record_offsets_problem(batch, record);

@@ -1,0 +1,195 @@
+// Time-dependent parameters: interval labels, records relabelled on reading, the steering
+// repeated per interval.
+#include "time_dependence.hpp"
+
+#include <algorithm>
+#include <climits>
+#include <string>
+
+#include "gpede/detail/byte_pack.hpp"
+#include "gpede/error.hpp"
+#include "gpede/record_time.hpp"
+
+namespace gpede {
+
+std::int64_t TimeDependenceSpec::interval_of(std::int64_t time) const noexcept {
+  return std::upper_bound(boundaries.begin(), boundaries.end(), time) - boundaries.begin();
+}
+
+std::int64_t TimeDependenceSpec::label_stride() const noexcept {
+  if (stride > 0) return stride;
+  std::int64_t largest = 0;
+  for (const auto& range : labels) largest = std::max<std::int64_t>(largest, range.second);
+  std::int64_t s = 1000000;
+  while (s <= largest) s *= 10;
+  return s;
+}
+
+namespace detail {
+namespace {
+
+std::string where_text(const SourceLocation& where) {
+  return where.file.string() + ":" + std::to_string(where.line);
+}
+
+}  // namespace
+
+void check_time_dependence(const Steering& steering) {
+  const TimeDependenceSpec& td = steering.time_dependence;
+  if (!td.active()) {
+    if (!td.boundaries.empty() || td.stride > 0) {
+      throw InputError(steering.steering_file.string() +
+                           ": intervals or timestride without timedependent labels (name the labels that vary "
+                           "in time with `timedependent`)",
+                       exit_code::steering_error);
+    }
+    return;
+  }
+  const std::int64_t stride = td.label_stride();
+  std::int64_t largest = 0;
+  for (const auto& range : td.labels) {
+    largest = std::max<std::int64_t>(largest, range.second);
+    if (range.second >= stride) {
+      throw InputError(where_text(td.where) + ": time-dependent label " + std::to_string(range.second) +
+                           " is not below the label stride " + std::to_string(stride) +
+                           " (interval k of label L is L + k * stride; set a larger `timestride`)",
+                       exit_code::steering_error);
+    }
+  }
+  const std::int64_t last = largest + (td.intervals() - 1) * stride;
+  if (last > INT32_MAX) {
+    throw InputError(where_text(td.where) + ": " + std::to_string(td.intervals()) + " intervals with label stride " +
+                         std::to_string(stride) + " give labels up to " + std::to_string(last) +
+                         ", beyond the largest Mille label 2147483647 (fewer intervals or a smaller `timestride`)",
+                     exit_code::steering_error);
+  }
+}
+
+Steering expand_for_intervals(const Steering& steering) {
+  const TimeDependenceSpec& td = steering.time_dependence;
+  Steering out = steering;
+  if (!td.active()) return out;
+  const std::int64_t stride = td.label_stride(), intervals = td.intervals();
+  const auto expand_lines = [&](const std::vector<LinearSpec>& lines) {
+    std::vector<LinearSpec> expanded;
+    for (const LinearSpec& line : lines) {
+      const bool varies = std::any_of(line.terms.begin(), line.terms.end(),
+                                      [&](const auto& term) { return td.varies(term.first); });
+      if (!varies) {
+        expanded.push_back(line);
+        continue;
+      }
+      for (std::int64_t k = 0; k < intervals; ++k) {
+        LinearSpec copy = line;
+        for (auto& term : copy.terms) {
+          if (td.varies(term.first)) term.first = static_cast<std::int32_t>(term.first + k * stride);
+        }
+        expanded.push_back(std::move(copy));
+      }
+    }
+    return expanded;
+  };
+  out.constraints = expand_lines(steering.constraints);
+  out.measurements = expand_lines(steering.measurements);
+  out.parameters.clear();
+  for (const ParameterSpec& p : steering.parameters) {
+    if (!td.varies(p.label)) {
+      out.parameters.push_back(p);
+      continue;
+    }
+    for (std::int64_t k = 0; k < intervals; ++k) {
+      ParameterSpec copy = p;
+      copy.label = static_cast<std::int32_t>(p.label + k * stride);
+      out.parameters.push_back(copy);
+    }
+  }
+  return out;
+}
+
+IntervalSource::IntervalSource(RecordSource& inner, const Steering& steering)
+    : m_inner(inner), m_steering(steering), m_td(steering.time_dependence), m_stride(m_td.label_stride()) {
+  const std::int64_t n = m_td.intervals();
+  m_intervals.resize(static_cast<std::size_t>(n));
+  for (std::int64_t k = 0; k < n; ++k) {
+    TimeInterval& interval = m_intervals[k];
+    interval.begin = k == 0 ? kNoTime : m_td.boundaries[k - 1];
+    interval.end = k + 1 < n ? m_td.boundaries[k] : kNoTime;
+    interval.first_seen = interval.last_seen = kNoTime;
+  }
+}
+
+void IntervalSource::rewind() {
+  m_inner.rewind();
+  // Counts come from the first read only (after the first rewind); later passes read the same
+  // records.
+  if (m_rewound) m_counting = false;
+  m_rewound = true;
+}
+
+std::size_t IntervalSource::next(RecordBatch& batch, std::size_t max_records) {
+  const std::size_t before = batch.n_records();
+  const std::size_t got = m_inner.next(batch, max_records);
+  const auto name = [&](std::size_t r) {
+    std::string text = "record " + std::to_string(r < batch.record_number.size() ? batch.record_number[r]
+                                                                                 : static_cast<std::int64_t>(r + 1));
+    if (r < batch.record_file.size()) {
+      const auto f = static_cast<std::size_t>(batch.record_file[r]);
+      text += f < m_steering.binary_files.size() ? " of Mille file '" + m_steering.binary_files[f].path.string() + "'"
+                                                 : " of binary file #" + std::to_string(f + 1);
+    }
+    return text;
+  };
+  for (std::size_t r = before; r < before + got; ++r) {
+    const RecordTime t = r < batch.record_time.size() ? batch.record_time[r] : kNoTime;
+    if (t == kNoTime) {
+      throw InputError(name(r) + " has no time, but " + where_text(m_td.where) +
+                           " declares time-dependent labels: write each record's run with MilleWriter::add_time "
+                           "(a time block), or give the file's run with `filetime NAME RUN` in the steering file",
+                       exit_code::bad_binary);
+    }
+    const std::int64_t k = m_td.interval_of(t);
+    if (m_counting) {
+      TimeInterval& interval = m_intervals[static_cast<std::size_t>(k)];
+      ++interval.records;
+      interval.first_seen = interval.first_seen == kNoTime ? t : std::min(interval.first_seen, t);
+      interval.last_seen = interval.last_seen == kNoTime ? t : std::max(interval.last_seen, t);
+    }
+    const std::int64_t m0 = batch.record_begin[r], m1 = batch.record_begin[r + 1];
+    for (std::int64_t e = batch.global_begin[m0]; e < batch.global_begin[m1]; ++e) {
+      std::int32_t& label = batch.global_label[e];
+      if (label >= m_stride) {
+        throw InputError(name(r) + " names label " + std::to_string(label) + ", not below the time-dependent label " +
+                             "stride " + std::to_string(m_stride) + " (interval k of label L is L + k * stride): " +
+                             "set a larger `timestride` in the steering file",
+                         exit_code::bad_binary);
+      }
+      if (k > 0 && m_td.varies(label)) label = static_cast<std::int32_t>(label + k * m_stride);
+    }
+  }
+  return got;
+}
+
+void combine_intervals(std::vector<TimeInterval>& intervals, ProcessGroup* processes) {
+  if (processes == nullptr || processes->size() < 2) return;
+  Packer mine;
+  for (const TimeInterval& i : intervals) {
+    mine.put(i.records);
+    mine.put(i.first_seen);
+    mine.put(i.last_seen);
+  }
+  const std::vector<std::vector<char>> all = processes->gather(mine.bytes());
+  for (TimeInterval& i : intervals) i = TimeInterval{i.begin, i.end, 0, kNoTime, kNoTime};
+  for (const auto& bytes : all) {
+    Unpacker u(bytes);
+    for (TimeInterval& i : intervals) {
+      const auto records = u.get<std::int64_t>();
+      const auto first = u.get<std::int64_t>(), last = u.get<std::int64_t>();
+      i.records += records;
+      if (first != kNoTime) i.first_seen = i.first_seen == kNoTime ? first : std::min(i.first_seen, first);
+      if (last != kNoTime) i.last_seen = i.last_seen == kNoTime ? last : std::max(i.last_seen, last);
+    }
+  }
+}
+
+}  // namespace detail
+}  // namespace gpede

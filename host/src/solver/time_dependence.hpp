@@ -1,0 +1,47 @@
+// Time-dependent parameters (Steering::time_dependence): records relabelled as they are read, so
+// that the rest of the solver sees one ordinary label per parameter and interval; the steering's
+// constraints, parameters and measurements repeated for every interval.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "gpede/solver.hpp"
+#include "gpede/steering.hpp"
+
+namespace gpede::detail {
+
+/// Checks the time dependence against the labels' range (InputError naming the steering line).
+void check_time_dependence(const Steering& steering);
+
+/// The steering with every constraint, measurement and parameter line that names a time-dependent
+/// label repeated for each interval, the time-dependent labels replaced by their interval's.
+/// Lines without time-dependent labels stay once.
+Steering expand_for_intervals(const Steering& steering);
+
+/// A source whose records have their time-dependent labels replaced by their interval's: label L
+/// of a record in interval k becomes L + k * stride. A record without a time, or with a label at
+/// or above the stride, is an InputError (code 20) naming the file and record.
+class IntervalSource final : public RecordSource {
+ public:
+  IntervalSource(RecordSource& inner, const Steering& steering);
+  std::size_t next(RecordBatch& batch, std::size_t max_records) override;
+  void rewind() override;
+  /// The intervals and what the reads so far saw in them (the first read's counts).
+  std::vector<TimeInterval> intervals() const { return m_intervals; }
+
+ private:
+  RecordSource& m_inner;
+  const Steering& m_steering;
+  const TimeDependenceSpec& m_td;
+  std::int64_t m_stride;
+  bool m_counting = true;  // the first read counts records per interval
+  bool m_rewound = false;
+  std::vector<TimeInterval> m_intervals;
+};
+
+/// The intervals' counts summed over processes (each read its share of the records).
+void combine_intervals(std::vector<TimeInterval>& intervals, ProcessGroup* processes);
+
+}  // namespace gpede::detail
