@@ -49,6 +49,15 @@ struct LinearSpec {
   bool weighted = false;
 };
 
+/// A deformation template (`template A L1 c1 L2 c2 ...`): the parameters L1, L2, ... of an element
+/// move together as A * (c1, c2, ...); the records' derivatives on them become one derivative on
+/// the amplitude A, sum_i c_i dr/dLi.
+struct TemplateSpec {
+  std::int32_t amplitude = 0;
+  std::vector<std::pair<std::int32_t, double>> shape;  ///< (label, coefficient)
+  SourceLocation where;
+};
+
 /// gpede's time dependence (steering keywords `timedependent`, `intervals`, `timestride`,
 /// `filetime`; see the README's "Time-dependent alignment"): the labels that take one value per
 /// interval of record times, and the intervals.
@@ -61,9 +70,16 @@ struct TimeDependenceSpec {
   /// Label of interval k of time-dependent label L: L + k * stride. 0: the smallest power of ten
   /// above every label in the steering's `timedependent` lines, at least 10^6.
   std::int64_t stride = 0;
+  /// `intervals auto [penalty]`: the interval starts chosen from the data (a start at every run
+  /// where the time-dependent parameters change by more than the penalty in chi2 says).
+  bool automatic = false;
+  double penalty = 0.0;  ///< chi2 per interval start; 0: the default (README)
+  std::vector<TemplateSpec> templates;  ///< `template` lines (also without time dependence)
   SourceLocation where;  ///< the first `timedependent` line
 
   bool active() const noexcept { return !labels.empty(); }
+  /// Anything to do on reading: time-dependent labels or templates.
+  bool any() const noexcept { return active() || !templates.empty(); }
   bool varies(std::int32_t label) const noexcept {
     for (const auto& [first, last] : labels) {
       if (label >= first && label <= last) return true;

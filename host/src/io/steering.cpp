@@ -626,7 +626,16 @@ class Parser {
       return true;
     }
     if (iequals(word, "intervals")) {
-      if (tokens.size() < 2) fail(line, as_written + ": intervals needs the times where intervals begin");
+      if (tokens.size() < 2) fail(line, as_written + ": intervals needs the times where intervals begin, or auto");
+      if (iequals(tokens[1], "auto")) {
+        td.automatic = true;
+        const std::vector<double> d = numbers_of(tokens, 2, line, false).values;
+        if (d.size() > 1 || (d.size() == 1 && !(d[0] > 0.0))) {
+          fail(line, as_written + ": intervals auto takes at most one number, the penalty in chi2 per interval start (> 0)");
+        }
+        td.penalty = d.empty() ? 0.0 : d[0];
+        return true;
+      }
       for (std::size_t k = 1; k < tokens.size(); ++k) {
         const RecordTime t = time_of(tokens[k]);
         if (!td.boundaries.empty() && t <= td.boundaries.back()) {
@@ -643,6 +652,42 @@ class Parser {
         fail(line, as_written + ": timestride needs one whole number from 10 to 10^9");
       }
       td.stride = static_cast<std::int64_t>(d[0]);
+      return true;
+    }
+    if (iequals(word, "template")) {
+      const std::vector<double> d = numbers_of(tokens, 1, line, false).values;
+      if (d.size() < 3 || d.size() % 2 == 0) {
+        fail(line, as_written + ": template needs an amplitude label and pairs of label and coefficient");
+      }
+      const auto label = [&](double v) {
+        if (!(v >= 1.0 && v <= INT32_MAX && v == std::floor(v))) {
+          fail(line, as_written + ": " + std::to_string(v) + " is not a label (1 to 2147483647)");
+        }
+        return static_cast<std::int32_t>(v);
+      };
+      TemplateSpec t;
+      t.amplitude = label(d[0]);
+      t.where = {m_file, line};
+      for (std::size_t k = 1; k + 1 < d.size(); k += 2) {
+        const std::int32_t l = label(d[k]);
+        if (l == t.amplitude) fail(line, as_written + ": the amplitude label " + std::to_string(l) + " is in its own shape");
+        for (const auto& [other, c] : t.shape) {
+          if (other == l) fail(line, as_written + ": label " + std::to_string(l) + " twice in the shape");
+        }
+        t.shape.emplace_back(l, d[k + 1]);
+      }
+      for (const TemplateSpec& other : td.templates) {
+        for (const auto& [l, c] : t.shape) {
+          for (const auto& [o, oc] : other.shape) {
+            if (o == l) {
+              fail(line, as_written + ": label " + std::to_string(l) + " is already in the template of amplitude " +
+                             std::to_string(other.amplitude) + " (" + other.where.file.string() + ":" +
+                             std::to_string(other.where.line) + ")");
+            }
+          }
+        }
+      }
+      td.templates.push_back(std::move(t));
       return true;
     }
     if (iequals(word, "filetime")) {

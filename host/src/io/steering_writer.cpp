@@ -7,6 +7,7 @@
 #include "gpede/error.hpp"
 #include "gpede/output.hpp"
 #include "gpede/steering.hpp"
+#include "gpede/record_time.hpp"
 #include "gpede/version.hpp"
 
 namespace gpede {
@@ -111,6 +112,30 @@ std::string steering_text(const Steering& s) {
   }
   if (s.minres_transition_condition != 1.0e7) out += "mrestranscond " + number(s.minres_transition_condition) + "\n";
   if (s.minres_mode != 0) out += "mresmode " + std::to_string(s.minres_mode) + "\n";
+  // gpede's time dependence (not pede's: a steering file with these lines is gpede's alone).
+  const TimeDependenceSpec& td = s.time_dependence;
+  for (const MilleFileSpec& file : s.binary_files) {
+    if (file.time != kNoTime) out += "filetime " + file_line(file.path) + " " + time_text(file.time) + "\n";
+  }
+  if (td.active()) {
+    out += "timedependent";
+    for (const auto& [first, last] : td.labels) {
+      out += " " + std::to_string(first) + (last != first ? "-" + std::to_string(last) : std::string());
+    }
+    out += "\n";
+  }
+  if (!td.boundaries.empty()) {
+    out += "intervals";
+    for (const std::int64_t t : td.boundaries) out += " " + time_text(t);
+    out += "\n";
+  }
+  if (td.automatic) out += "intervals auto" + (td.penalty > 0.0 ? " " + number(td.penalty) : std::string()) + "\n";
+  if (td.stride > 0) out += "timestride " + std::to_string(td.stride) + "\n";
+  for (const TemplateSpec& t : td.templates) {
+    out += "template " + std::to_string(t.amplitude);
+    for (const auto& [label, c] : t.shape) out += " " + std::to_string(label) + " " + number(c);
+    out += "\n";
+  }
   // The blocks of the text files, here in the steering file itself.
   if (!s.parameters.empty()) {
     out += "Parameter\n";

@@ -273,8 +273,8 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
     chosen = &steering_copy;
     log(" Elimination for constraints enforced for solution by decomposition!");
   }
-  if (chosen->time_dependence.active() || !chosen->time_dependence.boundaries.empty() ||
-      chosen->time_dependence.stride > 0) {
+  if (chosen->time_dependence.any() || !chosen->time_dependence.boundaries.empty() ||
+      chosen->time_dependence.stride > 0 || chosen->time_dependence.automatic) {
     // Time-dependent labels: the steering's lines repeated per interval; the records relabelled
     // as they are read (IntervalSource below).
     detail::check_time_dependence(*chosen);
@@ -303,9 +303,11 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
     source = owned_source.get();
   }
   std::unique_ptr<detail::IntervalSource> interval_source;
-  if (steering.time_dependence.active()) {
+  if (steering.time_dependence.any()) {
     interval_source = std::make_unique<detail::IntervalSource>(*source, steering);
     source = interval_source.get();
+  }
+  if (steering.time_dependence.active()) {
     const TimeDependenceSpec& td = steering.time_dependence;
     log(" Time dependence: " + std::to_string(td.intervals()) + " interval(s); interval k of a time-dependent label L is "
         "label L + k * " + std::to_string(td.label_stride()));
@@ -337,7 +339,7 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
   const detail::ReadOutcome read = detail::read_records(steering, data, counter, labels, processes);
   meter.finish();
   result.records_read = read.records;
-  if (interval_source) {
+  if (interval_source && steering.time_dependence.active()) {
     result.time_intervals = interval_source->intervals();
     detail::combine_intervals(result.time_intervals, processes);
     result.time_stride = steering.time_dependence.label_stride();

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <climits>
 #include <string>
+#include <unordered_map>
 
 #include "gpede/detail/byte_pack.hpp"
 #include "gpede/error.hpp"
@@ -37,7 +38,7 @@ std::string where_text(const SourceLocation& where) {
 void check_time_dependence(const Steering& steering) {
   const TimeDependenceSpec& td = steering.time_dependence;
   if (!td.active()) {
-    if (!td.boundaries.empty() || td.stride > 0) {
+    if (!td.boundaries.empty() || td.stride > 0 || td.automatic) {
       throw InputError(steering.steering_file.string() +
                            ": intervals or timestride without timedependent labels (name the labels that vary "
                            "in time with `timedependent`)",
@@ -55,6 +56,10 @@ void check_time_dependence(const Steering& steering) {
                            " (interval k of label L is L + k * stride; set a larger `timestride`)",
                        exit_code::steering_error);
     }
+  }
+  if (td.automatic && !td.boundaries.empty()) {
+    throw InputError(where_text(td.where) + ": both `intervals auto` and interval starts are given; use one",
+                     exit_code::steering_error);
   }
   const std::int64_t last = largest + (td.intervals() - 1) * stride;
   if (last > INT32_MAX) {
@@ -78,6 +83,14 @@ Steering expand_for_intervals(const Steering& steering) {
       if (!varies) {
         expanded.push_back(line);
         continue;
+      }
+      const bool mixed = std::any_of(line.terms.begin(), line.terms.end(),
+                                     [&](const auto& term) { return !td.varies(term.first); });
+      if (mixed && intervals > 1) {
+        out.warnings.push_back(where_text(line.where) + ": a constraint or measurement that names time-dependent " +
+                               "and static labels is applied in each of the " + std::to_string(intervals) +
+                               " intervals with the static labels shared, which ties the intervals' values of its "
+                               "time-dependent labels together");
       }
       for (std::int64_t k = 0; k < intervals; ++k) {
         LinearSpec copy = line;
@@ -108,6 +121,10 @@ Steering expand_for_intervals(const Steering& steering) {
 
 IntervalSource::IntervalSource(RecordSource& inner, const Steering& steering)
     : m_inner(inner), m_steering(steering), m_td(steering.time_dependence), m_stride(m_td.label_stride()) {
+  for (std::size_t t = 0; t < m_td.templates.size(); ++t) {
+    for (const auto& [label, c] : m_td.templates[t].shape) m_template_of[label] = {t, c};
+  }
+  if (!m_td.active()) return;
   const std::int64_t n = m_td.intervals();
   m_intervals.resize(static_cast<std::size_t>(n));
   for (std::int64_t k = 0; k < n; ++k) {
@@ -126,9 +143,53 @@ void IntervalSource::rewind() {
   m_rewound = true;
 }
 
+void IntervalSource::apply_templates(RecordBatch& batch, std::size_t first_record) const {
+  // The global arrays from the first record's first measurement on, rebuilt: per measurement,
+  // its derivatives on template labels summed into one on each amplitude.
+  const std::size_t m_first = static_cast<std::size_t>(batch.record_begin[first_record]);
+  const std::size_t n_meas = batch.n_measurements();
+  const std::size_t g_first = static_cast<std::size_t>(batch.global_begin[m_first]);
+  std::vector<std::int32_t> labels(batch.global_label.begin() + g_first, batch.global_label.end());
+  std::vector<double> derivs(batch.global_deriv.begin() + g_first, batch.global_deriv.end());
+  std::vector<std::int64_t> begins(batch.global_begin.begin() + m_first, batch.global_begin.end());
+  batch.global_label.resize(g_first);
+  batch.global_deriv.resize(g_first);
+  std::vector<std::pair<std::size_t, double>> amplitudes;  // (template, derivative) of this measurement
+  for (std::size_t m = m_first; m < n_meas; ++m) {
+    amplitudes.clear();
+    const auto g0 = static_cast<std::size_t>(begins[m - m_first] - begins[0]);
+    const auto g1 = static_cast<std::size_t>(begins[m + 1 - m_first] - begins[0]);
+    batch.global_begin[m] = static_cast<std::int64_t>(batch.global_label.size());
+    for (std::size_t e = g0; e < g1; ++e) {
+      const auto found = m_template_of.find(labels[e]);
+      if (found == m_template_of.end()) {
+        batch.global_label.push_back(labels[e]);
+        batch.global_deriv.push_back(derivs[e]);
+        continue;
+      }
+      const auto [t, c] = found->second;
+      auto at = std::find_if(amplitudes.begin(), amplitudes.end(), [&](const auto& a) { return a.first == t; });
+      if (at == amplitudes.end()) {
+        amplitudes.emplace_back(t, 0.0);
+        at = amplitudes.end() - 1;
+      }
+      at->second += c * derivs[e];
+    }
+    for (const auto& [t, d] : amplitudes) {
+      if (d == 0.0) continue;
+      batch.global_label.push_back(m_td.templates[t].amplitude);
+      batch.global_deriv.push_back(d);
+    }
+  }
+  batch.global_begin[n_meas] = static_cast<std::int64_t>(batch.global_label.size());
+  batch.global_index.assign(batch.global_label.size(), -1);
+}
+
 std::size_t IntervalSource::next(RecordBatch& batch, std::size_t max_records) {
   const std::size_t before = batch.n_records();
   const std::size_t got = m_inner.next(batch, max_records);
+  if (got > 0 && !m_template_of.empty()) apply_templates(batch, before);
+  if (!m_td.active()) return got;
   const auto name = [&](std::size_t r) {
     std::string text = "record " + std::to_string(r < batch.record_number.size() ? batch.record_number[r]
                                                                                  : static_cast<std::int64_t>(r + 1));

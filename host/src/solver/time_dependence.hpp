@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "gpede/solver.hpp"
@@ -20,9 +21,10 @@ void check_time_dependence(const Steering& steering);
 /// Lines without time-dependent labels stay once.
 Steering expand_for_intervals(const Steering& steering);
 
-/// A source whose records have their time-dependent labels replaced by their interval's: label L
-/// of a record in interval k becomes L + k * stride. A record without a time, or with a label at
-/// or above the stride, is an InputError (code 20) naming the file and record.
+/// A source whose records have their template labels folded into the templates' amplitudes and
+/// then their time-dependent labels replaced by their interval's: label L of a record in interval
+/// k becomes L + k * stride. With time dependence, a record without a time, or with a label at or
+/// above the stride, is an InputError (code 20) naming the file and record.
 class IntervalSource final : public RecordSource {
  public:
   IntervalSource(RecordSource& inner, const Steering& steering);
@@ -36,6 +38,9 @@ class IntervalSource final : public RecordSource {
   const Steering& m_steering;
   const TimeDependenceSpec& m_td;
   std::int64_t m_stride;
+  /// Folds the derivatives on template labels of the records from first_record on.
+  void apply_templates(RecordBatch& batch, std::size_t first_record) const;
+  std::unordered_map<std::int32_t, std::pair<std::size_t, double>> m_template_of;  // label -> (template, c)
   bool m_counting = true;  // the first read counts records per interval
   bool m_rewound = false;
   std::vector<TimeInterval> m_intervals;
