@@ -3,7 +3,10 @@
 // drift-distance measurements, di-muon pairs from the interaction region (helices in the solenoid
 // field) and cosmics (straight lines), optional multiple scattering as kink local parameters.
 // It writes Mille binary files, a steering file, a constraint file and the true misalignment
-// (truth.res), or feeds the records from memory to the solver (SimulationSource).
+// (truth.res), or feeds the records from memory to the solver (SimulationSource). Optionally the
+// tracks are spread over runs, each record carries its run, and parts of the misalignment vary from
+// run to run (TimeConfig): steer.txt then declares them time-dependent, and the truth is given per
+// interval of runs and per run.
 //
 // Units: cm, GeV, tesla, rad. Global frame: z along the solenoid field and the electron beam,
 // y up (cosmics come from +y), x outwards of the accelerator ring.
@@ -72,6 +75,28 @@ inline constexpr std::int32_t wire_label(int layer, int wire, int p) {
 inline constexpr bool is_wire_label(std::int32_t label) { return label >= wire_label(0, 0, 1); }
 
 // ---- configuration -------------------------------------------------------------------------------
+
+/// What varies with time over the runs of a simulation (TimeConfig::runs > 0), on top of the
+/// static misalignment, for runs 1..N:
+///   jumps:  the bow of every pixel sensor (bow_parameter()) drifts linearly over the runs and
+///           steps by TimeConfig::bow_step at run ceil(N/2) + 1; the first half-shell's x shift
+///           steps by TimeConfig::half_shell_step at run ceil(N/3) + 1;
+///   drift:  the bow drifts, nothing steps;
+///   steady: nothing varies (every run has the same truth).
+enum class TimeScenario { jumps, drift, steady };
+
+/// Runs and what varies with them. Without runs (runs = 0) the records carry no time and the
+/// files are those of a static misalignment.
+struct TimeConfig {
+  int runs = 0;                      ///< tracks spread evenly over runs 1..runs of experiment 0
+  TimeScenario scenario = TimeScenario::jumps;
+  double bow_drift = 0.0010;         ///< drift, jumps: change of the pixel bow from the first run to the last
+  double bow_step = 0.0010;          ///< jumps: step of the pixel bow
+  double half_shell_step = 0.0010;   ///< jumps: step of the first half-shell's x shift (cm)
+  /// drift, steady: steer.txt cuts the runs into this many intervals of (nearly) equal length
+  /// (jumps: the intervals start at the true steps).
+  int intervals = 4;
+};
 
 /// small: about 1,800 parameters; medium: Belle II's VXD (212 sensors x 18) and a 4-layer drift
 /// chamber, about 5,000; belle2: about 60,000; cms: a CMS-sized strip barrel (8,019 modules x 18,
@@ -171,6 +196,7 @@ struct SimulationConfig {
   /// --solve with a method without errors (MINRES): the parameters of this many sensors, spread
   /// over the detector, get errors from the covariance block (one MINRES solution each) for pulls.
   int error_sample_sensors = 0;
+  TimeConfig time;                  ///< runs and what varies with them (none by default)
 };
 
 /// The configuration of a preset: `small` (1,833 parameters), `medium`, `belle2` (61,520) or `cms`.
@@ -307,6 +333,19 @@ class RecordModel {
   friend class Simulation;
 };
 
+/// The sensor parameter p (1-based, as in sensor_label) that stands for a sensor's bow along its
+/// length: the deformation term L_0(u') L_2(v') (p = 9), else L_2(u') L_0(v') (p = 7) where the
+/// detector has fewer terms; 0 without deformation terms.
+int bow_parameter(const Detector& detector);
+
+/// The truth of a time-dependent label in one interval of runs.
+struct IntervalTruth {
+  std::int32_t label = 0;      ///< the label in the steering and the records
+  std::int64_t interval = 0;   ///< 0-based, as in gpede_intervals.txt
+  std::int32_t expanded = 0;   ///< label + interval * stride: its label in millepede.res
+  double value = 0.0;          ///< the mean of the truth per run over the interval's tracks
+};
+
 /// Figures of a set of generated records.
 struct GenerationStats {
   std::int64_t records = 0;
@@ -331,8 +370,26 @@ class Simulation {
 
   /// The true misalignment per parameter (index as in Detector::labels()). Random values per
   /// level, then moved along the null modes so that the constraints hold: the one solution the
-  /// constrained fit can find. The records are simulated with exactly these values.
+  /// constrained fit can find. Without runs the records are simulated with exactly these values;
+  /// with runs this is the static part, and truth_at_run() what a run's records see.
   const std::vector<double>& truth() const noexcept { return m_truth; }
+
+  /// Runs (config().time.runs; 0: none). Record i is in run 1 + floor(i runs / n_records()).
+  int runs() const noexcept { return m_config.time.runs; }
+  /// The run of record i (1..runs()), 0 without runs.
+  int run_of(std::int64_t record) const;
+  /// The tracks of each run (index run - 1).
+  const std::vector<std::int64_t>& tracks_per_run() const noexcept { return m_run_tracks; }
+  /// What steer.txt declares: the time-dependent labels (the pixel sensors' bow parameters and the
+  /// first half-shell's 6 parameters), the interval starts (record times of experiment 0) and the
+  /// label stride. Inactive without runs.
+  const TimeDependenceSpec& time_dependence() const noexcept { return m_time; }
+  /// The true misalignment in run r (1..runs()): truth() plus the scenario's variation.
+  std::vector<double> truth_at_run(int run) const;
+  /// The first and last run of each interval of time_dependence().
+  std::vector<std::pair<int, int>> interval_runs() const;
+  /// The truth of every time-dependent label in every interval, by label, then interval.
+  std::vector<IntervalTruth> interval_truth() const;
 
   std::int64_t n_records() const noexcept { return m_n_records; }
   std::int64_t n_tracks() const noexcept { return m_n_tracks; }
@@ -355,11 +412,15 @@ class Simulation {
   struct Impl;
 
  private:
+  void set_up_runs();
+
   SimulationConfig m_config;
   std::unique_ptr<Detector> m_detector;
   std::unique_ptr<Impl> m_impl;
   std::vector<double> m_truth;
   std::int64_t m_n_records = 0, m_n_tracks = 0, m_n_cosmics = 0;
+  TimeDependenceSpec m_time;
+  std::vector<std::int64_t> m_run_tracks;
 };
 
 /// The records of a Simulation, generated into memory on every pass (nothing is stored), the same
@@ -410,7 +471,7 @@ SteeringFiles write_steering(const Simulation& simulation, const std::filesystem
 
 /// Writes the records (Mille C binary files mille_NNN.bin, config.files of them), steer.txt,
 /// constraints.txt (unless config.constraints is false), fixed_wires.txt (config.fix_wires),
-/// truth.res and geometry.txt into folder.
+/// truth.res and geometry.txt into folder; with runs also truth_intervals.txt and truth_runs.txt.
 WriteSummary write_simulation(const Simulation& simulation, const std::filesystem::path& folder);
 
 /// geometry.txt: the nominal sensors and drift-chamber layers, for scripts/plot_simulation.py.
@@ -434,15 +495,29 @@ struct PullSummary {
   std::vector<Kind> kinds;
 };
 /// Errors are those of millepede.res, or else the square roots of the covariance block's
-/// diagonal (SolveResult::covariance) where it has the label.
+/// diagonal (SolveResult::covariance) where it has the label. With runs, the labels of the
+/// time-dependent parameters' intervals are compared with Simulation::interval_truth().
 PullSummary compare_with_truth(const Simulation& simulation, const SolveResult& result);
 
 /// The constraints in steering terms (label, factor), as written to constraints.txt; `names`
 /// receives a comment per constraint (Detector::constraint_rows).
 std::vector<LinearSpec> constraint_specs(const Detector& detector, std::vector<std::string>* names = nullptr);
 
-/// truth.res: the true misalignment in millepede.res format (3 columns: label, value, 0).
+/// The constraints of a simulation as written to constraints.txt: constraint_specs(detector), but
+/// with runs the time-dependent parameters are left out of the constraints that also name static
+/// ones (the overall shift and rotation): the solver repeats a constraint that names a
+/// time-dependent label once per interval, and one that also named static labels would tie the
+/// intervals together. The static objects alone fix the overall frame.
+std::vector<LinearSpec> constraint_specs(const Simulation& simulation, std::vector<std::string>* names = nullptr);
+
+/// truth.res: the true misalignment in millepede.res format (3 columns: label, value, 0). With runs
+/// a time-dependent label L is listed once per interval k as L + k * stride (interval_truth()).
 void write_truth(const std::filesystem::path& file, const Simulation& simulation);
+
+/// With runs: truth_intervals.txt (label, interval, expanded label, truth per interval) and
+/// truth_runs.txt (label, run, truth per run) of the time-dependent labels into folder; nothing
+/// without runs.
+void write_time_truth(const std::filesystem::path& folder, const Simulation& simulation);
 
 }  // namespace sim
 }  // namespace gpede

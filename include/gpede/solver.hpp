@@ -244,8 +244,22 @@ struct TimeInterval {
   std::int64_t last_seen = 0;
 };
 
+/// `intervals auto`: what the search found (runs 0 where there was none).
+struct IntervalSearchResult {
+  std::int64_t runs = 0;        ///< distinct record times
+  std::int64_t parameters = 0;  ///< time-dependent parameters in the records
+  double penalty = 0.0;         ///< chi2 per interval start
+  bool penalty_default = true;
+  bool full_blocks = true;      ///< each run's covariance block (else each parameter alone)
+  double fine_chi2 = 0.0;       ///< chi2 of the solution with every run its own interval
+  double search_s = 0.0;        ///< the dynamic programming's time
+  std::vector<std::int64_t> starts;  ///< the chosen interval starts (record times)
+  std::vector<double> gains;         ///< per start: the chi2 that joining it with the interval before costs
+};
+
 struct SolveResult {
   std::vector<ParameterResult> parameters;  ///< every label, ascending
+  IntervalSearchResult interval_search;
   /// Time dependence: the intervals, and the stride of the labels of their parameters (interval k
   /// of label L is L + k * stride). Empty and 0 without time dependence.
   std::vector<TimeInterval> time_intervals;

@@ -813,6 +813,20 @@ std::string intervals_text(const SolveResult& result, const Steering& steering) 
   out += "* Interval k of label L is label L + k * " + std::to_string(result.time_stride) +
          " in millepede.res. Times are run or experiment:run;\n";
   out += "* an interval runs from its start up to (not including) the next interval's start.\n";
+  const IntervalSearchResult& search = result.interval_search;
+  if (search.runs > 0) {
+    std::snprintf(line, sizeof line,
+                  "* intervals auto: %lld runs, %lld time-dependent parameters, penalty %.2f in chi2 per start%s%s\n",
+                  static_cast<long long>(search.runs), static_cast<long long>(search.parameters), search.penalty,
+                  search.penalty_default ? " (default)" : "",
+                  search.full_blocks ? "" : ", each parameter alone");
+    out += line;
+    for (std::size_t s = 0; s < search.starts.size(); ++s) {
+      std::snprintf(line, sizeof line, "*   start at %s: chi2 gain %.2f\n", time_text(search.starts[s]).c_str(),
+                    search.gains[s]);
+      out += line;
+    }
+  }
   out += "* interval   start     next   records   first_run   last_run\n";
   for (std::size_t k = 0; k < result.time_intervals.size(); ++k) {
     const TimeInterval& i = result.time_intervals[k];
@@ -912,6 +926,20 @@ std::string json_text(const SolveResult& result, const Steering& steering) {
                                 {"value", json_number(row.result->value)}, {"error", json_number(row.result->error)}});
     }
     top.emplace_back("time_stride", result.time_stride);
+    const IntervalSearchResult& search = result.interval_search;
+    if (search.runs > 0) {
+      json starts = json::array();
+      for (std::size_t s = 0; s < search.starts.size(); ++s) {
+        starts.push_back(json{{"start", time_json(search.starts[s])}, {"chi2_gain", json_number(search.gains[s])}});
+      }
+      top.emplace_back("interval_search", json{{"runs", search.runs}, {"parameters", search.parameters},
+                                               {"penalty", json_number(search.penalty)},
+                                               {"penalty_default", search.penalty_default},
+                                               {"covariance_blocks", search.full_blocks},
+                                               {"chi2_every_run_its_interval", json_number(search.fine_chi2)},
+                                               {"search_s", json_number(search.search_s)},
+                                               {"starts", std::move(starts)}});
+    }
     top.emplace_back("time_intervals", std::move(intervals));
     top.emplace_back("time_dependent_parameters", std::move(parameters));
   }

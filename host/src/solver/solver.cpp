@@ -22,6 +22,7 @@
 #include "record_printout.hpp"
 #include "solver_internal.hpp"
 #include "time_dependence.hpp"
+#include "interval_search.hpp"
 
 namespace gpede {
 namespace {
@@ -260,6 +261,10 @@ std::optional<BackendKind> backend_from_name(const std::string& name) {
 }
 
 SolveResult solve(const Steering& steered, const SolverOptions& options, RecordSource* source) {
+  if (steered.time_dependence.automatic && steered.time_dependence.active()) {
+    detail::check_time_dependence(steered);
+    return detail::solve_with_interval_search(steered, options, source);
+  }
   const auto t_start = Clock::now();
   SolveResult result;
   const detail::RunLog log(options.log, result.log);

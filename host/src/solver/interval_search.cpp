@@ -1,0 +1,353 @@
+// `intervals auto`: the interval starts chosen from the data. One solution with every run its own
+// interval gives each run's time-dependent values x_r and their covariance C_r; the chi2 that
+// joining runs i..j-1 into one interval costs, with the other parameters held, is
+//   cost(i, j) = sum_r x_r^T W_r x_r - (sum_r W_r x_r)^T (sum_r W_r)^-1 (sum_r W_r x_r),  W_r = C_r^-1,
+// from prefix sums over the runs in time order. Dynamic programming over the runs then finds the
+// starts that minimise the sum of the intervals' costs plus a penalty per start, exactly; the run
+// is solved again with those starts.
+#include "interval_search.hpp"
+
+#include <Eigen/Dense>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <set>
+#include <string>
+
+#include "gpede/detail/byte_pack.hpp"
+#include "gpede/error.hpp"
+#include "gpede/record_time.hpp"
+#include "time_dependence.hpp"
+
+namespace gpede::detail {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+/// The upper quantile of the standard normal distribution: z with P(Z > z) = q (bisection on erfc).
+double normal_upper_quantile(double q) {
+  double lo = -40.0, hi = 40.0;
+  for (int i = 0; i < 200; ++i) {
+    const double mid = 0.5 * (lo + hi);
+    if (0.5 * std::erfc(mid / std::sqrt(2.0)) > q) {
+      lo = mid;
+    } else {
+      hi = mid;
+    }
+  }
+  return 0.5 * (lo + hi);
+}
+
+}  // namespace
+
+double default_interval_penalty(std::int64_t parameters, std::int64_t runs) {
+  const double p = static_cast<double>(std::max<std::int64_t>(parameters, 1));
+  const double candidates = static_cast<double>(std::max<std::int64_t>(runs - 1, 1));
+  const double z = normal_upper_quantile(kIntervalFalseStartProbability / candidates);
+  // Wilson-Hilferty: chi2_p quantile from the normal one.
+  const double a = 2.0 / (9.0 * p);
+  return p * std::pow(1.0 - a + z * std::sqrt(a), 3.0);
+}
+
+IntervalChoice choose_interval_starts(const std::vector<RunStatistics>& runs, std::int64_t parameters, double penalty,
+                                      bool full_blocks) {
+  const std::size_t n_runs = runs.size();
+  const auto p = static_cast<Eigen::Index>(parameters);
+  // Prefix sums over the runs: S_W (p x p, or its diagonal), S_b = sum W x, S_q = sum x^T W x.
+  std::vector<Eigen::MatrixXd> sum_w;
+  std::vector<Eigen::VectorXd> sum_diag, sum_b;
+  std::vector<double> sum_q(n_runs + 1, 0.0);
+  sum_b.assign(n_runs + 1, Eigen::VectorXd::Zero(p));
+  if (full_blocks) {
+    sum_w.assign(n_runs + 1, Eigen::MatrixXd::Zero(p, p));
+  } else {
+    sum_diag.assign(n_runs + 1, Eigen::VectorXd::Zero(p));
+  }
+  for (std::size_t r = 0; r < n_runs; ++r) {
+    const RunStatistics& s = runs[r];
+    Eigen::VectorXd x = Eigen::VectorXd::Zero(p);
+    for (std::size_t i = 0; i < s.index.size(); ++i) x(s.index[i]) = s.value[i];
+    const auto k = static_cast<Eigen::Index>(s.index.size());
+    Eigen::MatrixXd w = Eigen::MatrixXd::Zero(p, p);
+    if (k > 0) {
+      Eigen::MatrixXd c(k, k);
+      for (Eigen::Index i = 0; i < k; ++i) {
+        for (Eigen::Index j = 0; j < k; ++j) c(i, j) = s.covariance[static_cast<std::size_t>(i * k + j)];
+      }
+      // W = C^-1 over the eigenvectors with positive eigenvalues (a run whose parameters are
+      // not all determined contributes where they are).
+      Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(c);
+      const double top = eig.eigenvalues().cwiseAbs().maxCoeff();
+      Eigen::VectorXd inv = Eigen::VectorXd::Zero(k);
+      for (Eigen::Index i = 0; i < k; ++i) {
+        if (eig.eigenvalues()(i) > 1e-12 * top) inv(i) = 1.0 / eig.eigenvalues()(i);
+      }
+      const Eigen::MatrixXd wk = eig.eigenvectors() * inv.asDiagonal() * eig.eigenvectors().transpose();
+      for (Eigen::Index i = 0; i < k; ++i) {
+        for (Eigen::Index j = 0; j < k; ++j) w(s.index[i], s.index[j]) = wk(i, j);
+      }
+    }
+    const Eigen::VectorXd b = w * x;
+    sum_b[r + 1] = sum_b[r] + b;
+    sum_q[r + 1] = sum_q[r] + x.dot(b);
+    if (full_blocks) {
+      sum_w[r + 1] = sum_w[r] + w;
+    } else {
+      sum_diag[r + 1] = sum_diag[r] + w.diagonal();
+    }
+  }
+  // cost(i, j): runs i..j-1 as one interval.
+  const auto cost = [&](std::size_t i, std::size_t j) {
+    const Eigen::VectorXd b = sum_b[j] - sum_b[i];
+    const double q = sum_q[j] - sum_q[i];
+    if (full_blocks) {
+      const Eigen::MatrixXd w = sum_w[j] - sum_w[i];
+      Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(w);
+      const double top = std::max(eig.eigenvalues().cwiseAbs().maxCoeff(), 1e-300);
+      double explained = 0.0;
+      const Eigen::VectorXd projected = eig.eigenvectors().transpose() * b;
+      for (Eigen::Index k = 0; k < projected.size(); ++k) {
+        if (eig.eigenvalues()(k) > 1e-12 * top) explained += projected(k) * projected(k) / eig.eigenvalues()(k);
+      }
+      return std::max(q - explained, 0.0);
+    }
+    const Eigen::VectorXd d = sum_diag[j] - sum_diag[i];
+    double explained = 0.0;
+    for (Eigen::Index k = 0; k < d.size(); ++k) {
+      if (d(k) > 0.0) explained += b(k) * b(k) / d(k);
+    }
+    return std::max(q - explained, 0.0);
+  };
+  std::vector<double> best(n_runs + 1, 0.0);
+  std::vector<std::size_t> from(n_runs + 1, 0);
+  for (std::size_t j = 1; j <= n_runs; ++j) {
+    best[j] = cost(0, j);
+    from[j] = 0;
+    for (std::size_t i = 1; i < j; ++i) {
+      const double c = best[i] + cost(i, j) + penalty;
+      if (c < best[j]) {
+        best[j] = c;
+        from[j] = i;
+      }
+    }
+  }
+  IntervalChoice choice;
+  std::vector<std::size_t> starts;
+  for (std::size_t j = n_runs; from[j] > 0; j = from[j]) starts.push_back(from[j]);
+  std::reverse(starts.begin(), starts.end());
+  // Each start's gain: what joining its interval with the one before would cost.
+  for (std::size_t s = 0; s < starts.size(); ++s) {
+    const std::size_t before = s == 0 ? 0 : starts[s - 1];
+    const std::size_t after = s + 1 < starts.size() ? starts[s + 1] : n_runs;
+    choice.starts.push_back(starts[s]);
+    choice.gains.push_back(cost(before, after) - cost(before, starts[s]) - cost(starts[s], after));
+  }
+  choice.objective = best[n_runs];
+  return choice;
+}
+
+namespace {
+
+/// The distinct record times of the source (after templates) and the time-dependent labels the
+/// records name; with processes, of all of them.
+struct TimeScan {
+  std::vector<std::int64_t> times;
+  std::vector<std::int32_t> labels;
+};
+
+TimeScan scan_times(const Steering& steering, RecordSource& source, ProcessGroup* processes) {
+  Steering plain = steering;  // templates only: the labels as the records name them
+  plain.time_dependence.labels.clear();
+  plain.time_dependence.boundaries.clear();
+  plain.time_dependence.automatic = false;
+  IntervalSource folded(source, plain);
+  const TimeDependenceSpec& td = steering.time_dependence;
+  std::set<std::int64_t> times;
+  std::set<std::int32_t> labels;
+  RecordBatch batch;
+  folded.rewind();
+  std::string missing;
+  while (true) {
+    batch.clear();
+    if (folded.next(batch, 4096) == 0) break;
+    for (std::size_t r = 0; r < batch.n_records(); ++r) {
+      const std::int64_t t = r < batch.record_time.size() ? batch.record_time[r] : kNoTime;
+      if (t == kNoTime && missing.empty()) {
+        const auto f = r < batch.record_file.size() ? static_cast<std::size_t>(batch.record_file[r]) : 0;
+        missing = "record " + std::to_string(r < batch.record_number.size() ? batch.record_number[r] : 0) +
+                  (f < steering.binary_files.size() ? " of Mille file '" + steering.binary_files[f].path.string() + "'"
+                                                    : std::string());
+      }
+      times.insert(t);
+    }
+    for (const std::int32_t label : batch.global_label) {
+      if (td.varies(label)) labels.insert(label);
+    }
+  }
+  if (processes != nullptr && processes->size() > 1) {
+    Packer mine;
+    mine.put(std::vector<std::int64_t>(times.begin(), times.end()));
+    mine.put(std::vector<std::int32_t>(labels.begin(), labels.end()));
+    mine.put(missing);
+    for (const auto& bytes : processes->gather(mine.bytes())) {
+      Unpacker u(bytes);
+      for (const auto t : u.get_vector<std::int64_t>()) times.insert(t);
+      for (const auto l : u.get_vector<std::int32_t>()) labels.insert(l);
+      const std::string other = u.get_string();
+      if (missing.empty()) missing = other;
+    }
+  }
+  if (times.count(kNoTime) > 0) {
+    throw InputError((missing.empty() ? std::string("a record") : missing) +
+                         " has no time, but `intervals auto` chooses intervals from the records' times: write each "
+                         "record's run with MilleWriter::add_time (a time block), or give the file's run with "
+                         "`filetime NAME RUN` in the steering file",
+                     exit_code::bad_binary);
+  }
+  return {std::vector<std::int64_t>(times.begin(), times.end()), std::vector<std::int32_t>(labels.begin(), labels.end())};
+}
+
+}  // namespace
+
+SolveResult solve_with_interval_search(const Steering& steering, const SolverOptions& options, RecordSource* source) {
+  const auto solve_fixed = [](const Steering& s, const SolverOptions& o, RecordSource* r) { return solve(s, o, r); };
+  const auto t0 = Clock::now();
+  const TimeDependenceSpec& td = steering.time_dependence;
+  std::vector<std::string> log_lines;
+  const auto say = [&](const std::string& line) {
+    log_lines.push_back(line);
+    if (options.log) options.log(line);
+  };
+  ProcessGroup* const processes = options.processes != nullptr && options.processes->size() > 1 ? options.processes : nullptr;
+  std::unique_ptr<RecordSource> owned;
+  if (source == nullptr) {
+    if (steering.binary_files.empty()) {
+      throw InputError("no binary files: " + steering.steering_file.string() + " names no existing Mille file",
+                       exit_code::no_binary_files);
+    }
+    owned = processes != nullptr ? make_file_source(steering, processes->rank(), processes->size())
+                                 : make_file_source(steering);
+    source = owned.get();
+  }
+  const TimeScan scan = scan_times(steering, *source, processes);
+  const std::int64_t n_runs = static_cast<std::int64_t>(scan.times.size());
+  const std::int64_t n_labels = static_cast<std::int64_t>(scan.labels.size());
+
+  // Every run its own interval.
+  Steering fine = steering;
+  fine.time_dependence.automatic = false;
+  fine.time_dependence.boundaries.assign(scan.times.begin() + std::min<std::int64_t>(1, n_runs), scan.times.end());
+  check_time_dependence(fine);
+  const std::int64_t stride = fine.time_dependence.label_stride();
+  const bool full_blocks = n_runs * n_labels <= kIntervalFullBlockLimit;
+  SolverOptions fine_options = options;
+  fine_options.log = nullptr;
+  fine_options.progress = nullptr;
+  fine_options.covariance_all = false;
+  fine_options.covariance_labels.clear();
+  if (full_blocks) {
+    for (std::int64_t r = 0; r < n_runs; ++r) {
+      for (const std::int32_t label : scan.labels) {
+        fine_options.covariance_labels.push_back(static_cast<std::int32_t>(label + r * stride));
+      }
+    }
+  }
+  say(" Interval search: " + std::to_string(n_runs) + " runs, " + std::to_string(n_labels) +
+      " time-dependent parameters; first a solution with every run its own interval");
+  const SolveResult fine_result = solve_fixed(fine, fine_options, source);
+  if (fine_result.exit_code >= 10) {
+    SolveResult failed = fine_result;
+    failed.log.insert(failed.log.begin(), log_lines.begin(), log_lines.end());
+    return failed;
+  }
+
+  // Per run: the values and covariance of its time-dependent parameters.
+  std::map<std::int32_t, std::int64_t> index_of;
+  for (std::size_t i = 0; i < scan.labels.size(); ++i) index_of[scan.labels[i]] = static_cast<std::int64_t>(i);
+  std::map<std::int32_t, std::size_t> block_row;
+  for (std::size_t i = 0; i < fine_result.covariance.labels.size(); ++i) block_row[fine_result.covariance.labels[i]] = i;
+  const std::size_t block_n = fine_result.covariance.labels.size();
+  std::vector<RunStatistics> runs(static_cast<std::size_t>(n_runs));
+  for (const ParameterResult& p : fine_result.parameters) {
+    if (!p.variable) continue;
+    const std::int64_t r = p.label / stride;
+    const auto base = static_cast<std::int32_t>(p.label % stride);
+    const auto found = index_of.find(base);
+    if (found == index_of.end() || r >= n_runs) continue;
+    RunStatistics& s = runs[static_cast<std::size_t>(r)];
+    s.index.push_back(found->second);
+    s.value.push_back(p.value);
+    s.label.push_back(p.label);
+  }
+  bool have_errors = true;
+  for (RunStatistics& s : runs) {
+    const std::size_t k = s.index.size();
+    s.covariance.assign(k * k, 0.0);
+    for (std::size_t i = 0; i < k; ++i) {
+      for (std::size_t j = 0; j < k; ++j) {
+        const auto ri = block_row.find(s.label[i]), rj = block_row.find(s.label[j]);
+        if (ri != block_row.end() && rj != block_row.end()) {
+          s.covariance[i * k + j] = fine_result.covariance.matrix[ri->second * block_n + rj->second];
+        } else if (i == j) {
+          const ParameterResult* p = nullptr;
+          const auto it = std::lower_bound(fine_result.parameters.begin(), fine_result.parameters.end(), s.label[i],
+                                           [](const ParameterResult& a, std::int32_t l) { return a.label < l; });
+          if (it != fine_result.parameters.end() && it->label == s.label[i]) p = &*it;
+          if (p == nullptr || !(p->error > 0.0)) {
+            have_errors = false;
+          } else {
+            s.covariance[i * k + j] = p->error * p->error;
+          }
+        }
+      }
+    }
+  }
+  if (!full_blocks && !have_errors) {
+    throw InputError(steering.steering_file.string() + ": `intervals auto` with " + std::to_string(n_runs) + " runs of " +
+                         std::to_string(n_labels) + " time-dependent parameters needs the parameters' errors per run "
+                         "(method inversion or diagonalization)",
+                     exit_code::steering_error);
+  }
+  const bool default_penalty = !(td.penalty > 0.0);
+  const double penalty = default_penalty ? default_interval_penalty(n_labels, n_runs) : td.penalty;
+  const auto t_search = Clock::now();
+  const IntervalChoice choice = choose_interval_starts(runs, n_labels, penalty, full_blocks);
+  const double search_s = std::chrono::duration<double>(Clock::now() - t_search).count();
+  IntervalSearchResult report;
+  report.runs = n_runs;
+  report.parameters = n_labels;
+  report.penalty = penalty;
+  report.penalty_default = default_penalty;
+  report.full_blocks = full_blocks;
+  report.fine_chi2 = fine_result.chi2_sum;
+  report.search_s = search_s;
+  for (std::size_t s = 0; s < choice.starts.size(); ++s) {
+    report.starts.push_back(scan.times[choice.starts[s]]);
+    report.gains.push_back(choice.gains[s]);
+  }
+  std::string starts_text;
+  for (std::size_t s = 0; s < report.starts.size(); ++s) {
+    char gain[64];
+    std::snprintf(gain, sizeof gain, "%.1f", report.gains[s]);
+    starts_text += " " + time_text(report.starts[s]) + " (chi2 gain " + gain + ")";
+  }
+  char penalty_text[64];
+  std::snprintf(penalty_text, sizeof penalty_text, "%.1f", penalty);
+  say(" Interval search: penalty " + std::string(penalty_text) + " in chi2 per start" +
+      (default_penalty ? " (default)" : "") + (full_blocks ? "" : ", each parameter alone (no covariance blocks)") +
+      "; " + (report.starts.empty() ? std::string("no start: one interval") : "starts at" + starts_text) + " (" +
+      std::to_string(search_s) + " s)");
+
+  Steering chosen = steering;
+  chosen.time_dependence.automatic = false;
+  chosen.time_dependence.boundaries = report.starts;
+  SolveResult result = solve_fixed(chosen, options, source);
+  result.interval_search = std::move(report);
+  result.log.insert(result.log.begin(), log_lines.begin(), log_lines.end());
+  result.figures.total_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  return result;
+}
+
+}  // namespace gpede::detail
