@@ -7,8 +7,6 @@
 // is solved again with those starts.
 #include "interval_search.hpp"
 
-#include <Eigen/Dense>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -51,72 +49,102 @@ double default_interval_penalty(std::int64_t parameters, std::int64_t runs) {
   return p * std::pow(1.0 - a + z * std::sqrt(a), 3.0);
 }
 
+namespace {
+
+extern "C" void dsyev_(const char* jobz, const char* uplo, const int* n, double* a, const int* lda, double* w,
+                       double* work, const int* lwork, int* info);
+
+/// A symmetric n x n matrix (column-major, overwritten by its eigenvectors) and its eigenvalues.
+std::vector<double> symmetric_eigen(std::vector<double>& a, int n) {
+  std::vector<double> w(static_cast<std::size_t>(n));
+  if (n == 0) return w;
+  const char jobz = 'V', uplo = 'L';
+  int lwork = -1, info = 0;
+  double query = 0.0;
+  dsyev_(&jobz, &uplo, &n, a.data(), &n, w.data(), &query, &lwork, &info);
+  lwork = std::max(1, static_cast<int>(query));
+  std::vector<double> work(static_cast<std::size_t>(lwork));
+  dsyev_(&jobz, &uplo, &n, a.data(), &n, w.data(), work.data(), &lwork, &info);
+  if (info != 0) throw RuntimeError("interval search: dsyev failed (info " + std::to_string(info) + ")");
+  return w;
+}
+
+/// The pseudo-inverse quadratic form b^T A^+ b of a symmetric A (eigenvalues below 1e-12 of the
+/// largest left out).
+double inverse_form(std::vector<double> a, const std::vector<double>& b, int n) {
+  const std::vector<double> w = symmetric_eigen(a, n);
+  double top = 0.0;
+  for (const double x : w) top = std::max(top, std::abs(x));
+  double form = 0.0;
+  for (int k = 0; k < n; ++k) {
+    if (!(w[k] > 1e-12 * top)) continue;
+    double projected = 0.0;
+    for (int i = 0; i < n; ++i) projected += a[static_cast<std::size_t>(k) * n + i] * b[i];
+    form += projected * projected / w[k];
+  }
+  return form;
+}
+
+}  // namespace
+
 IntervalChoice choose_interval_starts(const std::vector<RunStatistics>& runs, std::int64_t parameters, double penalty,
                                       bool full_blocks) {
   const std::size_t n_runs = runs.size();
-  const auto p = static_cast<Eigen::Index>(parameters);
-  // Prefix sums over the runs: S_W (p x p, or its diagonal), S_b = sum W x, S_q = sum x^T W x.
-  std::vector<Eigen::MatrixXd> sum_w;
-  std::vector<Eigen::VectorXd> sum_diag, sum_b;
-  std::vector<double> sum_q(n_runs + 1, 0.0);
-  sum_b.assign(n_runs + 1, Eigen::VectorXd::Zero(p));
-  if (full_blocks) {
-    sum_w.assign(n_runs + 1, Eigen::MatrixXd::Zero(p, p));
-  } else {
-    sum_diag.assign(n_runs + 1, Eigen::VectorXd::Zero(p));
-  }
+  const int p = static_cast<int>(parameters);
+  const std::size_t pp = static_cast<std::size_t>(p), block = full_blocks ? pp * pp : pp;
+  // Prefix sums over the runs: S_W (p x p column-major, or its diagonal), S_b = sum W x,
+  // S_q = sum x^T W x.
+  std::vector<double> sum_w((n_runs + 1) * block, 0.0), sum_b((n_runs + 1) * pp, 0.0), sum_q(n_runs + 1, 0.0);
   for (std::size_t r = 0; r < n_runs; ++r) {
     const RunStatistics& s = runs[r];
-    Eigen::VectorXd x = Eigen::VectorXd::Zero(p);
-    for (std::size_t i = 0; i < s.index.size(); ++i) x(s.index[i]) = s.value[i];
-    const auto k = static_cast<Eigen::Index>(s.index.size());
-    Eigen::MatrixXd w = Eigen::MatrixXd::Zero(p, p);
-    if (k > 0) {
-      Eigen::MatrixXd c(k, k);
-      for (Eigen::Index i = 0; i < k; ++i) {
-        for (Eigen::Index j = 0; j < k; ++j) c(i, j) = s.covariance[static_cast<std::size_t>(i * k + j)];
-      }
-      // W = C^-1 over the eigenvectors with positive eigenvalues (a run whose parameters are
-      // not all determined contributes where they are).
-      Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(c);
-      const double top = eig.eigenvalues().cwiseAbs().maxCoeff();
-      Eigen::VectorXd inv = Eigen::VectorXd::Zero(k);
-      for (Eigen::Index i = 0; i < k; ++i) {
-        if (eig.eigenvalues()(i) > 1e-12 * top) inv(i) = 1.0 / eig.eigenvalues()(i);
-      }
-      const Eigen::MatrixXd wk = eig.eigenvectors() * inv.asDiagonal() * eig.eigenvectors().transpose();
-      for (Eigen::Index i = 0; i < k; ++i) {
-        for (Eigen::Index j = 0; j < k; ++j) w(s.index[i], s.index[j]) = wk(i, j);
+    const int k = static_cast<int>(s.index.size());
+    // W = C^-1 over the eigenvectors with positive eigenvalues (a run whose parameters are not all
+    // determined contributes where they are).
+    std::vector<double> vectors(s.covariance);
+    const std::vector<double> lambda = symmetric_eigen(vectors, k);
+    double top = 0.0;
+    for (const double x : lambda) top = std::max(top, std::abs(x));
+    std::vector<double> w(static_cast<std::size_t>(k) * k, 0.0);
+    for (int e = 0; e < k; ++e) {
+      if (!(lambda[e] > 1e-12 * top)) continue;
+      const double* v = vectors.data() + static_cast<std::size_t>(e) * k;
+      for (int j = 0; j < k; ++j) {
+        for (int i = 0; i < k; ++i) w[static_cast<std::size_t>(j) * k + i] += v[i] * v[j] / lambda[e];
       }
     }
-    const Eigen::VectorXd b = w * x;
-    sum_b[r + 1] = sum_b[r] + b;
-    sum_q[r + 1] = sum_q[r] + x.dot(b);
-    if (full_blocks) {
-      sum_w[r + 1] = sum_w[r] + w;
-    } else {
-      sum_diag[r + 1] = sum_diag[r] + w.diagonal();
+    double* sw = sum_w.data() + (r + 1) * block;
+    double* sb = sum_b.data() + (r + 1) * pp;
+    std::copy(sum_w.begin() + r * block, sum_w.begin() + (r + 1) * block, sw);
+    std::copy(sum_b.begin() + r * pp, sum_b.begin() + (r + 1) * pp, sb);
+    double q = 0.0;
+    for (int i = 0; i < k; ++i) {
+      double wx = 0.0;
+      for (int j = 0; j < k; ++j) wx += w[static_cast<std::size_t>(j) * k + i] * s.value[j];
+      sb[s.index[i]] += wx;
+      q += s.value[i] * wx;
+      for (int j = 0; j < k; ++j) {
+        if (full_blocks) {
+          sw[static_cast<std::size_t>(s.index[j]) * pp + s.index[i]] += w[static_cast<std::size_t>(j) * k + i];
+        } else if (i == j) {
+          sw[s.index[i]] += w[static_cast<std::size_t>(i) * k + i];
+        }
+      }
     }
+    sum_q[r + 1] = sum_q[r] + q;
   }
   // cost(i, j): runs i..j-1 as one interval.
+  std::vector<double> w(block), b(pp);
   const auto cost = [&](std::size_t i, std::size_t j) {
-    const Eigen::VectorXd b = sum_b[j] - sum_b[i];
+    for (std::size_t e = 0; e < pp; ++e) b[e] = sum_b[j * pp + e] - sum_b[i * pp + e];
+    for (std::size_t e = 0; e < block; ++e) w[e] = sum_w[j * block + e] - sum_w[i * block + e];
     const double q = sum_q[j] - sum_q[i];
-    if (full_blocks) {
-      const Eigen::MatrixXd w = sum_w[j] - sum_w[i];
-      Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(w);
-      const double top = std::max(eig.eigenvalues().cwiseAbs().maxCoeff(), 1e-300);
-      double explained = 0.0;
-      const Eigen::VectorXd projected = eig.eigenvectors().transpose() * b;
-      for (Eigen::Index k = 0; k < projected.size(); ++k) {
-        if (eig.eigenvalues()(k) > 1e-12 * top) explained += projected(k) * projected(k) / eig.eigenvalues()(k);
-      }
-      return std::max(q - explained, 0.0);
-    }
-    const Eigen::VectorXd d = sum_diag[j] - sum_diag[i];
     double explained = 0.0;
-    for (Eigen::Index k = 0; k < d.size(); ++k) {
-      if (d(k) > 0.0) explained += b(k) * b(k) / d(k);
+    if (full_blocks) {
+      explained = inverse_form(w, b, p);
+    } else {
+      for (std::size_t e = 0; e < pp; ++e) {
+        if (w[e] > 0.0) explained += b[e] * b[e] / w[e];
+      }
     }
     return std::max(q - explained, 0.0);
   };
