@@ -7,6 +7,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "gpede/simulate.hpp"
@@ -282,7 +283,25 @@ WireShift wire_shift(const Detector& detector, int layer, int wire, const std::v
 struct GeometryView {
   const std::vector<SensorPlacement>* sensors = nullptr;
   const std::vector<WireShift>* wires = nullptr;  ///< by global wire index; null: nominal wires
+  /// Sensors whose placement varies with the run: slot by sensor (-1: as in `sensors`) and the
+  /// placements of one run by slot. Null: every sensor as in `sensors`.
+  const std::vector<int>* varying_slot = nullptr;
+  const SensorPlacement* run_sensors = nullptr;
+
+  const SensorPlacement& sensor(int s) const {
+    if (varying_slot != nullptr) {
+      const int slot = (*varying_slot)[static_cast<std::size_t>(s)];
+      if (slot >= 0) return run_sensors[slot];
+    }
+    return (*sensors)[static_cast<std::size_t>(s)];
+  }
 };
+
+/// The constraint rows of a detector (Detector::constraint_rows) for a simulation whose parameters
+/// `varies` (index as in Detector::labels()) vary with time: rows that name both static and
+/// time-dependent parameters lose the time-dependent ones (see constraint_specs(Simulation)).
+std::vector<Detector::SparseRow> frame_rows(const Detector& detector, const std::vector<bool>& varies,
+                                            std::vector<std::string>* names = nullptr);
 
 inline void accumulate(GenerationStats& total, const GenerationStats& part) {
   total.records += part.records;
@@ -310,6 +329,18 @@ struct Simulation::Impl {
   std::vector<Eigen::Matrix<double, 6, 6>> half_shell_jacobians;  ///< by sensor
   double rho_per_omega = 0.0;  ///< collision tracks: rho = rho_per_omega * q/pT
   double cosmic_rho_per_omega = 0.0;
+
+  // Time dependence (config->time.runs > 0).
+  std::vector<bool> varies;                 ///< by parameter: time-dependent in the steering
+  std::vector<std::int64_t> bow_indices;    ///< the pixel sensors' bow parameters
+  std::int64_t shell_x_index = -1;          ///< the x shift of the half-shell that steps (-1: none)
+  int bow_step_run = 0, shell_step_run = 0; ///< first run after each step (0: no step)
+  std::vector<int> varying_slot;            ///< by sensor: slot in run_sensors, -1 if it does not vary
+  std::int64_t n_varying = 0;
+  std::vector<detail::SensorPlacement> run_sensors;  ///< run r, slot k at (r - 1) n_varying + k
+  /// The variation of the bow and of the half-shell's x shift in a run.
+  double bow_offset(int run) const;
+  double shell_offset(int run) const;
 
   /// Lays out record `index` (tracks, crossings, kinks, true kinks, noise).
   void layout_record(std::int64_t index, detail::RecordLayout& layout) const;

@@ -42,6 +42,20 @@ void print_usage(std::ostream& out) {
          "                              multiple scattering as kink local parameters (default broken-lines)\n"
          "  --precision float|double    precision of the binary files (default float)\n"
          "  --files N                   number of binary files (default 1)\n"
+         "  --runs N                    spread the tracks evenly over runs 1..N (experiment 0), write each\n"
+         "                              record's run into it (a time block) and let parts of the\n"
+         "                              misalignment vary from run to run (default 0: no runs, static)\n"
+         "  --time-scenario jumps|drift|steady\n"
+         "                              with --runs, what varies (default jumps): jumps: the pixel sensors'\n"
+         "                              bow (their L2(v) deformation term) drifts over the runs and steps\n"
+         "                              at run ceil(N/2)+1, the first half-shell's x shift steps at run\n"
+         "                              ceil(N/3)+1; drift: the bow drifts only; steady: nothing varies.\n"
+         "                              steer.txt declares the bow parameters and the half-shell's 6\n"
+         "                              parameters time-dependent, with interval starts at the true\n"
+         "                              steps (jumps) or cutting the runs into 4 equal parts (drift,\n"
+         "                              steady); truth.res lists each interval's label (L + k * stride),\n"
+         "                              truth_intervals.txt and truth_runs.txt the truth per interval and\n"
+         "                              per run (scripts/plot_intervals.py DIR plots them with the fit)\n"
          "  --threads N                 generation threads (default: all cores)\n"
          "  --no-constraints            write no constraint file\n"
          "  --fix-wires                 fix the drift-chamber wires in the steering (fixed_wires.txt) and\n"
@@ -107,6 +121,7 @@ int solve_in_memory(const sim::Simulation& simulation, const std::filesystem::pa
   const sim::SimulationConfig& config = simulation.config();
   const sim::SteeringFiles files = sim::write_steering(simulation, out, {});
   sim::write_truth(out / "truth.res", simulation);
+  sim::write_time_truth(out, simulation);
   sim::write_geometry(out / "geometry.txt", simulation.detector());
   std::cout << "  wrote " << files.steering.string() << (files.constraints.empty() ? "" : ", " + files.constraints.string())
             << (files.fixed_wires.empty() ? "" : ", " + files.fixed_wires.string()) << ", "
@@ -175,6 +190,8 @@ int simulate_main(int argc, char** argv) {
     int presigmas = -1;
     std::int64_t error_sample = -1;
     std::int64_t iterations = -1;
+    std::int64_t runs = -1;
+    int time_scenario = -1;
     std::string method;
     std::vector<std::string> steering_lines;
     BackendKind backend = BackendKind::cpu;
@@ -222,6 +239,20 @@ int simulate_main(int argc, char** argv) {
           throw std::invalid_argument("--precision must be float or double, not '" + v + "'");
         }
         o.precision = v == "double" ? 1 : 0;
+      } else if (arg == "--runs") {
+        o.runs = parse_integer(arg, value(), 0);
+        if (o.runs > 1000000) throw std::invalid_argument("--runs must be at most 1000000, not " + std::to_string(o.runs));
+      } else if (arg == "--time-scenario") {
+        const std::string v = value();
+        if (v == "jumps") {
+          o.time_scenario = static_cast<int>(sim::TimeScenario::jumps);
+        } else if (v == "drift") {
+          o.time_scenario = static_cast<int>(sim::TimeScenario::drift);
+        } else if (v == "steady") {
+          o.time_scenario = static_cast<int>(sim::TimeScenario::steady);
+        } else {
+          throw std::invalid_argument("--time-scenario must be jumps, drift or steady, not '" + v + "'");
+        }
       } else if (arg == "--no-constraints") {
         o.no_constraints = true;
       } else if (arg == "--fix-wires") {
@@ -280,6 +311,11 @@ int simulate_main(int argc, char** argv) {
     if (!o.method.empty()) config.method = o.method;
     config.steering_lines = o.steering_lines;
     if (o.presigmas >= 0) config.presigmas = o.presigmas == 1;
+    if (o.runs > 0) config.time.runs = static_cast<int>(o.runs);
+    if (o.time_scenario >= 0) {
+      if (o.runs <= 0) throw std::invalid_argument("--time-scenario needs --runs N with N > 0");
+      config.time.scenario = static_cast<sim::TimeScenario>(o.time_scenario);
+    }
     if (o.error_sample >= 0) config.error_sample_sensors = static_cast<int>(std::min<std::int64_t>(o.error_sample, 1000000));
   } catch (const std::exception& e) {
     std::cerr << "gpede simulate: " << e.what() << " (see gpede simulate --help)\n";
@@ -299,6 +335,17 @@ int simulate_main(int argc, char** argv) {
               << "  records: " << simulation.n_records() << ", tracks: " << simulation.n_tracks() << " (cosmics fraction "
               << config.cosmics_fraction << ", field " << (config.field ? "on" : "off") << ", scattering "
               << (config.scattering == sim::Scattering::broken_lines ? "broken-lines" : "none") << ")\n";
+    if (simulation.time_dependence().active()) {
+      const TimeDependenceSpec& td = simulation.time_dependence();
+      std::size_t labels = 0;
+      for (const auto& [first, last] : td.labels) labels += static_cast<std::size_t>(last - first + 1);
+      std::cout << "  runs: " << simulation.runs() << ", " << labels << " time-dependent parameters in " << td.intervals()
+                << " interval(s), runs";
+      for (const auto& [first, last] : simulation.interval_runs()) {
+        std::cout << ' ' << first << (last > first ? "-" + std::to_string(last) : std::string());
+      }
+      std::cout << " (label stride " << td.label_stride() << ")\n";
+    }
     if (!config.field && config.cosmics_fraction == 0.0) {
       std::cout << "  warning: straight tracks from the interaction point only: the radial positions of the wires\n"
                    "           are nearly undetermined; add cosmics or switch the field on\n";
@@ -316,7 +363,9 @@ int simulate_main(int argc, char** argv) {
                 static_cast<double>(summary.bytes) / tracks, summary.seconds, tracks / summary.seconds, setup_s);
     std::cout << "  wrote " << summary.steering_file.string()
               << (config.constraints ? ", " + summary.constraint_file.string() : std::string()) << ", "
-              << summary.truth_file.string() << ", " << (out / "geometry.txt").string() << "\n";
+              << summary.truth_file.string()
+              << (simulation.runs() > 0 ? ", truth_intervals.txt, truth_runs.txt" : "") << ", "
+              << (out / "geometry.txt").string() << "\n";
     if (summary.parameters_below_entries_cut > 0) {
       std::cout << "  warning: " << summary.parameters_below_entries_cut
                 << " parameters have fewer than 25 entries and will be fixed by pede's default entries cut;\n"

@@ -5,11 +5,13 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
 #include "gpede/error.hpp"
 #include "gpede/output.hpp"
+#include "gpede/record_time.hpp"
 #include "simulate_internal.hpp"
 
 namespace gpede::sim {
@@ -70,8 +72,9 @@ std::string geometry_text(const Detector& det) {
 
 }  // namespace
 
-std::vector<LinearSpec> constraint_specs(const Detector& detector, std::vector<std::string>* names) {
-  const auto rows = detector.constraint_rows(names);
+namespace {
+
+std::vector<LinearSpec> specs_of_rows(const Detector& detector, const std::vector<Detector::SparseRow>& rows) {
   std::vector<LinearSpec> specs;
   for (const auto& row : rows) {
     double largest = 0.0;
@@ -85,22 +88,139 @@ std::vector<LinearSpec> constraint_specs(const Detector& detector, std::vector<s
   return specs;
 }
 
+/// By parameter index: time-dependent in the simulation's steering.
+std::vector<bool> time_dependent_parameters(const Simulation& simulation) {
+  const Detector& det = simulation.detector();
+  std::vector<bool> varies(det.labels().size(), false);
+  const TimeDependenceSpec& td = simulation.time_dependence();
+  if (!td.active()) return varies;
+  for (std::size_t i = 0; i < varies.size(); ++i) varies[i] = td.varies(det.labels()[i]);
+  return varies;
+}
+
+/// The true value of every label of the fit: the static truth by label, and with runs the
+/// intervals' labels of the time-dependent parameters.
+std::map<std::int32_t, double> truth_by_label(const Simulation& simulation) {
+  const Detector& det = simulation.detector();
+  const TimeDependenceSpec& td = simulation.time_dependence();
+  std::map<std::int32_t, double> truth;
+  for (std::size_t i = 0; i < det.labels().size(); ++i) {
+    if (!td.varies(det.labels()[i])) truth.emplace(det.labels()[i], simulation.truth()[i]);
+  }
+  for (const IntervalTruth& t : simulation.interval_truth()) truth.emplace(t.expanded, t.value);
+  return truth;
+}
+
+std::string time_dependence_comment(const Simulation& simulation) {
+  const TimeConfig& tc = simulation.config().time;
+  std::ostringstream out;
+  const char* scenario = tc.scenario == TimeScenario::jumps ? "jumps" : tc.scenario == TimeScenario::drift ? "drift" : "steady";
+  out << "* Time dependence: " << tc.runs << " runs (experiment 0), scenario " << scenario << ".\n"
+      << "* Time-dependent: the bow of every pixel sensor (parameter " << bow_parameter(simulation.detector())
+      << ") and all 6 parameters of the first half-shell\n"
+      << "* (a half-shell moves as a body). ";
+  switch (tc.scenario) {
+    case TimeScenario::jumps:
+      out << "The bow drifts over the runs and steps; the half-shell's x shift steps.\n"
+             "* The intervals start at the true steps.\n";
+      break;
+    case TimeScenario::drift:
+      out << "The bow drifts over the runs; the half-shell does not move.\n"
+             "* The intervals cut the runs into " << simulation.time_dependence().intervals()
+          << " (nearly) equal parts, not at any true change.\n";
+      break;
+    case TimeScenario::steady:
+      out << "Nothing varies: every interval has the same truth.\n"
+             "* The intervals cut the runs into " << simulation.time_dependence().intervals()
+          << " (nearly) equal parts.\n";
+      break;
+  }
+  out << "* Interval k of label L is L + k * timestride (truth per interval: truth_intervals.txt, per run:\n"
+         "* truth_runs.txt); the stride is above every label of the records.\n";
+  return out.str();
+}
+
+}  // namespace
+
+std::vector<LinearSpec> constraint_specs(const Detector& detector, std::vector<std::string>* names) {
+  return specs_of_rows(detector, detector.constraint_rows(names));
+}
+
+std::vector<LinearSpec> constraint_specs(const Simulation& simulation, std::vector<std::string>* names) {
+  return specs_of_rows(simulation.detector(),
+                       frame_rows(simulation.detector(), time_dependent_parameters(simulation), names));
+}
+
 void write_truth(const std::filesystem::path& file, const Simulation& simulation) {
   SolveResult result;
   const Detector& det = simulation.detector();
   result.parameters.reserve(det.labels().size());
-  for (std::size_t i = 0; i < det.labels().size(); ++i) {
-    ParameterResult pr;
-    pr.label = det.labels()[i];
-    pr.value = simulation.truth()[i];
-    pr.variable = false;
-    result.parameters.push_back(pr);
+  if (simulation.time_dependence().active()) {
+    for (const auto& [label, value] : truth_by_label(simulation)) {
+      ParameterResult pr;
+      pr.label = label;
+      pr.value = value;
+      pr.variable = false;
+      result.parameters.push_back(pr);
+    }
+  } else {
+    for (std::size_t i = 0; i < det.labels().size(); ++i) {
+      ParameterResult pr;
+      pr.label = det.labels()[i];
+      pr.value = simulation.truth()[i];
+      pr.variable = false;
+      result.parameters.push_back(pr);
+    }
   }
   result.method = Method::inversion;
   Steering steering;
   steering.method = Method::inversion;
   steering.method_name = "inversion";
   write_res(file, result, steering);
+}
+
+void write_time_truth(const std::filesystem::path& folder, const Simulation& simulation) {
+  const TimeDependenceSpec& td = simulation.time_dependence();
+  if (!td.active()) return;
+  const Detector& det = simulation.detector();
+  const auto ranges = simulation.interval_runs();
+  const std::int64_t stride = td.label_stride();
+  std::ostringstream out;
+  out << "# gpede simulate: truth of the time-dependent parameters per interval of runs: the mean of the\n"
+         "# truth per run (truth_runs.txt) over the interval's tracks. expanded = label + interval * "
+      << stride << ",\n"
+         "# the label of the interval in millepede.res and gpede_intervals.txt.\n";
+  for (std::size_t k = 0; k < ranges.size(); ++k) {
+    std::int64_t tracks = 0;
+    for (int run = ranges[k].first; run <= ranges[k].second; ++run) {
+      tracks += simulation.tracks_per_run()[static_cast<std::size_t>(run - 1)];
+    }
+    out << "# interval " << k << ": runs " << ranges[k].first << " to " << ranges[k].second << ", " << tracks
+        << " tracks\n";
+  }
+  out << "# label interval expanded truth\n";
+  for (const IntervalTruth& t : simulation.interval_truth()) {
+    out << t.label << ' ' << t.interval << ' ' << t.expanded << ' ' << format_number(t.value) << '\n';
+  }
+  write_text(folder / "truth_intervals.txt", out.str());
+
+  std::ostringstream runs;
+  runs << "# gpede simulate: truth of the time-dependent parameters per run (experiment 0); tracks per run\n"
+          "# in the comment lines.\n";
+  for (int run = 1; run <= simulation.runs(); ++run) {
+    runs << "# run " << run << ": " << simulation.tracks_per_run()[static_cast<std::size_t>(run - 1)] << " tracks\n";
+  }
+  runs << "# label run truth\n";
+  std::vector<std::vector<double>> per_run;
+  for (int run = 1; run <= simulation.runs(); ++run) per_run.push_back(simulation.truth_at_run(run));
+  for (std::size_t i = 0; i < det.labels().size(); ++i) {
+    if (!td.varies(det.labels()[i])) continue;
+    for (int run = 1; run <= simulation.runs(); ++run) {
+      runs << det.labels()[i] << ' ' << run << ' ' << format_number(per_run[static_cast<std::size_t>(run - 1)][i])
+           << '\n';
+    }
+  }
+  write_text(folder / "truth_runs.txt", runs.str());
 }
 
 void write_geometry(const std::filesystem::path& file, const Detector& detector) {
@@ -115,13 +235,24 @@ PullSummary compare_with_truth(const Simulation& simulation, const SolveResult& 
   double sum = 0.0, sum2 = 0.0;
   const CovarianceBlock& block = result.covariance;
   const std::size_t k = block.labels.size();
+  const bool runs = simulation.time_dependence().active();
+  const std::map<std::int32_t, double> truths = runs ? truth_by_label(simulation) : std::map<std::int32_t, double>();
+  const std::int64_t stride = runs ? simulation.time_dependence().label_stride() : 0;
   for (const ParameterResult& p : result.parameters) {
     if (!p.variable) continue;
-    const std::int64_t index = det.parameter_index(p.label);
-    if (index < 0) continue;
-    const double truth = simulation.truth()[static_cast<std::size_t>(index)];
-    const bool sensor = p.label >= sensor_label(1, 0, 0, 0) && p.label < cdc_layer_label(0, 0);
-    const int parameter = p.label % 100;
+    double truth = 0.0;
+    if (runs) {
+      const auto it = truths.find(p.label);
+      if (it == truths.end()) continue;
+      truth = it->second;
+    } else {
+      const std::int64_t index = det.parameter_index(p.label);
+      if (index < 0) continue;
+      truth = simulation.truth()[static_cast<std::size_t>(index)];
+    }
+    const std::int32_t base = runs ? static_cast<std::int32_t>(p.label % stride) : p.label;
+    const bool sensor = base >= sensor_label(1, 0, 0, 0) && base < cdc_layer_label(0, 0);
+    const int parameter = base % 100;
     const std::size_t kind = !sensor ? 3 : parameter <= 3 ? 0 : parameter <= 6 ? 1 : 2;
     ++summary.kinds[kind].count;
     residual2[kind] += (p.value - truth) * (p.value - truth);
@@ -135,7 +266,7 @@ PullSummary compare_with_truth(const Simulation& simulation, const SolveResult& 
       }
     }
     if (!(error > 0.0)) continue;
-    const double pull = (p.value - simulation.truth()[static_cast<std::size_t>(index)]) / error;
+    const double pull = (p.value - truth) / error;
     sum += pull;
     sum2 += pull * pull;
     if (std::fabs(pull) > std::fabs(summary.largest)) {
@@ -166,10 +297,16 @@ SteeringFiles write_steering(const Simulation& simulation, const std::filesystem
 
   if (cfg.constraints) {
     std::vector<std::string> names;
-    const auto specs = constraint_specs(det, &names);
+    const auto specs = constraint_specs(simulation, &names);
     std::ostringstream out;
     out << "* Constraints written by gpede simulate: no overall shift or rotation of the top-level objects,\n"
            "* and no mean motion of the children of a half-shell or drift-chamber layer in its terms.\n";
+    if (simulation.time_dependence().active()) {
+      out << "* The first half-shell is time-dependent (steer.txt): it is left out of the overall shift and\n"
+             "* rotation, which the static objects alone fix. The solver repeats a constraint that names a\n"
+             "* time-dependent label once per interval; one that also named static labels would force the\n"
+             "* intervals' values to be equal. Its sensors' constraints name only static labels.\n";
+    }
     if (cfg.fix_wires) out << "* The wires are fixed (fixed_wires.txt): constraints on wires alone are left out.\n";
     for (std::size_t r = 0; r < specs.size(); ++r) {
       const auto& terms = specs[r].terms;
@@ -229,6 +366,32 @@ SteeringFiles write_steering(const Simulation& simulation, const std::filesystem
            "* The pre-sigmas as a Gaussian prior (in the objective function too, not only in the matrix):\n"
            "regularization 1.0\n";
   }
+  const TimeDependenceSpec& td = simulation.time_dependence();
+  if (td.active()) {
+    out << time_dependence_comment(simulation);
+    // One line per kind: the half-shell's range, then the bow labels of each pixel layer.
+    std::string line;
+    int line_layer = -1;
+    const auto flush = [&]() {
+      if (!line.empty()) out << "timedependent" << line << '\n';
+      line.clear();
+    };
+    for (const auto& [first, last] : td.labels) {
+      const int layer = first >= sensor_label(1, 0, 0, 0) ? first / 100000 : 0;
+      if (layer != line_layer) flush();
+      line_layer = layer;
+      line += ' ' + std::to_string(first) + (last > first ? '-' + std::to_string(last) : std::string());
+    }
+    flush();
+    out << "timestride " << td.label_stride() << '\n';
+    if (!td.boundaries.empty()) {
+      out << "intervals";
+      for (const std::int64_t t : td.boundaries) out << ' ' << time_text(t);
+      out << '\n';
+    } else {
+      out << "* One interval: the runs hold no step.\n";
+    }
+  }
   for (const std::string& line : cfg.steering_lines) out << line << '\n';
   out << "method " << cfg.method << " " << cfg.iterations << " 0.1\n"
       << "end\n";
@@ -268,6 +431,9 @@ WriteSummary write_simulation(const Simulation& simulation, const std::filesyste
             const std::int64_t index = det.parameter_index(batch.global_label[k]);
             if (index >= 0) ++entries[index];
           }
+          if (m == batch.record_begin[r] && !batch.record_time.empty() && batch.record_time[r] != kNoTime) {
+            writer.add_time(experiment_of(batch.record_time[r]), run_of(batch.record_time[r]));
+          }
           writer.add_measurement(n_local, locals.data(), static_cast<int>(ge - gb), batch.global_deriv.data() + gb,
                                  batch.global_label.data() + gb, batch.meas_value[m], batch.meas_sigma[m]);
         }
@@ -288,6 +454,7 @@ WriteSummary write_simulation(const Simulation& simulation, const std::filesyste
   summary.constraint_file = files.constraints;
   summary.truth_file = folder / "truth.res";
   write_truth(summary.truth_file, simulation);
+  write_time_truth(folder, simulation);
   write_geometry(folder / "geometry.txt", det);
   return summary;
 }

@@ -11,6 +11,7 @@
 
 #include "gpede/detail/worker_pool.hpp"
 #include "gpede/error.hpp"
+#include "gpede/record_time.hpp"
 #include "simulate_internal.hpp"
 
 namespace gpede::sim {
@@ -565,7 +566,7 @@ void Simulation::Impl::predict(const RecordLayout& layout, const double* dq, con
     const HelixState& h = states[first_segment[c.chain] + c.segment];
     if (mr.kind == MeasurementKind::sensor_u) {
       double s = 0.0, u = 0.0, v = 0.0;
-      if (!sensor_crossing(h, c.s, (*geometry.sensors)[c.object], s, u, v)) {
+      if (!sensor_crossing(h, c.s, geometry.sensor(c.object), s, u, v)) {
         throw RuntimeError("simulation: no crossing with sensor " + std::to_string(c.object) + " in record " +
                            std::to_string(layout.index));
       }
@@ -576,7 +577,7 @@ void Simulation::Impl::predict(const RecordLayout& layout, const double* dq, con
       }
     } else if (mr.kind == MeasurementKind::sensor_v) {
       double s = 0.0, u = 0.0, v = 0.0;
-      sensor_crossing(h, c.s, (*geometry.sensors)[c.object], s, u, v);
+      sensor_crossing(h, c.s, geometry.sensor(c.object), s, u, v);
       values[m] = v;
     } else {
       const std::int64_t gw = layer_first_wire[c.object] + c.wire;
@@ -603,6 +604,12 @@ void Simulation::Impl::emit(const RecordLayout& layout, RecordBatch& batch, Gene
   auto nonzero = [single](double v) { return single ? static_cast<float>(v) != 0.0f : v != 0.0; };
 
   GeometryView truth{&true_sensors, &true_wires};
+  const int run = owner->run_of(layout.index);
+  if (n_varying > 0) {
+    // The sensors that move with time where they were in the record's run.
+    truth.varying_slot = &varying_slot;
+    truth.run_sensors = run_sensors.data() + static_cast<std::size_t>((run - 1) * n_varying);
+  }
   predict(layout, layout.true_dq.data(), truth, values, states);
 
   // Reference states at the kinks of every chain (for the kinks' local derivatives).
@@ -744,6 +751,10 @@ void Simulation::Impl::emit(const RecordLayout& layout, RecordBatch& batch, Gene
   batch.record_weight.push_back(1.0);
   batch.record_file.push_back(owner->file_of(layout.index));
   batch.record_number.push_back(owner->number_in_file(layout.index));
+  if (run > 0) {
+    batch.record_time.resize(batch.record_number.size() - 1, kNoTime);
+    batch.record_time.push_back(record_time(0, run));
+  }
 
   ++stats.records;
   stats.tracks += static_cast<std::int64_t>(layout.tracks.size());
@@ -789,6 +800,12 @@ GenerationStats Simulation::generate(std::int64_t first, std::int64_t count, Rec
 namespace {
 
 void append_batch(RecordBatch& dst, const RecordBatch& src) {
+  if (!src.record_time.empty()) {
+    dst.record_time.resize(dst.n_records(), kNoTime);
+    dst.record_time.insert(dst.record_time.end(), src.record_time.begin(), src.record_time.end());
+  } else if (!dst.record_time.empty()) {
+    dst.record_time.resize(dst.n_records() + src.n_records(), kNoTime);
+  }
   const std::int64_t meas0 = static_cast<std::int64_t>(dst.meas_value.size());
   const std::int64_t loc0 = static_cast<std::int64_t>(dst.local_index.size());
   const std::int64_t glob0 = static_cast<std::int64_t>(dst.global_label.size());
