@@ -69,9 +69,36 @@ std::vector<double> symmetric_eigen(std::vector<double>& a, int n) {
   return w;
 }
 
-/// The pseudo-inverse quadratic form b^T A^+ b of a symmetric A (eigenvalues below 1e-12 of the
-/// largest left out).
+extern "C" void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
+
+/// The quadratic form b^T A^-1 b of a symmetric A: by Cholesky where A is clearly positive
+/// definite, else over its eigenvectors (eigenvalues below 1e-12 of the largest left out).
 double inverse_form(std::vector<double> a, const std::vector<double>& b, int n) {
+  if (n == 0) return 0.0;
+  {
+    std::vector<double> l(a);
+    const char uplo = 'L';
+    int info = 0;
+    dpotrf_(&uplo, &n, l.data(), &n, &info);
+    double smallest = INFINITY, largest = 0.0;
+    for (int i = 0; i < n && info == 0; ++i) {
+      const double d = l[static_cast<std::size_t>(i) * n + i];
+      smallest = std::min(smallest, d);
+      largest = std::max(largest, d);
+    }
+    if (info == 0 && smallest * smallest > 1e-10 * largest * largest) {
+      // y = L^-1 b; the form is |y|^2
+      std::vector<double> y(b.begin(), b.begin() + n);
+      double form = 0.0;
+      for (int i = 0; i < n; ++i) {
+        double v = y[i];
+        for (int k = 0; k < i; ++k) v -= l[static_cast<std::size_t>(k) * n + i] * y[k];
+        y[i] = v / l[static_cast<std::size_t>(i) * n + i];
+        form += y[i] * y[i];
+      }
+      return form;
+    }
+  }
   const std::vector<double> w = symmetric_eigen(a, n);
   double top = 0.0;
   for (const double x : w) top = std::max(top, std::abs(x));
@@ -100,16 +127,24 @@ IntervalChoice choose_interval_starts(const std::vector<RunStatistics>& runs, st
     const int k = static_cast<int>(s.index.size());
     // W = C^-1 over the eigenvectors with positive eigenvalues (a run whose parameters are not all
     // determined contributes where they are).
-    std::vector<double> vectors(s.covariance);
-    const std::vector<double> lambda = symmetric_eigen(vectors, k);
-    double top = 0.0;
-    for (const double x : lambda) top = std::max(top, std::abs(x));
-    std::vector<double> w(static_cast<std::size_t>(k) * k, 0.0);
-    for (int e = 0; e < k; ++e) {
-      if (!(lambda[e] > 1e-12 * top)) continue;
-      const double* v = vectors.data() + static_cast<std::size_t>(e) * k;
-      for (int j = 0; j < k; ++j) {
-        for (int i = 0; i < k; ++i) w[static_cast<std::size_t>(j) * k + i] += v[i] * v[j] / lambda[e];
+    // each parameter alone: W = diag(1 / C_ii), kept as its diagonal (w[i])
+    std::vector<double> w(full_blocks ? static_cast<std::size_t>(k) * k : static_cast<std::size_t>(k), 0.0);
+    if (!full_blocks) {
+      for (int i = 0; i < k; ++i) {
+        const double c = s.covariance[static_cast<std::size_t>(i) * k + i];
+        if (c > 0.0) w[i] = 1.0 / c;
+      }
+    } else {
+      std::vector<double> vectors(s.covariance);
+      const std::vector<double> lambda = symmetric_eigen(vectors, k);
+      double top = 0.0;
+      for (const double x : lambda) top = std::max(top, std::abs(x));
+      for (int e = 0; e < k; ++e) {
+        if (!(lambda[e] > 1e-12 * top)) continue;
+        const double* v = vectors.data() + static_cast<std::size_t>(e) * k;
+        for (int j = 0; j < k; ++j) {
+          for (int i = 0; i < k; ++i) w[static_cast<std::size_t>(j) * k + i] += v[i] * v[j] / lambda[e];
+        }
       }
     }
     double* sw = sum_w.data() + (r + 1) * block;
@@ -119,15 +154,19 @@ IntervalChoice choose_interval_starts(const std::vector<RunStatistics>& runs, st
     double q = 0.0;
     for (int i = 0; i < k; ++i) {
       double wx = 0.0;
-      for (int j = 0; j < k; ++j) wx += w[static_cast<std::size_t>(j) * k + i] * s.value[j];
+      if (full_blocks) {
+        for (int j = 0; j < k; ++j) wx += w[static_cast<std::size_t>(j) * k + i] * s.value[j];
+      } else {
+        wx = w[i] * s.value[i];
+      }
       sb[s.index[i]] += wx;
       q += s.value[i] * wx;
+      if (!full_blocks) {
+        sw[s.index[i]] += w[i];
+        continue;
+      }
       for (int j = 0; j < k; ++j) {
-        if (full_blocks) {
-          sw[static_cast<std::size_t>(s.index[j]) * pp + s.index[i]] += w[static_cast<std::size_t>(j) * k + i];
-        } else if (i == j) {
-          sw[s.index[i]] += w[static_cast<std::size_t>(i) * k + i];
-        }
+        sw[static_cast<std::size_t>(s.index[j]) * pp + s.index[i]] += w[static_cast<std::size_t>(j) * k + i];
       }
     }
     sum_q[r + 1] = sum_q[r] + q;
