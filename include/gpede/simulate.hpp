@@ -448,7 +448,8 @@ struct WriteSummary {
   GenerationStats stats;
   std::int64_t bytes = 0;          ///< of the binary files
   double seconds = 0.0;            ///< generation and writing of the binary files
-  std::int64_t parameters_below_entries_cut = 0;  ///< parameters with fewer than 25 entries
+  /// Parameters with fewer than 25 entries (with runs: each interval of a time-dependent one counts).
+  std::int64_t parameters_below_entries_cut = 0;
 };
 
 /// The steering files write_steering() wrote (empty paths for files not written).

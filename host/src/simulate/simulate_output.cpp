@@ -115,17 +115,23 @@ std::string time_dependence_comment(const Simulation& simulation) {
   const TimeConfig& tc = simulation.config().time;
   std::ostringstream out;
   const char* scenario = tc.scenario == TimeScenario::jumps ? "jumps" : tc.scenario == TimeScenario::drift ? "drift" : "steady";
+  const Detector& det = simulation.detector();
+  const bool pixels = bow_parameter(det) > 0 && std::any_of(det.sensors().begin(), det.sensors().end(),
+                                                             [](const Sensor& sensor) { return sensor.pixel; });
+  const bool shell = !det.half_shells().empty();
   out << "* Time dependence: " << tc.runs << " runs (experiment 0), scenario " << scenario << ".\n"
-      << "* Time-dependent: the bow of every pixel sensor (parameter " << bow_parameter(simulation.detector())
-      << ") and all 6 parameters of the first half-shell\n"
-      << "* (a half-shell moves as a body). ";
+      << "* Time-dependent: ";
+  if (pixels) out << "the bow of every pixel sensor (parameter " << bow_parameter(det) << ")" << (shell ? " and " : "");
+  if (shell) out << "all 6 parameters of the first half-shell (" << det.half_shells().front().number << ")";
+  out << ".\n"
+      << (shell ? "* A half-shell moves as a body: each of its parameters gets a value per interval.\n* " : "* ");
   switch (tc.scenario) {
     case TimeScenario::jumps:
-      out << "The bow drifts over the runs and steps; the half-shell's x shift steps.\n"
-             "* The intervals start at the true steps.\n";
+      out << (pixels ? "The bow drifts over the runs and steps. " : "")
+          << (shell ? "The half-shell's x shift steps." : "") << "\n* The intervals start at the true steps.\n";
       break;
     case TimeScenario::drift:
-      out << "The bow drifts over the runs; the half-shell does not move.\n"
+      out << (pixels ? "The bow drifts over the runs. " : "") << (shell ? "The half-shell does not move." : "") << "\n"
              "* The intervals cut the runs into " << simulation.time_dependence().intervals()
           << " (nearly) equal parts, not at any true change.\n";
       break;
@@ -408,7 +414,11 @@ WriteSummary write_simulation(const Simulation& simulation, const std::filesyste
   const auto t0 = std::chrono::steady_clock::now();
   const int threads = cfg.threads > 0 ? cfg.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const std::int64_t chunk = 2048 * threads;
-  std::vector<std::int64_t> entries(det.n_parameters(), 0);
+  // Entries per parameter and, for the time-dependent ones, per interval (entry i * intervals + k).
+  const TimeDependenceSpec& td = simulation.time_dependence();
+  const std::int64_t intervals = td.active() ? td.intervals() : 1;
+  const std::vector<bool> varies = time_dependent_parameters(simulation);
+  std::vector<std::int64_t> entries(static_cast<std::size_t>(det.n_parameters() * intervals), 0);
   std::vector<double> locals;
   RecordBatch batch;
   for (int f = 0; f < cfg.files; ++f) {
@@ -429,7 +439,10 @@ WriteSummary write_simulation(const Simulation& simulation, const std::filesyste
           const std::int64_t gb = batch.global_begin[m], ge = batch.global_begin[m + 1];
           for (std::int64_t k = gb; k < ge; ++k) {
             const std::int64_t index = det.parameter_index(batch.global_label[k]);
-            if (index >= 0) ++entries[index];
+            if (index < 0) continue;
+            const std::int64_t interval =
+                varies[static_cast<std::size_t>(index)] ? td.interval_of(batch.record_time[r]) : 0;
+            ++entries[static_cast<std::size_t>(index * intervals + interval)];
           }
           if (m == batch.record_begin[r] && !batch.record_time.empty() && batch.record_time[r] != kNoTime) {
             writer.add_time(experiment_of(batch.record_time[r]), run_of(batch.record_time[r]));
@@ -445,8 +458,10 @@ WriteSummary write_simulation(const Simulation& simulation, const std::filesyste
     summary.binary_files.push_back(path);
   }
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  for (std::int64_t e : entries) {
-    if (e < k_entries_cut) ++summary.parameters_below_entries_cut;
+  for (std::size_t e = 0; e < entries.size(); ++e) {
+    const std::size_t index = e / static_cast<std::size_t>(intervals);
+    if (e % static_cast<std::size_t>(intervals) != 0 && !varies[index]) continue;
+    if (entries[e] < k_entries_cut) ++summary.parameters_below_entries_cut;
   }
 
   const SteeringFiles files = write_steering(simulation, folder, summary.binary_files);
