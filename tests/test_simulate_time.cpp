@@ -487,3 +487,41 @@ TEST(SimulateTime, SteadyIntervalsAgreeWithEachOther) {
 }
 
 }  // namespace
+
+namespace {
+
+// `intervals auto` on the simulated runs: with jumps the search finds the true starts (the
+// half-shell's at run 4, the bow's at run 6, within one run), and with nothing moving no start,
+// at the default penalty. The steering is the one the simulation writes, its `intervals` line
+// replaced.
+TEST(SimulateTime, IntervalSearchFindsTheTrueStartsAndNoneWhereNothingMoves) {
+  gpede::test::TempDir dir("sim-time-auto");
+  gpede::SolverOptions options;
+  options.threads = 2;
+  for (const TimeScenario scenario : {TimeScenario::jumps, TimeScenario::steady}) {
+    const Simulation sim(time_config(scenario, 9, 24000, 31));
+    gpede::sim::write_steering(sim, dir.path(), {});
+    gpede::Steering steering = gpede::parse_steering(dir.path() / "steer.txt");
+    steering.time_dependence.boundaries.clear();
+    steering.time_dependence.automatic = true;
+    gpede::sim::SimulationSource source(sim, 2);
+    const gpede::SolveResult result = gpede::solve(steering, options, &source);
+    ASSERT_EQ(result.exit_code, 0) << result.message;
+    const gpede::IntervalSearchResult& search = result.interval_search;
+    EXPECT_EQ(search.runs, 9);
+    std::vector<int> starts;
+    for (const std::int64_t t : search.starts) starts.push_back(gpede::run_of(t));
+    std::printf("%s: %zu starts, penalty %.1f\n", scenario == TimeScenario::jumps ? "jumps" : "steady", starts.size(),
+                search.penalty);
+    if (scenario == TimeScenario::steady) {
+      EXPECT_TRUE(starts.empty()) << "a start at run " << starts.front();
+      continue;
+    }
+    ASSERT_EQ(starts.size(), 2u);
+    EXPECT_LE(std::abs(starts[0] - 4), 1) << starts[0];
+    EXPECT_LE(std::abs(starts[1] - 6), 1) << starts[1];
+    for (const double gain : search.gains) EXPECT_GT(gain, search.penalty);
+  }
+}
+
+}  // namespace
