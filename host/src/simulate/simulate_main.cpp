@@ -364,7 +364,10 @@ int simulate_main(int argc, char** argv) {
     std::cout << "  wrote " << summary.steering_file.string()
               << (config.constraints ? ", " + summary.constraint_file.string() : std::string()) << ", "
               << summary.truth_file.string()
-              << (simulation.runs() > 0 ? ", truth_intervals.txt, truth_runs.txt" : "") << ", "
+              << (simulation.runs() > 0
+                      ? ", " + (out / "truth_intervals.txt").string() + ", " + (out / "truth_runs.txt").string()
+                      : std::string())
+              << ", "
               << (out / "geometry.txt").string() << "\n";
     if (summary.parameters_below_entries_cut > 0) {
       std::cout << "  warning: " << summary.parameters_below_entries_cut
