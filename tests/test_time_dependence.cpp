@@ -411,6 +411,45 @@ TEST(TimeDependence, TemplatesAreDerivativesFoldedIntoTheAmplitude) {
   EXPECT_NEAR(find(result, 1000100)->value, 0.2, 5.0 * find(result, 1000100)->error);
 }
 
+TEST(TimeDependence, TemplateAmplitudesHaveTheirErrors) {
+  // 24 simulations of the toy with a template (plane 4 moves 0.5 of plane 3) whose amplitude
+  // steps at run 5: the 48 amplitude pulls (fit - truth) / error are standard normal.
+  gpede::test::TempDir dir("time-template-pulls");
+  const gpede::Steering steering =
+      toy_steering("template 100 3 1.0 4 0.5\ntimedependent 100\nintervals 5\n", dir, "timed.txt");
+  gpede::SolverOptions options;
+  options.threads = 1;
+  std::vector<double> pulls;
+  for (unsigned seed = 1; seed <= 24; ++seed) {
+    Toy toy;
+    toy.seed = 1000 + seed;
+    toy.tracks_per_run = 300;
+    toy.shift = [](int i, int run) {
+      const double amplitude = run < 5 ? 0.08 : 0.2;
+      return i == 3 ? amplitude : i == 4 ? 0.5 * amplitude : i == 2 ? 0.03 : i == 5 ? -0.02 : 0.0;
+    };
+    const gpede::RecordBuilder records = build(toy, [](int i, int) {
+      return std::vector<std::pair<std::int32_t, double>>{{i, 1.0}};
+    }, true);
+    auto source = records.source();
+    const gpede::SolveResult result = gpede::solve(steering, options, source.get());
+    ASSERT_EQ(result.exit_code, 0) << result.message;
+    pulls.push_back((find(result, 100)->value - 0.08) / find(result, 100)->error);
+    pulls.push_back((find(result, 1000100)->value - 0.2) / find(result, 1000100)->error);
+  }
+  double mean = 0.0, square = 0.0;
+  for (const double x : pulls) {
+    mean += x;
+    square += x * x;
+  }
+  const double n = static_cast<double>(pulls.size());
+  mean /= n;
+  const double rms = std::sqrt(square / n);
+  std::printf("template amplitudes: %zu pulls, mean %.3f, RMS %.3f\n", pulls.size(), mean, rms);
+  EXPECT_LT(std::abs(mean), 4.0 / std::sqrt(n));
+  EXPECT_LT(std::abs(rms * rms - 1.0), 4.5 * std::sqrt(2.0 / n));
+}
+
 TEST(TimeDependence, RecordsWithoutTimeOrWithLabelsAboveTheStrideAreRefused) {
   gpede::test::TempDir dir("time-refused");
   Toy toy;
