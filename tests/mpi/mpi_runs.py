@@ -202,6 +202,34 @@ def main() -> int:
             print("  memory limit: refused on 1 and 2 processes (exit code 30), solved over 4 (distributed)",
                   flush=True)
 
+    # Time dependence: records with their runs (a half-shell and the pixel bows step), intervals
+    # given and found by the search; each process relabels its share of the records, and the
+    # search's first look at the times and its two solutions are shared.
+    made = run([gpede, "simulate", "--preset", "small", "--tracks", "6000", "--seed", "12", "--files", "2",
+                "--threads", "2", "--fix-wires", "--runs", "6", "-o", str(work / "timed")], work)
+    if made.returncode != 0:
+        problems.append(f"time dependence: simulate failed\n{made.stdout[-1000:]}{made.stderr[-1000:]}")
+    else:
+        timed = work / "timed"
+        text = (timed / "steer.txt").read_text()
+        auto = "\n".join("intervals auto" if line.startswith("intervals") else line for line in text.splitlines())
+        (timed / "steer-auto.txt").write_text(auto + "\n")
+        for name, steering, n_proc in (("time", "steer.txt", 2), ("time-auto", "steer-auto.txt", 3)):
+            p1 = solve(gpede, timed, steering, f"out-{name}-1", 1)
+            pn = solve(gpede, timed, steering, f"out-{name}-{n_proc}", n_proc)
+            if p1.returncode != 0 or pn.returncode != 0:
+                problems.append(f"{name}: exit codes {p1.returncode} and {pn.returncode}\n{pn.stdout[-1500:]}{pn.stderr[-1500:]}")
+                continue
+            one, many = results(timed / f"out-{name}-1"), results(timed / f"out-{name}-{n_proc}")
+            if one.get("time_intervals") != many.get("time_intervals"):
+                problems.append(f"{name}: intervals {many.get('time_intervals')} against {one.get('time_intervals')}")
+            starts = [[s["start"] for s in r.get("interval_search", {}).get("starts", [])] for r in (one, many)]
+            if starts[0] != starts[1]:
+                problems.append(f"{name}: search starts {starts[1]} against {starts[0]} in one process")
+            elif name == "time-auto":
+                print(f"  {name}: starts {starts[0]} found alike by 1 and {n_proc} processes", flush=True)
+            problems += compare(name, one, many, f"{n_proc} processes", 1e-10, 1e-12)
+
     # A broken record late in the last file: in the last process's share. Every process stops at the
     # end of that pass, the first prints the reader's error and writes it into millepede.end (code
     # 20, the file, record and offset named), and no results are written.
