@@ -167,7 +167,8 @@ void IntervalSource::apply_templates(RecordBatch& batch, std::size_t first_recor
         batch.global_deriv.push_back(derivs[e]);
         continue;
       }
-      const auto [t, c] = found->second;
+      const std::size_t t = found->second.first;
+      const double c = found->second.second;
       auto at = std::find_if(amplitudes.begin(), amplitudes.end(), [&](const auto& a) { return a.first == t; });
       if (at == amplitudes.end()) {
         amplitudes.emplace_back(t, 0.0);
