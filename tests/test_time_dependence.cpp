@@ -336,6 +336,16 @@ TEST(TimeDependence, ValuesPerIntervalAreThoseOfLabelsWrittenPerInterval) {
   EXPECT_EQ(result.time_intervals[1].first_seen, record_time(0, 5));
   EXPECT_EQ(result.time_intervals[1].last_seen, record_time(0, 9));
   EXPECT_EQ(result.time_stride, 1000000);
+
+  // A static label of 5,000,000 named in the steering (here a Parameter line) moves the default
+  // stride above it: the second interval's label of plane 3 is then 10,000,003.
+  const gpede::Steering high = toy_steering("timedependent 3\nintervals 5\nParameter\n5000000 0.0 -1.0\n", dir, "high.txt");
+  auto high_source = timed.source();
+  const gpede::SolveResult moved = gpede::solve(high, options, high_source.get());
+  ASSERT_EQ(moved.exit_code, 0) << moved.message;
+  EXPECT_EQ(moved.time_stride, 10000000);
+  ASSERT_NE(find(moved, 10000003), nullptr);
+  EXPECT_NEAR(find(moved, 10000003)->value, find(result, 1000003)->value, 1e-9 * find(result, 1000003)->error);
 }
 
 TEST(TimeDependence, ConstraintsApplyInEveryInterval) {

@@ -278,7 +278,9 @@ TimeScan scan_times(const Steering& steering, RecordSource& source, ProcessGroup
 
 }  // namespace
 
-SolveResult solve_with_interval_search(const Steering& steering, const SolverOptions& options, RecordSource* source) {
+SolveResult solve_with_interval_search(const Steering& steered, const SolverOptions& options, RecordSource* source) {
+  Steering steering = steered;  // one stride for both solutions
+  resolve_label_stride(steering);
   const auto solve_fixed = [](const Steering& s, const SolverOptions& o, RecordSource* r) { return solve(s, o, r); };
   const auto t0 = Clock::now();
   const TimeDependenceSpec& td = steering.time_dependence;

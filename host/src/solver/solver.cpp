@@ -282,8 +282,10 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
       chosen->time_dependence.stride > 0 || chosen->time_dependence.automatic) {
     // Time-dependent labels: the steering's lines repeated per interval; the records relabelled
     // as they are read (IntervalSource below).
-    detail::check_time_dependence(*chosen);
-    Steering expanded = detail::expand_for_intervals(*chosen);
+    Steering resolved = *chosen;
+    detail::resolve_label_stride(resolved);
+    detail::check_time_dependence(resolved);
+    Steering expanded = detail::expand_for_intervals(resolved);
     steering_copy = std::move(expanded);
     chosen = &steering_copy;
   }

@@ -35,6 +35,26 @@ std::string where_text(const SourceLocation& where) {
 
 }  // namespace
 
+void resolve_label_stride(Steering& steering) {
+  TimeDependenceSpec& td = steering.time_dependence;
+  if (td.stride > 0 || !td.active()) return;
+  std::int64_t largest = 0;
+  for (const auto& range : td.labels) largest = std::max<std::int64_t>(largest, range.second);
+  for (const ParameterSpec& p : steering.parameters) largest = std::max<std::int64_t>(largest, p.label);
+  for (const auto* lines : {&steering.constraints, &steering.measurements}) {
+    for (const LinearSpec& line : *lines) {
+      for (const auto& term : line.terms) largest = std::max<std::int64_t>(largest, term.first);
+    }
+  }
+  for (const TemplateSpec& t : td.templates) {
+    largest = std::max<std::int64_t>(largest, t.amplitude);
+    for (const auto& term : t.shape) largest = std::max<std::int64_t>(largest, term.first);
+  }
+  std::int64_t stride = 1000000;
+  while (stride <= largest) stride *= 10;
+  td.stride = stride;
+}
+
 void check_time_dependence(const Steering& steering) {
   const TimeDependenceSpec& td = steering.time_dependence;
   if (!td.active()) {

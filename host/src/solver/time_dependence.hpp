@@ -13,6 +13,11 @@
 
 namespace gpede::detail {
 
+/// Without `timestride`: the stride set to the smallest power of ten, at least 10^6, above every
+/// label the steering names (time-dependent labels, Parameter, Constraint and Measurement lines,
+/// templates), so that the intervals' labels stay clear of the static labels written there.
+void resolve_label_stride(Steering& steering);
+
 /// Checks the time dependence against the labels' range (InputError naming the steering line).
 void check_time_dependence(const Steering& steering);
 
