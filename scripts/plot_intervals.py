@@ -66,32 +66,28 @@ def read_intervals(path):
     return intervals, rows
 
 
-def read_truth_runs(path):
-    """truth_runs.txt -> label -> list of (time, value)."""
-    truth = {}
+def truth_rows(path, columns):
+    """The rows of a truth file (# comments) with at least `columns` fields; none if it is absent."""
     if not path or not os.path.exists(path):
-        return truth
+        return
     with open(path) as f:
         for line in f:
             fields = line.split()
-            if len(fields) < 3 or fields[0].startswith("#"):
-                continue
-            truth.setdefault(int(fields[0]), []).append((parse_time(fields[1]), float(fields[2])))
+            if len(fields) >= columns and not fields[0].startswith("#"):
+                yield fields
+
+
+def read_truth_runs(path):
+    """truth_runs.txt -> label -> list of (time, value)."""
+    truth = {}
+    for fields in truth_rows(path, 3):
+        truth.setdefault(int(fields[0]), []).append((parse_time(fields[1]), float(fields[2])))
     return truth
 
 
 def read_truth_intervals(path):
     """truth_intervals.txt -> (label, interval) -> value."""
-    truth = {}
-    if not path or not os.path.exists(path):
-        return truth
-    with open(path) as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) < 4 or fields[0].startswith("#"):
-                continue
-            truth[(int(fields[0]), int(fields[1]))] = float(fields[3])
-    return truth
+    return {(int(fields[0]), int(fields[1])): float(fields[3]) for fields in truth_rows(path, 4)}
 
 
 class TimeAxis:

@@ -17,6 +17,7 @@
 #include "gpede/detail/byte_pack.hpp"
 #include "gpede/error.hpp"
 #include "gpede/record_time.hpp"
+#include "solver_internal.hpp"
 #include "time_dependence.hpp"
 
 namespace gpede::detail {
@@ -241,12 +242,7 @@ TimeScan scan_times(const Steering& steering, RecordSource& source, ProcessGroup
     if (folded.next(batch, 4096) == 0) break;
     for (std::size_t r = 0; r < batch.n_records(); ++r) {
       const std::int64_t t = r < batch.record_time.size() ? batch.record_time[r] : kNoTime;
-      if (t == kNoTime && missing.empty()) {
-        const auto f = r < batch.record_file.size() ? static_cast<std::size_t>(batch.record_file[r]) : 0;
-        missing = "record " + std::to_string(r < batch.record_number.size() ? batch.record_number[r] : 0) +
-                  (f < steering.binary_files.size() ? " of Mille file '" + steering.binary_files[f].path.string() + "'"
-                                                    : std::string());
-      }
+      if (t == kNoTime && missing.empty()) missing = record_in_files(batch, r, steering);
       times.insert(t);
     }
     for (const std::int32_t label : batch.global_label) {
@@ -267,11 +263,8 @@ TimeScan scan_times(const Steering& steering, RecordSource& source, ProcessGroup
     }
   }
   if (times.count(kNoTime) > 0) {
-    throw InputError((missing.empty() ? std::string("a record") : missing) +
-                         " has no time, but `intervals auto` chooses intervals from the records' times: write each "
-                         "record's run with MilleWriter::add_time (a time block), or give the file's run with "
-                         "`filetime NAME RUN` in the steering file",
-                     exit_code::bad_binary);
+    throw_without_time(missing.empty() ? std::string("a record") : missing,
+                       "`intervals auto` chooses intervals from the records' times");
   }
   return {std::vector<std::int64_t>(times.begin(), times.end()), std::vector<std::int32_t>(labels.begin(), labels.end())};
 }
@@ -292,12 +285,7 @@ SolveResult solve_with_interval_search(const Steering& steered, const SolverOpti
   ProcessGroup* const processes = options.processes != nullptr && options.processes->size() > 1 ? options.processes : nullptr;
   std::unique_ptr<RecordSource> owned;
   if (source == nullptr) {
-    if (steering.binary_files.empty()) {
-      throw InputError("no binary files: " + steering.steering_file.string() + " names no existing Mille file",
-                       exit_code::no_binary_files);
-    }
-    owned = processes != nullptr ? make_file_source(steering, processes->rank(), processes->size())
-                                 : make_file_source(steering);
+    owned = open_binary_files(steering, options.processes);
     source = owned.get();
   }
   const TimeScan scan = scan_times(steering, *source, processes);

@@ -79,6 +79,25 @@ detail::HostMemory process_memory(const SolverOptions& options, ProcessGroup* pr
   return memory;
 }
 
+}  // namespace
+
+namespace detail {
+
+std::unique_ptr<RecordSource> open_binary_files(const Steering& steering, ProcessGroup* processes) {
+  if (steering.binary_files.empty()) {
+    throw InputError("no binary files: " + steering.steering_file.string() +
+                         " names no existing Mille file (a line that names one is the file's path, "
+                         "relative to the working folder or to the steering file's folder)",
+                     exit_code::no_binary_files);
+  }
+  return processes != nullptr ? make_file_source(steering, processes->rank(), processes->size())
+                              : make_file_source(steering);
+}
+
+}  // namespace detail
+
+namespace {
+
 /// The backend for the size of the problem: CPU, or CUDA where asked and where the plan fits.
 /// `memory` is this process's share; `processes` the run's process count (1: alone). `distribute`
 /// is set where the matrix is to be solved over the processes: asked for, or needed because one
@@ -298,15 +317,7 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
   // ---- read the records and map the labels ----------------------------------------------------
   std::unique_ptr<RecordSource> owned_source;
   if (source == nullptr) {
-    if (steering.binary_files.empty()) {
-      throw InputError("no binary files: " + steering.steering_file.string() +
-                           " names no existing Mille file (a line that names one is the file's path, "
-                           "relative to the working folder or to the steering file's folder)",
-                       exit_code::no_binary_files);
-    }
-    owned_source = options.processes != nullptr
-                       ? make_file_source(steering, options.processes->rank(), options.processes->size())
-                       : make_file_source(steering);
+    owned_source = detail::open_binary_files(steering, options.processes);
     source = owned_source.get();
   }
   std::unique_ptr<detail::IntervalSource> interval_source;

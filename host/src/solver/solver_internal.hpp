@@ -293,4 +293,8 @@ IterationOutcome iterate(const Problem& problem, Backend& backend, SolveResult& 
 /// pede's final code and message from the run's warnings.
 void set_end_code(const Problem& problem, const IterationOutcome& outcome, SolveResult& result, const RunLog& log);
 
+/// The steering's binary files as a source (this process's share with processes); InputError
+/// (code 14) where the steering names none.
+std::unique_ptr<RecordSource> open_binary_files(const Steering& steering, ProcessGroup* processes);
+
 }  // namespace gpede::detail

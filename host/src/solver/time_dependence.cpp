@@ -35,6 +35,23 @@ std::string where_text(const SourceLocation& where) {
 
 }  // namespace
 
+std::string record_in_files(const RecordBatch& batch, std::size_t r, const Steering& steering) {
+  std::string text = "record " + std::to_string(r < batch.record_number.size() ? batch.record_number[r]
+                                                                               : static_cast<std::int64_t>(r + 1));
+  if (r < batch.record_file.size()) {
+    const auto f = static_cast<std::size_t>(batch.record_file[r]);
+    text += f < steering.binary_files.size() ? " of Mille file '" + steering.binary_files[f].path.string() + "'"
+                                             : " of binary file #" + std::to_string(f + 1);
+  }
+  return text;
+}
+
+void throw_without_time(const std::string& record, const std::string& why) {
+  throw InputError(record + " has no time, but " + why + ": write each record's run with MilleWriter::add_time " +
+                       "(a time block), or give the file's run with `filetime NAME RUN` in the steering file",
+                   exit_code::bad_binary);
+}
+
 void resolve_label_stride(Steering& steering) {
   TimeDependenceSpec& td = steering.time_dependence;
   if (td.stride > 0 || !td.active()) return;
@@ -211,24 +228,10 @@ std::size_t IntervalSource::next(RecordBatch& batch, std::size_t max_records) {
   const std::size_t got = m_inner.next(batch, max_records);
   if (got > 0 && !m_template_of.empty()) apply_templates(batch, before);
   if (!m_td.active()) return got;
-  const auto name = [&](std::size_t r) {
-    std::string text = "record " + std::to_string(r < batch.record_number.size() ? batch.record_number[r]
-                                                                                 : static_cast<std::int64_t>(r + 1));
-    if (r < batch.record_file.size()) {
-      const auto f = static_cast<std::size_t>(batch.record_file[r]);
-      text += f < m_steering.binary_files.size() ? " of Mille file '" + m_steering.binary_files[f].path.string() + "'"
-                                                 : " of binary file #" + std::to_string(f + 1);
-    }
-    return text;
-  };
+  const auto name = [&](std::size_t r) { return record_in_files(batch, r, m_steering); };
   for (std::size_t r = before; r < before + got; ++r) {
     const RecordTime t = r < batch.record_time.size() ? batch.record_time[r] : kNoTime;
-    if (t == kNoTime) {
-      throw InputError(name(r) + " has no time, but " + where_text(m_td.where) +
-                           " declares time-dependent labels: write each record's run with MilleWriter::add_time "
-                           "(a time block), or give the file's run with `filetime NAME RUN` in the steering file",
-                       exit_code::bad_binary);
-    }
+    if (t == kNoTime) throw_without_time(name(r), where_text(m_td.where) + " declares time-dependent labels");
     const std::int64_t k = m_td.interval_of(t);
     if (m_counting) {
       TimeInterval& interval = m_intervals[static_cast<std::size_t>(k)];

@@ -13,6 +13,11 @@
 
 namespace gpede::detail {
 
+/// "record N of Mille file 'PATH'" for record r of a batch read from the steering's files.
+std::string record_in_files(const RecordBatch& batch, std::size_t r, const Steering& steering);
+/// The InputError (code 20) for a record without a time where `why` needs one.
+[[noreturn]] void throw_without_time(const std::string& record, const std::string& why);
+
 /// Without `timestride`: the stride set to the smallest power of ten, at least 10^6, above every
 /// label the steering names (time-dependent labels, Parameter, Constraint and Measurement lines,
 /// templates), so that the intervals' labels stay clear of the static labels written there.
