@@ -3,6 +3,7 @@
 // are random; the cost does not depend on them.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <random>
 #include <vector>
 
@@ -16,18 +17,32 @@ std::vector<gpede::detail::RunStatistics> make_runs(int runs, int p, bool full) 
   std::vector<gpede::detail::RunStatistics> out(static_cast<std::size_t>(runs));
   for (int r = 0; r < runs; ++r) {
     auto& s = out[static_cast<std::size_t>(r)];
+    // weights 1 (0.3 between neighbours with blocks), values standard normal, a step at runs / 2
+    std::vector<double> x(static_cast<std::size_t>(p));
     for (int i = 0; i < p; ++i) {
       s.index.push_back(i);
-      s.label.push_back(i + 1);
-      s.value.push_back(gauss(rng) + (r >= runs / 2 ? 3.0 : 0.0));
+      x[static_cast<std::size_t>(i)] = gauss(rng) + (r >= runs / 2 ? 3.0 : 0.0);
     }
-    s.covariance.assign(static_cast<std::size_t>(p) * p, 0.0);
-    for (int i = 0; i < p; ++i) {
-      s.covariance[static_cast<std::size_t>(i) * p + i] = 1.0;
-      if (full && i > 0) {
-        s.covariance[static_cast<std::size_t>(i) * p + i - 1] = 0.3;
-        s.covariance[static_cast<std::size_t>(i - 1) * p + i] = 0.3;
+    if (full) {
+      s.weight.assign(static_cast<std::size_t>(p) * p, 0.0);
+      for (int i = 0; i < p; ++i) {
+        s.weight[static_cast<std::size_t>(i) * p + i] = 1.0;
+        if (i > 0) {
+          s.weight[static_cast<std::size_t>(i) * p + i - 1] = 0.3;
+          s.weight[static_cast<std::size_t>(i - 1) * p + i] = 0.3;
+        }
       }
+    } else {
+      s.weight.assign(static_cast<std::size_t>(p), 1.0);
+    }
+    for (int i = 0; i < p; ++i) {
+      double g = 0.0;
+      for (int j = std::max(0, i - 1); j <= std::min(p - 1, i + 1); ++j) {
+        const double w = full ? s.weight[static_cast<std::size_t>(i) * p + j] : (i == j ? 1.0 : 0.0);
+        g += w * x[static_cast<std::size_t>(j)];
+      }
+      s.score.push_back(g);
+      s.explained += g * x[static_cast<std::size_t>(i)];
     }
   }
   return out;

@@ -500,27 +500,33 @@ TEST(TimeDependence, RecordsWithoutTimeOrWithLabelsAboveTheStrideAreRefused) {
 
 // ---- the interval search ------------------------------------------------------------------------------
 
-/// The cost of one interval computed directly: the weighted mean fit of its runs, in long double.
+/// The cost of one interval computed directly: each run's values x_r = W_r^-1 g_r, their
+/// W-weighted mean, and the chi2 of the runs about it, in long double.
 long double direct_cost(const std::vector<gpede::detail::RunStatistics>& runs, std::size_t first, std::size_t last,
                         int p, bool full) {
-  Eigen::Matrix<long double, Eigen::Dynamic, Eigen::Dynamic> w_sum = Eigen::Matrix<long double, Eigen::Dynamic, Eigen::Dynamic>::Zero(p, p);
-  Eigen::Matrix<long double, Eigen::Dynamic, 1> b_sum = Eigen::Matrix<long double, Eigen::Dynamic, 1>::Zero(p);
-  std::vector<Eigen::Matrix<long double, Eigen::Dynamic, Eigen::Dynamic>> ws;
-  std::vector<Eigen::Matrix<long double, Eigen::Dynamic, 1>> xs;
+  using MatrixL = Eigen::Matrix<long double, Eigen::Dynamic, Eigen::Dynamic>;
+  using VectorL = Eigen::Matrix<long double, Eigen::Dynamic, 1>;
+  MatrixL w_sum = MatrixL::Zero(p, p);
+  VectorL b_sum = VectorL::Zero(p);
+  std::vector<MatrixL> ws;
+  std::vector<VectorL> xs;
   for (std::size_t r = first; r < last; ++r) {
-    Eigen::Matrix<long double, Eigen::Dynamic, Eigen::Dynamic> c(p, p);
-    Eigen::Matrix<long double, Eigen::Dynamic, 1> x(p);
+    MatrixL w = MatrixL::Zero(p, p);
+    VectorL g(p);
     for (int i = 0; i < p; ++i) {
-      x(i) = runs[r].value[i];
-      for (int j = 0; j < p; ++j) c(i, j) = full || i == j ? runs[r].covariance[i * p + j] : 0.0L;
+      g(i) = runs[r].score[i];
+      for (int j = 0; j < p; ++j) {
+        if (full) w(i, j) = runs[r].weight[i * p + j];
+      }
+      if (!full) w(i, i) = runs[r].weight[i];
     }
-    const Eigen::Matrix<long double, Eigen::Dynamic, Eigen::Dynamic> w = c.inverse();
+    const VectorL x = w.inverse() * g;
     ws.push_back(w);
     xs.push_back(x);
     w_sum += w;
-    b_sum += w * x;
+    b_sum += g;
   }
-  const Eigen::Matrix<long double, Eigen::Dynamic, 1> mean = w_sum.inverse() * b_sum;
+  const VectorL mean = w_sum.inverse() * b_sum;
   long double cost = 0.0L;
   for (std::size_t k = 0; k < ws.size(); ++k) cost += (xs[k] - mean).dot(ws[k] * (xs[k] - mean));
   return cost;
@@ -539,17 +545,23 @@ TEST(IntervalSearch, DynamicProgrammingFindsTheBestOfAllPartitions) {
         for (int i = 0; i < p; ++i) {
           for (int j = 0; j < p; ++j) a(i, j) = gauss(rng);
         }
-        const Eigen::MatrixXd c = a * a.transpose() + 0.5 * Eigen::MatrixXd::Identity(p, p);
+        Eigen::MatrixXd c = a * a.transpose() + 0.5 * Eigen::MatrixXd::Identity(p, p);
+        if (!full) c = Eigen::MatrixXd(c.diagonal().asDiagonal());
+        Eigen::VectorXd x(p);
+        // steps at runs 3 and 7 of a few errors, and noise
+        for (int i = 0; i < p; ++i) {
+          x(i) = (r >= 3 ? 2.0 : 0.0) + (r >= 7 ? -1.5 * i : 0.0) + gauss(rng) * std::sqrt(c(i, i));
+        }
+        const Eigen::MatrixXd w = c.inverse();
+        const Eigen::VectorXd g = w * x;
         auto& s = runs[r];
         for (int i = 0; i < p; ++i) {
           s.index.push_back(i);
-          s.label.push_back(i + 1);
-          // steps at runs 3 and 7 of a few errors, and noise
-          s.value.push_back((r >= 3 ? 2.0 : 0.0) + (r >= 7 ? -1.5 * i : 0.0) + gauss(rng) * std::sqrt(c(i, i)));
+          s.score.push_back(g(i));
+          if (!full) s.weight.push_back(w(i, i));
+          for (int j = 0; j < p && full; ++j) s.weight.push_back(w(i, j));
         }
-        for (int i = 0; i < p; ++i) {
-          for (int j = 0; j < p; ++j) s.covariance.push_back(full ? c(i, j) : (i == j ? c(i, i) : 0.0));
-        }
+        s.explained = x.dot(g);
       }
       const double penalty = 2.0 + trial;
       const gpede::detail::IntervalChoice choice = gpede::detail::choose_interval_starts(runs, p, penalty, full);
@@ -588,6 +600,83 @@ TEST(IntervalSearch, DefaultPenaltyIsTheChiSquareQuantile) {
   EXPECT_NEAR(gpede::detail::default_interval_penalty(10, 2), 23.2, 0.2);
   // more candidates, a higher bar
   EXPECT_GT(gpede::detail::default_interval_penalty(10, 100), gpede::detail::default_interval_penalty(10, 2));
+}
+
+/// g^T H^-1 g of the runs first..last-1 summed (full blocks), in long double.
+long double explained_by(const std::vector<gpede::detail::RunStatistics>& runs, std::size_t first, std::size_t last,
+                         int p) {
+  using MatrixL = Eigen::Matrix<long double, Eigen::Dynamic, Eigen::Dynamic>;
+  using VectorL = Eigen::Matrix<long double, Eigen::Dynamic, 1>;
+  MatrixL h = MatrixL::Zero(p, p);
+  VectorL g = VectorL::Zero(p);
+  for (std::size_t r = first; r < last; ++r) {
+    const auto& s = runs[r];
+    const std::size_t k = s.index.size();
+    for (std::size_t i = 0; i < k; ++i) {
+      g(s.index[i]) += s.score[i];
+      for (std::size_t j = 0; j < k; ++j) h(s.index[i], s.index[j]) += s.weight[i * k + j];
+    }
+  }
+  return g.dot(h.inverse() * g);
+}
+
+TEST(IntervalSearch, RunStatisticsGiveTheChiSquareOfOneValuePerIntervalWithTheOthersHeld) {
+  // Planes 2 and 3 vary in time (3 jumps at run 8), 4 and 5 are static. The statistics of one
+  // pass at the solution with one interval must predict the chi2 that a solution with intervals
+  // from run 8 gains when 4 and 5 are fixed at that solution's values: a linear problem, so
+  // exactly (to rounding).
+  gpede::test::TempDir dir("time-statistics");
+  gpede::SolverOptions options;
+  options.threads = 2;
+  Toy jump;
+  jump.runs = 12;
+  jump.tracks_per_run = 300;
+  jump.shift = [](int i, int run) {
+    const double shifts[7] = {0.0, 0.03, 0.1, -0.04, 0.02, 0.05, 0.0};
+    return i == 3 && run >= 8 ? shifts[i] + 0.004 : shifts[i];
+  };
+  const auto derivative = [](int i, int) { return std::vector<std::pair<std::int32_t, double>>{{i, 1.0}}; };
+  const gpede::RecordBuilder records = build(jump, derivative, true);
+  const gpede::Steering steering = toy_steering("timedependent 2-3\n", dir, "shared.txt");
+  auto source = records.source();
+  const gpede::SolveResult shared = gpede::solve(steering, options, source.get());
+  ASSERT_EQ(shared.exit_code, 0) << shared.message;
+  const gpede::detail::TimeScan scan = gpede::detail::scan_times(steering, *source, nullptr);
+  ASSERT_EQ(scan.times.size(), 12u);
+  ASSERT_EQ(scan.labels, (std::vector<std::int32_t>{2, 3}));
+  const auto runs = gpede::detail::run_statistics(steering, *source, shared, scan, true, 2, nullptr);
+  const auto alone = gpede::detail::run_statistics(steering, *source, shared, scan, false, 1, nullptr);
+  ASSERT_EQ(runs.size(), 12u);
+  // at the solution with one interval b vanishes over all runs
+  for (int i = 0; i < 2; ++i) {
+    long double g = 0.0L, h = 0.0L;
+    for (const auto& s : runs) {
+      g += s.score[i];
+      h += s.weight[static_cast<std::size_t>(i) * 3];
+    }
+    EXPECT_LT(std::abs(static_cast<double>(g)), 1e-6 * std::sqrt(static_cast<double>(h))) << i;
+  }
+  for (std::size_t r = 0; r < runs.size(); ++r) {
+    ASSERT_EQ(runs[r].index.size(), 2u);
+    // each parameter alone: the blocks' diagonals, the same b
+    for (std::size_t i = 0; i < 2; ++i) {
+      EXPECT_NEAR(alone[r].weight[i], runs[r].weight[i * 3], 1e-12 * alone[r].weight[i]);
+      EXPECT_NEAR(alone[r].score[i], runs[r].score[i], 1e-9 * std::sqrt(alone[r].weight[i]));
+    }
+    EXPECT_NEAR(runs[r].explained, static_cast<double>(explained_by(runs, r, r + 1, 2)), 1e-9 * (1.0 + runs[r].explained));
+  }
+  const double predicted = static_cast<double>(explained_by(runs, 0, 7, 2) + explained_by(runs, 7, 12, 2));
+  // the reference: intervals from run 8, the static planes fixed at the shared solution and every
+  // interval starting from it
+  char lines[512];
+  std::snprintf(lines, sizeof lines, "timedependent 2-3\nintervals 8\nParameter\n2 %.17g 0.0\n3 %.17g 0.0\n4 %.17g -1.0\n5 %.17g -1.0\n",
+                find(shared, 2)->value, find(shared, 3)->value, find(shared, 4)->value, find(shared, 5)->value);
+  const gpede::Steering held = toy_steering(lines, dir, "held.txt");
+  const gpede::SolveResult reference = gpede::solve(held, options, source.get());
+  ASSERT_EQ(reference.exit_code, 0) << reference.message;
+  const double gained = shared.chi2_sum - reference.chi2_sum;
+  EXPECT_GT(gained, 10.0) << "the jump is seen";
+  EXPECT_NEAR(predicted, gained, 1e-6 * gained);
 }
 
 TEST(IntervalSearch, FindsTheJumpAndNoStartWhereNothingMoves) {

@@ -250,8 +250,10 @@ struct IntervalSearchResult {
   std::int64_t parameters = 0;  ///< time-dependent parameters in the records
   double penalty = 0.0;         ///< chi2 per interval start
   bool penalty_default = true;
-  bool full_blocks = true;      ///< each run's covariance block (else each parameter alone)
-  double fine_chi2 = 0.0;       ///< chi2 of the solution with every run its own interval
+  bool full_blocks = true;      ///< each run's p x p block (else each parameter alone)
+  double shared_chi2 = 0.0;     ///< chi2 of the solution with one interval, where the statistics were taken
+  std::int64_t statistics_bytes = 0;  ///< memory of the per-run statistics
+  double statistics_s = 0.0;    ///< the pass that gathered them
   double search_s = 0.0;        ///< the dynamic programming's time
   std::vector<std::int64_t> starts;  ///< the chosen interval starts (record times)
   std::vector<double> gains;         ///< per start: the chi2 that joining it with the interval before costs

@@ -936,7 +936,9 @@ std::string json_text(const SolveResult& result, const Steering& steering) {
                                                {"penalty", json_number(search.penalty)},
                                                {"penalty_default", search.penalty_default},
                                                {"covariance_blocks", search.full_blocks},
-                                               {"chi2_every_run_its_interval", json_number(search.fine_chi2)},
+                                               {"chi2_one_interval", json_number(search.shared_chi2)},
+                                               {"statistics_bytes", search.statistics_bytes},
+                                               {"statistics_s", json_number(search.statistics_s)},
                                                {"search_s", json_number(search.search_s)},
                                                {"starts", std::move(starts)}});
     }

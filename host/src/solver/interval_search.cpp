@@ -1,20 +1,31 @@
-// `intervals auto`: the interval starts chosen from the data. One solution with every run its own
-// interval gives each run's time-dependent values x_r and their covariance C_r; the chi2 that
-// joining runs i..j-1 into one interval costs, with the other parameters held, is
-//   cost(i, j) = sum_r x_r^T W_r x_r - (sum_r W_r x_r)^T (sum_r W_r)^-1 (sum_r W_r x_r),  W_r = C_r^-1,
+// `intervals auto`: the interval starts chosen from the data. A first solution gives every
+// time-dependent parameter one value for all runs (x0). One more pass over the records at x0 keeps,
+// per run r, the time-dependent block of the records' Schur complements H_r and their b, g_r: with
+// the other parameters held at x0, the chi2 that one common correction for runs i..j-1 gains is
+//   explained(i, j) = (sum_r g_r)^T (sum_r H_r)^+ (sum_r g_r),
+// and the chi2 that joining them into one interval costs against each run alone is
+//   cost(i, j) = sum_r g_r^T H_r^+ g_r - explained(i, j),
 // from prefix sums over the runs in time order. Dynamic programming over the runs then finds the
 // starts that minimise the sum of the intervals' costs plus a penalty per start, exactly; the run
-// is solved again with those starts.
+// is solved again with those starts. The statistics take runs x p^2 doubles with blocks (up to
+// kIntervalFullBlockLimit run-parameter pairs) and runs x 2p without, whatever the runs and the
+// method: no solution with a parameter per run and interval is needed.
 #include "interval_search.hpp"
 
 #include <algorithm>
 #include <chrono>
+#include <exception>
 #include <cmath>
 #include <map>
 #include <set>
 #include <string>
+#include <unordered_map>
 
+#include "gpede/detail/batch_layout.hpp"
 #include "gpede/detail/byte_pack.hpp"
+#include "gpede/detail/host_memory.hpp"
+#include "gpede/detail/worker_pool.hpp"
+#include "gpede/kernels/local_fit.hpp"
 #include "gpede/error.hpp"
 #include "gpede/record_time.hpp"
 #include "solver_internal.hpp"
@@ -72,8 +83,8 @@ std::vector<double> symmetric_eigen(std::vector<double>& a, int n) {
 
 extern "C" void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
 
-/// The quadratic form b^T A^-1 b of a symmetric A: by Cholesky where A is clearly positive
-/// definite, else over its eigenvectors (eigenvalues below 1e-12 of the largest left out).
+}  // namespace
+
 double inverse_form(std::vector<double> a, const std::vector<double>& b, int n) {
   if (n == 0) return 0.0;
   {
@@ -113,64 +124,31 @@ double inverse_form(std::vector<double> a, const std::vector<double>& b, int n) 
   return form;
 }
 
-}  // namespace
 
 IntervalChoice choose_interval_starts(const std::vector<RunStatistics>& runs, std::int64_t parameters, double penalty,
                                       bool full_blocks) {
   const std::size_t n_runs = runs.size();
   const int p = static_cast<int>(parameters);
   const std::size_t pp = static_cast<std::size_t>(p), block = full_blocks ? pp * pp : pp;
-  // Prefix sums over the runs: S_W (p x p column-major, or its diagonal), S_b = sum W x,
-  // S_q = sum x^T W x.
+  // Prefix sums over the runs: S_H (p x p, or its diagonal), S_g and S_q = sum g^T H^+ g.
   std::vector<double> sum_w((n_runs + 1) * block, 0.0), sum_b((n_runs + 1) * pp, 0.0), sum_q(n_runs + 1, 0.0);
   for (std::size_t r = 0; r < n_runs; ++r) {
     const RunStatistics& s = runs[r];
-    const int k = static_cast<int>(s.index.size());
-    // W = C^-1 over the eigenvectors with positive eigenvalues (a run whose parameters are not all
-    // determined contributes where they are).
-    // each parameter alone: W = diag(1 / C_ii), kept as its diagonal (w[i])
-    std::vector<double> w(full_blocks ? static_cast<std::size_t>(k) * k : static_cast<std::size_t>(k), 0.0);
-    if (!full_blocks) {
-      for (int i = 0; i < k; ++i) {
-        const double c = s.covariance[static_cast<std::size_t>(i) * k + i];
-        if (c > 0.0) w[i] = 1.0 / c;
-      }
-    } else {
-      std::vector<double> vectors(s.covariance);
-      const std::vector<double> lambda = symmetric_eigen(vectors, k);
-      double top = 0.0;
-      for (const double x : lambda) top = std::max(top, std::abs(x));
-      for (int e = 0; e < k; ++e) {
-        if (!(lambda[e] > 1e-12 * top)) continue;
-        const double* v = vectors.data() + static_cast<std::size_t>(e) * k;
-        for (int j = 0; j < k; ++j) {
-          for (int i = 0; i < k; ++i) w[static_cast<std::size_t>(j) * k + i] += v[i] * v[j] / lambda[e];
-        }
-      }
-    }
+    const std::size_t k = s.index.size();
     double* sw = sum_w.data() + (r + 1) * block;
     double* sb = sum_b.data() + (r + 1) * pp;
     std::copy(sum_w.begin() + r * block, sum_w.begin() + (r + 1) * block, sw);
     std::copy(sum_b.begin() + r * pp, sum_b.begin() + (r + 1) * pp, sb);
-    double q = 0.0;
-    for (int i = 0; i < k; ++i) {
-      double wx = 0.0;
-      if (full_blocks) {
-        for (int j = 0; j < k; ++j) wx += w[static_cast<std::size_t>(j) * k + i] * s.value[j];
-      } else {
-        wx = w[i] * s.value[i];
-      }
-      sb[s.index[i]] += wx;
-      q += s.value[i] * wx;
+    for (std::size_t i = 0; i < k; ++i) {
+      const auto row = static_cast<std::size_t>(s.index[i]);
+      sb[row] += s.score[i];
       if (!full_blocks) {
-        sw[s.index[i]] += w[i];
+        sw[row] += s.weight[i];
         continue;
       }
-      for (int j = 0; j < k; ++j) {
-        sw[static_cast<std::size_t>(s.index[j]) * pp + s.index[i]] += w[static_cast<std::size_t>(j) * k + i];
-      }
+      for (std::size_t j = 0; j < k; ++j) sw[static_cast<std::size_t>(s.index[j]) * pp + row] += s.weight[i * k + j];
     }
-    sum_q[r + 1] = sum_q[r] + q;
+    sum_q[r + 1] = sum_q[r] + s.explained;
   }
   // cost(i, j): runs i..j-1 as one interval.
   std::vector<double> w(block), b(pp);
@@ -216,15 +194,6 @@ IntervalChoice choose_interval_starts(const std::vector<RunStatistics>& runs, st
   return choice;
 }
 
-namespace {
-
-/// The distinct record times of the source (after templates) and the time-dependent labels the
-/// records name; with processes, of all of them.
-struct TimeScan {
-  std::vector<std::int64_t> times;
-  std::vector<std::int32_t> labels;
-};
-
 TimeScan scan_times(const Steering& steering, RecordSource& source, ProcessGroup* processes) {
   Steering plain = steering;  // templates only: the labels as the records name them
   plain.time_dependence.labels.clear();
@@ -269,12 +238,212 @@ TimeScan scan_times(const Steering& steering, RecordSource& source, ProcessGroup
   return {std::vector<std::int64_t>(times.begin(), times.end()), std::vector<std::int32_t>(labels.begin(), labels.end())};
 }
 
+namespace {
+
+/// The local-fit options of the last pass of a solution: its chi2 cut and down-weighting.
+kernels::LocalFitOptions last_pass_options(const Steering& steering, const SolveResult& solution) {
+  kernels::LocalFitOptions fit;
+  fit.hugecut = std::max(1.0, steering.hugecut);
+  fit.dwfractioncut = steering.dwfractioncut;
+  fit.scale_global = steering.scale_errors_global;
+  fit.scale_local = steering.scale_errors_local;
+  if (!solution.iterations.empty()) {
+    const IterationRecord& last = solution.iterations.back();
+    fit.chi2_cut_factor = last.cut_factor;
+    fit.downweight_iterations = last.function_calls != 1 ? steering.outlier_downweighting : 0;
+  }
+  return fit;
+}
+
+/// One thread's share of the statistics pass.
+struct StatisticsWorker {
+  std::vector<double> weight;  // runs x (p x p, or p)
+  std::vector<double> score;   // runs x p
+  std::vector<double> scratch_buffer;
+  kernels::RecordShape capacity;
+  kernels::LocalFitScratch scratch;
+  std::exception_ptr error;
+};
+
+/// Bytes of the per-run statistics: runs x (p^2 + p) doubles with blocks, runs x 2p without.
+std::size_t statistics_bytes(std::size_t runs, std::size_t p, bool full_blocks) {
+  return runs * ((full_blocks ? p * p : p) + p) * sizeof(double);
+}
+
 }  // namespace
+
+std::vector<RunStatistics> run_statistics(const Steering& steering, RecordSource& source, const SolveResult& shared,
+                                          const TimeScan& scan, bool full_blocks, int threads,
+                                          ProcessGroup* processes) {
+  const std::size_t n_all = shared.parameters.size();
+  std::unordered_map<std::int32_t, std::int32_t> label_index;
+  label_index.reserve(n_all);
+  std::vector<double> value(n_all);
+  std::vector<std::int32_t> variable(n_all, -1);
+  std::int32_t n_variable = 0;
+  for (std::size_t i = 0; i < n_all; ++i) {
+    const ParameterResult& p = shared.parameters[i];
+    label_index.emplace(p.label, static_cast<std::int32_t>(i));
+    value[i] = p.value;
+    if (p.variable) variable[i] = n_variable++;
+  }
+  std::vector<std::int32_t> td_of(static_cast<std::size_t>(n_variable), -1);
+  for (std::size_t t = 0; t < scan.labels.size(); ++t) {
+    const auto it = label_index.find(scan.labels[t]);
+    if (it != label_index.end() && variable[static_cast<std::size_t>(it->second)] >= 0) {
+      td_of[static_cast<std::size_t>(variable[static_cast<std::size_t>(it->second)])] = static_cast<std::int32_t>(t);
+    }
+  }
+  const std::size_t p = scan.labels.size(), n_runs = scan.times.size(), block = full_blocks ? p * p : p;
+  const std::size_t bytes = statistics_bytes(n_runs, p, full_blocks);
+  const std::size_t available = query_host_memory().available_bytes;
+  if (bytes > available / 4) {
+    throw RuntimeError("`intervals auto` over " + std::to_string(n_runs) + " runs of " + std::to_string(p) +
+                       " time-dependent parameters needs " + std::to_string((bytes + (1u << 19)) >> 20) +
+                       " MB for its per-run statistics, more than a quarter of the " +
+                       std::to_string(available >> 20) + " MB available; give the intervals instead");
+  }
+  std::string note;
+  int n_threads = capped_threads(threads, note);
+  n_threads = static_cast<int>(std::clamp<std::size_t>(available / 4 / std::max<std::size_t>(bytes, 1), 1,
+                                                       static_cast<std::size_t>(n_threads)));
+  WorkerPool pool(n_threads);
+  std::vector<StatisticsWorker> workers(static_cast<std::size_t>(pool.size()));
+  for (StatisticsWorker& w : workers) {
+    w.weight.assign(n_runs * block, 0.0);
+    w.score.assign(n_runs * p, 0.0);
+  }
+  const std::size_t scratch_limit = available / 4 / workers.size();
+  const kernels::GlobalStateView state{static_cast<std::int64_t>(n_all), n_variable, value.data(), variable.data()};
+  const kernels::LocalFitOptions options = last_pass_options(steering, shared);
+
+  Steering plain = steering;  // templates folded, the time-dependent labels as the records name them
+  plain.time_dependence.labels.clear();
+  plain.time_dependence.boundaries.clear();
+  plain.time_dependence.automatic = false;
+  IntervalSource folded(source, plain);
+  folded.rewind();
+  RecordBatch batch;
+  std::vector<std::size_t> run_of;
+  while (true) {
+    batch.clear();
+    if (folded.next(batch, 4096) == 0) break;
+    batch.global_index.resize(batch.global_label.size());
+    for (std::size_t k = 0; k < batch.global_label.size(); ++k) {
+      const auto it = label_index.find(batch.global_label[k]);
+      // every label of the records is one of the first solution's (same records)
+      if (it == label_index.end()) {
+        throw RuntimeError("interval search: label " + std::to_string(batch.global_label[k]) +
+                           " of the records is not among the first solution's labels");
+      }
+      batch.global_index[k] = it->second;
+    }
+    check_batch_layout(batch, "interval search");
+    const kernels::RecordBatchView view = host_view(batch);
+    const auto n_records = static_cast<std::int64_t>(batch.n_records());
+    run_of.resize(static_cast<std::size_t>(n_records));
+    for (std::int64_t r = 0; r < n_records; ++r) {
+      const std::int64_t t = batch.record_time[static_cast<std::size_t>(r)];
+      run_of[static_cast<std::size_t>(r)] =
+          static_cast<std::size_t>(std::lower_bound(scan.times.begin(), scan.times.end(), t) - scan.times.begin());
+    }
+    pool.run([&](int thread) {
+      StatisticsWorker& w = workers[static_cast<std::size_t>(thread)];
+      try {
+        for (std::int64_t r = thread; r < n_records; r += pool.size()) {
+          if (const std::string problem = record_problem(batch, r, state.n_all); !problem.empty()) {
+            throw RuntimeError("interval search: " + record_name(batch, r) + " " + problem);
+          }
+          const kernels::RecordShape shape = kernels::record_shape(view, r);
+          if (w.scratch_buffer.empty() || shape.measurements > w.capacity.measurements ||
+              shape.local_parameters > w.capacity.local_parameters ||
+              shape.global_entries > w.capacity.global_entries || shape.unique_globals > w.capacity.unique_globals) {
+            const kernels::RecordShape wanted = kernels::max_shape(w.capacity, shape);
+            const std::size_t scratch_bytes = kernels::local_fit_scratch_bytes(wanted);
+            if (scratch_bytes > scratch_limit) {
+              throw RuntimeError("interval search: the local fit of " + record_name(batch, r) + " needs " +
+                                 std::to_string(scratch_bytes >> 20) + " MiB of scratch, more than the " +
+                                 std::to_string(scratch_limit >> 20) + " MiB a thread may take");
+            }
+            w.scratch_buffer.assign(scratch_bytes / sizeof(double) + 1, 0.0);
+            w.capacity = wanted;
+            w.scratch = kernels::make_local_fit_scratch(w.scratch_buffer.data(), w.capacity);
+          }
+          const kernels::LocalFitResult fit = kernels::fit_record(view, state, r, options, w.scratch);
+          if (fit.status != kernels::LocalFitStatus::accepted) continue;
+          const kernels::GlobalContribution c = kernels::global_contribution(view, state, r, fit, w.scratch, true);
+          if (!c.ok) throw RuntimeError("interval search: scratch too small for the globals of " + record_name(batch, r));
+          const std::size_t run = run_of[static_cast<std::size_t>(r)];
+          double* weight = w.weight.data() + run * block;
+          double* score = w.score.data() + run * p;
+          const std::int64_t k = c.size;
+          for (std::int64_t a = 0; a < k; ++a) {
+            const std::int32_t ta = td_of[static_cast<std::size_t>(c.index[a])];
+            if (ta < 0) continue;
+            score[ta] += c.vector[a];
+            if (!full_blocks) {
+              weight[ta] += c.matrix[a * k + a];
+              continue;
+            }
+            for (std::int64_t b = 0; b <= a; ++b) {  // the lower triangle: (a, b) at b * k + a
+              const std::int32_t tb = td_of[static_cast<std::size_t>(c.index[b])];
+              if (tb < 0) continue;
+              const double m = c.matrix[b * k + a];
+              weight[static_cast<std::size_t>(ta) * p + static_cast<std::size_t>(tb)] += m;
+              if (a != b) weight[static_cast<std::size_t>(tb) * p + static_cast<std::size_t>(ta)] += m;
+            }
+          }
+        }
+      } catch (...) {
+        w.error = std::current_exception();
+      }
+    });
+    for (StatisticsWorker& w : workers) {
+      if (w.error) std::rethrow_exception(w.error);
+    }
+  }
+  StatisticsWorker& total = workers.front();
+  for (std::size_t t = 1; t < workers.size(); ++t) {
+    for (std::size_t e = 0; e < total.weight.size(); ++e) total.weight[e] += workers[t].weight[e];
+    for (std::size_t e = 0; e < total.score.size(); ++e) total.score[e] += workers[t].score[e];
+    workers[t] = StatisticsWorker();
+  }
+  if (processes != nullptr) {
+    processes->sum(total.weight.data(), total.weight.size());
+    processes->sum(total.score.data(), total.score.size());
+  }
+
+  // Per run: the parameters it saw (a positive diagonal), their block or diagonal, g and g^T H^+ g.
+  std::vector<RunStatistics> runs(n_runs);
+  for (std::size_t r = 0; r < n_runs; ++r) {
+    const double* weight = total.weight.data() + r * block;
+    const double* score = total.score.data() + r * p;
+    RunStatistics& s = runs[r];
+    for (std::size_t i = 0; i < p; ++i) {
+      if (weight[full_blocks ? i * p + i : i] > 0.0) s.index.push_back(static_cast<std::int64_t>(i));
+    }
+    const std::size_t k = s.index.size();
+    for (std::size_t i = 0; i < k; ++i) s.score.push_back(score[s.index[i]]);
+    if (!full_blocks) {
+      for (std::size_t i = 0; i < k; ++i) {
+        const double h = weight[s.index[i]];
+        s.weight.push_back(h);
+        s.explained += s.score[i] * s.score[i] / h;
+      }
+      continue;
+    }
+    s.weight.resize(k * k);
+    for (std::size_t i = 0; i < k; ++i) {
+      for (std::size_t j = 0; j < k; ++j) s.weight[i * k + j] = weight[static_cast<std::size_t>(s.index[i]) * p + s.index[j]];
+    }
+    s.explained = inverse_form(s.weight, s.score, static_cast<int>(k));
+  }
+  return runs;
+}
 
 SolveResult solve_with_interval_search(const Steering& steered, const SolverOptions& options, RecordSource* source) {
   Steering steering = steered;  // one stride for both solutions
   resolve_label_stride(steering);
-  const auto solve_fixed = [](const Steering& s, const SolverOptions& o, RecordSource* r) { return solve(s, o, r); };
   const auto t0 = Clock::now();
   const TimeDependenceSpec& td = steering.time_dependence;
   std::vector<std::string> log_lines;
@@ -291,82 +460,34 @@ SolveResult solve_with_interval_search(const Steering& steered, const SolverOpti
   const TimeScan scan = scan_times(steering, *source, processes);
   const std::int64_t n_runs = static_cast<std::int64_t>(scan.times.size());
   const std::int64_t n_labels = static_cast<std::int64_t>(scan.labels.size());
-
-  // Every run its own interval.
-  Steering fine = steering;
-  fine.time_dependence.automatic = false;
-  fine.time_dependence.boundaries.assign(scan.times.begin() + std::min<std::int64_t>(1, n_runs), scan.times.end());
-  check_time_dependence(fine);
-  const std::int64_t stride = fine.time_dependence.label_stride();
   const bool full_blocks = n_runs * n_labels <= kIntervalFullBlockLimit;
-  SolverOptions fine_options = options;
-  fine_options.log = nullptr;
-  fine_options.progress = nullptr;
-  fine_options.covariance_all = false;
-  fine_options.covariance_labels.clear();
-  if (full_blocks) {
-    for (std::int64_t r = 0; r < n_runs; ++r) {
-      for (const std::int32_t label : scan.labels) {
-        fine_options.covariance_labels.push_back(static_cast<std::int32_t>(label + r * stride));
-      }
-    }
+
+  // One interval for all runs: the shared solution x0.
+  Steering shared = steering;
+  shared.time_dependence.automatic = false;
+  shared.time_dependence.boundaries.clear();
+  SolverOptions shared_options = options;
+  shared_options.log = nullptr;
+  shared_options.progress = nullptr;
+  const bool reusable = options.covariance_labels.empty() && !options.covariance_all;
+  if (!reusable) {
+    shared_options.covariance_all = false;
+    shared_options.covariance_labels.clear();
   }
   say(" Interval search: " + std::to_string(n_runs) + " runs, " + std::to_string(n_labels) +
-      " time-dependent parameters; first a solution with every run its own interval");
-  const SolveResult fine_result = solve_fixed(fine, fine_options, source);
-  if (fine_result.exit_code >= 10) {
-    SolveResult failed = fine_result;
-    failed.log.insert(failed.log.begin(), log_lines.begin(), log_lines.end());
-    return failed;
+      " time-dependent parameters; first a solution with one interval for all runs");
+  SolveResult shared_result = solve(shared, shared_options, source);
+  if (shared_result.exit_code >= 10) {
+    shared_result.log.insert(shared_result.log.begin(), log_lines.begin(), log_lines.end());
+    return shared_result;
   }
 
-  // Per run: the values and covariance of its time-dependent parameters.
-  std::map<std::int32_t, std::int64_t> index_of;
-  for (std::size_t i = 0; i < scan.labels.size(); ++i) index_of[scan.labels[i]] = static_cast<std::int64_t>(i);
-  std::map<std::int32_t, std::size_t> block_row;
-  for (std::size_t i = 0; i < fine_result.covariance.labels.size(); ++i) block_row[fine_result.covariance.labels[i]] = i;
-  const std::size_t block_n = fine_result.covariance.labels.size();
-  std::vector<RunStatistics> runs(static_cast<std::size_t>(n_runs));
-  for (const ParameterResult& p : fine_result.parameters) {
-    if (!p.variable) continue;
-    const std::int64_t r = p.label / stride;
-    const auto base = static_cast<std::int32_t>(p.label % stride);
-    const auto found = index_of.find(base);
-    if (found == index_of.end() || r >= n_runs) continue;
-    RunStatistics& s = runs[static_cast<std::size_t>(r)];
-    s.index.push_back(found->second);
-    s.value.push_back(p.value);
-    s.label.push_back(p.label);
-  }
-  bool have_errors = true;
-  for (RunStatistics& s : runs) {
-    const std::size_t k = s.index.size();
-    s.covariance.assign(k * k, 0.0);
-    for (std::size_t i = 0; i < k; ++i) {
-      for (std::size_t j = 0; j < k; ++j) {
-        const auto ri = block_row.find(s.label[i]), rj = block_row.find(s.label[j]);
-        if (ri != block_row.end() && rj != block_row.end()) {
-          s.covariance[i * k + j] = fine_result.covariance.matrix[ri->second * block_n + rj->second];
-        } else if (i == j) {
-          const ParameterResult* p = nullptr;
-          const auto it = std::lower_bound(fine_result.parameters.begin(), fine_result.parameters.end(), s.label[i],
-                                           [](const ParameterResult& a, std::int32_t l) { return a.label < l; });
-          if (it != fine_result.parameters.end() && it->label == s.label[i]) p = &*it;
-          if (p == nullptr || !(p->error > 0.0)) {
-            have_errors = false;
-          } else {
-            s.covariance[i * k + j] = p->error * p->error;
-          }
-        }
-      }
-    }
-  }
-  if (!full_blocks && !have_errors) {
-    throw InputError(steering.steering_file.string() + ": `intervals auto` with " + std::to_string(n_runs) + " runs of " +
-                         std::to_string(n_labels) + " time-dependent parameters needs the parameters' errors per run "
-                         "(method inversion or diagonalization)",
-                     exit_code::steering_error);
-  }
+  // Per run, at that solution: the time-dependent block of the Schur complements and b.
+  const auto t_statistics = Clock::now();
+  const std::vector<RunStatistics> runs =
+      run_statistics(steering, *source, shared_result, scan, full_blocks, options.threads, processes);
+  const double statistics_s = std::chrono::duration<double>(Clock::now() - t_statistics).count();
+
   const bool default_penalty = !(td.penalty > 0.0);
   const double penalty = default_penalty ? default_interval_penalty(n_labels, n_runs) : td.penalty;
   const auto t_search = Clock::now();
@@ -378,7 +499,10 @@ SolveResult solve_with_interval_search(const Steering& steered, const SolverOpti
   report.penalty = penalty;
   report.penalty_default = default_penalty;
   report.full_blocks = full_blocks;
-  report.fine_chi2 = fine_result.chi2_sum;
+  report.shared_chi2 = shared_result.chi2_sum;
+  report.statistics_bytes =
+      statistics_bytes(static_cast<std::size_t>(n_runs), static_cast<std::size_t>(n_labels), full_blocks);
+  report.statistics_s = statistics_s;
   report.search_s = search_s;
   for (std::size_t s = 0; s < choice.starts.size(); ++s) {
     report.starts.push_back(scan.times[choice.starts[s]]);
@@ -390,17 +514,27 @@ SolveResult solve_with_interval_search(const Steering& steered, const SolverOpti
     std::snprintf(gain, sizeof gain, "%.1f", report.gains[s]);
     starts_text += " " + time_text(report.starts[s]) + " (chi2 gain " + gain + ")";
   }
-  char penalty_text[64];
-  std::snprintf(penalty_text, sizeof penalty_text, "%.1f", penalty);
-  say(" Interval search: penalty " + std::string(penalty_text) + " in chi2 per start" +
-      (default_penalty ? " (default)" : "") + (full_blocks ? "" : ", each parameter alone (no covariance blocks)") +
-      "; " + (report.starts.empty() ? std::string("no start: one interval") : "starts at" + starts_text) + " (" +
+  char figures[160];
+  std::snprintf(figures, sizeof figures, "penalty %.1f in chi2 per start%s; per-run statistics %.1f MB in %.2f s%s",
+                penalty, default_penalty ? " (default)" : "", static_cast<double>(report.statistics_bytes) / 1e6,
+                statistics_s, full_blocks ? "" : ", each parameter alone (no blocks)");
+  say(" Interval search: " + std::string(figures) + "; " +
+      (report.starts.empty() ? std::string("no start: one interval") : "starts at" + starts_text) + " (search " +
       std::to_string(search_s) + " s)");
 
-  Steering chosen = steering;
-  chosen.time_dependence.automatic = false;
-  chosen.time_dependence.boundaries = report.starts;
-  SolveResult result = solve_fixed(chosen, options, source);
+  SolveResult result;
+  if (report.starts.empty() && reusable) {
+    // the solution with one interval is the answer: its log follows the search's lines
+    result = std::move(shared_result);
+    if (options.log) {
+      for (const std::string& line : result.log) options.log(line);
+    }
+  } else {
+    Steering chosen = steering;
+    chosen.time_dependence.automatic = false;
+    chosen.time_dependence.boundaries = report.starts;
+    result = solve(chosen, options, source);
+  }
   result.interval_search = std::move(report);
   result.log.insert(result.log.begin(), log_lines.begin(), log_lines.end());
   result.figures.total_s = std::chrono::duration<double>(Clock::now() - t0).count();
