@@ -274,7 +274,7 @@ std::size_t statistics_bytes(std::size_t runs, std::size_t p, bool full_blocks) 
 
 std::vector<RunStatistics> run_statistics(const Steering& steering, RecordSource& source, const SolveResult& shared,
                                           const TimeScan& scan, bool full_blocks, int threads,
-                                          ProcessGroup* processes) {
+                                          ProcessGroup* processes, const std::atomic<bool>* stop) {
   const std::size_t n_all = shared.parameters.size();
   std::unordered_map<std::int32_t, std::int32_t> label_index;
   label_index.reserve(n_all);
@@ -326,6 +326,7 @@ std::vector<RunStatistics> run_statistics(const Steering& steering, RecordSource
   RecordBatch batch;
   std::vector<std::size_t> run_of;
   while (true) {
+    check_stop(stop);
     batch.clear();
     if (folded.next(batch, 4096) == 0) break;
     batch.global_index.resize(batch.global_label.size());
@@ -485,7 +486,7 @@ SolveResult solve_with_interval_search(const Steering& steered, const SolverOpti
   // Per run, at that solution: the time-dependent block of the Schur complements and b.
   const auto t_statistics = Clock::now();
   const std::vector<RunStatistics> runs =
-      run_statistics(steering, *source, shared_result, scan, full_blocks, options.threads, processes);
+      run_statistics(steering, *source, shared_result, scan, full_blocks, options.threads, processes, options.stop);
   const double statistics_s = std::chrono::duration<double>(Clock::now() - t_statistics).count();
 
   const bool default_penalty = !(td.penalty > 0.0);

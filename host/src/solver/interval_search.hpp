@@ -2,6 +2,7 @@
 // (interval_search.cpp).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -60,10 +61,11 @@ TimeScan scan_times(const Steering& steering, RecordSource& source, ProcessGroup
 /// `scan` (in its order), the block of scan.labels in the accepted records' Schur complements, H_r,
 /// and their b, g_r (the fit options of shared's last pass; summed over processes). Up to
 /// `threads` workers with a copy of the statistics each, fewer where the copies would take more
-/// than a quarter of the available memory; more than that for one copy is a RuntimeError.
+/// than a quarter of the available memory; more than that for one copy is a RuntimeError. `stop`
+/// (may be null) ends it with Interrupted between batches.
 std::vector<RunStatistics> run_statistics(const Steering& steering, RecordSource& source, const SolveResult& shared,
                                           const TimeScan& scan, bool full_blocks, int threads,
-                                          ProcessGroup* processes);
+                                          ProcessGroup* processes, const std::atomic<bool>* stop = nullptr);
 
 /// solve() for a steering with `intervals auto`: the search, then the solution with its starts.
 SolveResult solve_with_interval_search(const Steering& steering, const SolverOptions& options, RecordSource* source);
