@@ -355,6 +355,14 @@ std::vector<RunStatistics> run_statistics(const Steering& steering, RecordSource
           if (const std::string problem = record_problem(batch, r, state.n_all); !problem.empty()) {
             throw RuntimeError("interval search: " + record_name(batch, r) + " " + problem);
           }
+          // a record without time-dependent parameters adds nothing
+          bool seen = false;
+          const std::int64_t m0 = view.record_begin[r], m1 = view.record_begin[r + 1];
+          for (std::int64_t j = view.global_begin[m0]; j < view.global_begin[m1] && !seen; ++j) {
+            const std::int32_t v = variable[static_cast<std::size_t>(view.global_index[j])];
+            seen = v >= 0 && td_of[static_cast<std::size_t>(v)] >= 0;
+          }
+          if (!seen) continue;
           const kernels::RecordShape shape = kernels::record_shape(view, r);
           if (w.scratch_buffer.empty() || shape.measurements > w.capacity.measurements ||
               shape.local_parameters > w.capacity.local_parameters ||
