@@ -460,7 +460,7 @@ TEST(TimeDependence, TemplateAmplitudesHaveTheirErrors) {
   EXPECT_LT(std::abs(rms * rms - 1.0), 4.5 * std::sqrt(2.0 / n));
 }
 
-TEST(TimeDependence, RecordsWithoutTimeOrWithLabelsAboveTheStrideAreRefused) {
+TEST(TimeDependence, RecordsWithoutTimeOrWithLabelsAboveAGivenStrideAreRefused) {
   gpede::test::TempDir dir("time-refused");
   Toy toy;
   toy.runs = 1;
@@ -485,13 +485,35 @@ TEST(TimeDependence, RecordsWithoutTimeOrWithLabelsAboveTheStrideAreRefused) {
   const gpede::RecordBuilder high = build(toy, [](int i, int) {
     return std::vector<std::pair<std::int32_t, double>>{{i == 2 ? 1000002 : i, 1.0}};
   }, true);
+  // a stride given that a record's label reaches: refused, naming the label
+  const gpede::Steering strided = toy_steering("timedependent 3\nintervals 5\ntimestride 1000000\n", dir, "strided.txt");
   auto b = high.source();
   try {
-    gpede::solve(steering, options, b.get());
+    gpede::solve(strided, options, b.get());
     ADD_FAILURE() << "no error for a label above the stride";
   } catch (const gpede::InputError& e) {
     EXPECT_NE(std::string(e.what()).find("label 1000002"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("timestride"), std::string::npos) << e.what();
+  }
+  // without `timestride` the default stride reaches above the records' labels too
+  auto d = high.source();
+  const gpede::SolveResult result = gpede::solve(steering, options, d.get());
+  ASSERT_LT(result.exit_code, 10) << result.message;  // one run: interval 1 holds no record
+  EXPECT_EQ(result.time_stride, 10000000);
+  ASSERT_NE(find(result, 1000002), nullptr);
+  EXPECT_TRUE(find(result, 1000002)->variable);
+  bool noted = false;
+  for (const std::string& line : result.log) noted = noted || line.find("labels up to 1000002") != std::string::npos;
+  EXPECT_TRUE(noted) << "the log says why the stride is 10^7";
+  // the same as with that stride written in the steering
+  const gpede::Steering written = toy_steering("timedependent 3\nintervals 5\ntimestride 10000000\n", dir, "written.txt");
+  auto e = high.source();
+  const gpede::SolveResult same = gpede::solve(written, options, e.get());
+  EXPECT_EQ(same.exit_code, result.exit_code) << same.message;
+  ASSERT_EQ(same.parameters.size(), result.parameters.size());
+  for (std::size_t i = 0; i < same.parameters.size(); ++i) {
+    EXPECT_EQ(same.parameters[i].label, result.parameters[i].label);
+    EXPECT_EQ(same.parameters[i].value, result.parameters[i].value) << same.parameters[i].label;
   }
   const gpede::Steering no_labels = toy_steering("intervals 5\n", dir, "nolabels.txt");
   auto c = high.source();

@@ -214,7 +214,11 @@ def main() -> int:
         text = (timed / "steer.txt").read_text()
         auto = "\n".join("intervals auto" if line.startswith("intervals") else line for line in text.splitlines())
         (timed / "steer-auto.txt").write_text(auto + "\n")
-        for name, steering, n_proc in (("time", "steer.txt", 2), ("time-auto", "steer-auto.txt", 3)):
+        # without `timestride`: the stride found from the records' labels, read by every process
+        strideless = "\n".join(line for line in text.splitlines() if not line.startswith("timestride"))
+        (timed / "steer-nostride.txt").write_text(strideless + "\n")
+        for name, steering, n_proc in (("time", "steer.txt", 2), ("time-auto", "steer-auto.txt", 3),
+                                       ("time-stride-found", "steer-nostride.txt", 3)):
             p1 = solve(gpede, timed, steering, f"out-{name}-1", 1)
             pn = solve(gpede, timed, steering, f"out-{name}-{n_proc}", n_proc)
             if p1.returncode != 0 or pn.returncode != 0:
@@ -229,6 +233,10 @@ def main() -> int:
             elif name == "time-auto":
                 print(f"  {name}: starts {starts[0]} found alike by 1 and {n_proc} processes", flush=True)
             problems += compare(name, one, many, f"{n_proc} processes", 1e-10, 1e-12)
+            if name == "time-stride-found" and (one.get("time_stride") != 10000000 or
+                                                many.get("time_stride") != 10000000):
+                problems.append(f"{name}: strides {one.get('time_stride')} and {many.get('time_stride')}, "
+                                "not 10000000 (the wires' labels reach 2030894)")
 
     # A broken record late in the last file: in the last process's share. Every process stops at the
     # end of that pass, the first prints the reader's error and writes it into millepede.end (code

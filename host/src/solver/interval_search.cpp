@@ -203,33 +203,36 @@ TimeScan scan_times(const Steering& steering, RecordSource& source, ProcessGroup
   const TimeDependenceSpec& td = steering.time_dependence;
   std::set<std::int64_t> times;
   std::set<std::int32_t> labels;
-  RecordBatch batch;
-  folded.rewind();
   std::string missing;
-  while (true) {
-    batch.clear();
-    if (folded.next(batch, 4096) == 0) break;
-    for (std::size_t r = 0; r < batch.n_records(); ++r) {
-      const std::int64_t t = r < batch.record_time.size() ? batch.record_time[r] : kNoTime;
-      if (t == kNoTime && missing.empty()) missing = record_in_files(batch, r, steering);
-      times.insert(t);
+  std::exception_ptr failure;
+  try {
+    RecordBatch batch;
+    folded.rewind();
+    while (true) {
+      batch.clear();
+      if (folded.next(batch, 4096) == 0) break;
+      for (std::size_t r = 0; r < batch.n_records(); ++r) {
+        const std::int64_t t = r < batch.record_time.size() ? batch.record_time[r] : kNoTime;
+        if (t == kNoTime && missing.empty()) missing = record_in_files(batch, r, steering);
+        times.insert(t);
+      }
+      for (const std::int32_t label : batch.global_label) {
+        if (td.varies(label)) labels.insert(label);
+      }
     }
-    for (const std::int32_t label : batch.global_label) {
-      if (td.varies(label)) labels.insert(label);
-    }
+  } catch (...) {
+    failure = std::current_exception();
   }
-  if (processes != nullptr && processes->size() > 1) {
-    Packer mine;
-    mine.put(std::vector<std::int64_t>(times.begin(), times.end()));
-    mine.put(std::vector<std::int32_t>(labels.begin(), labels.end()));
-    mine.put(missing);
-    for (const auto& bytes : processes->gather(mine.bytes())) {
-      Unpacker u(bytes);
-      for (const auto t : u.get_vector<std::int64_t>()) times.insert(t);
-      for (const auto l : u.get_vector<std::int32_t>()) labels.insert(l);
-      const std::string other = u.get_string();
-      if (missing.empty()) missing = other;
-    }
+  Packer mine;
+  mine.put(std::vector<std::int64_t>(times.begin(), times.end()));
+  mine.put(std::vector<std::int32_t>(labels.begin(), labels.end()));
+  mine.put(missing);
+  for (const std::vector<char>& bytes : gather_or_rethrow(processes, failure, mine.bytes())) {
+    Unpacker u(bytes);
+    for (const auto t : u.get_vector<std::int64_t>()) times.insert(t);
+    for (const auto l : u.get_vector<std::int32_t>()) labels.insert(l);
+    const std::string other = u.get_string();
+    if (missing.empty()) missing = other;
   }
   if (times.count(kNoTime) > 0) {
     throw_without_time(missing.empty() ? std::string("a record") : missing,
@@ -325,92 +328,100 @@ std::vector<RunStatistics> run_statistics(const Steering& steering, RecordSource
   folded.rewind();
   RecordBatch batch;
   std::vector<std::size_t> run_of;
-  while (true) {
-    check_stop(stop);
-    batch.clear();
-    if (folded.next(batch, 4096) == 0) break;
-    batch.global_index.resize(batch.global_label.size());
-    for (std::size_t k = 0; k < batch.global_label.size(); ++k) {
-      const auto it = label_index.find(batch.global_label[k]);
-      // every label of the records is one of the first solution's (same records)
-      if (it == label_index.end()) {
-        throw RuntimeError("interval search: label " + std::to_string(batch.global_label[k]) +
-                           " of the records is not among the first solution's labels");
-      }
-      batch.global_index[k] = it->second;
-    }
-    check_batch_layout(batch, "interval search");
-    const kernels::RecordBatchView view = host_view(batch);
-    const auto n_records = static_cast<std::int64_t>(batch.n_records());
-    run_of.resize(static_cast<std::size_t>(n_records));
-    for (std::int64_t r = 0; r < n_records; ++r) {
-      const std::int64_t t = batch.record_time[static_cast<std::size_t>(r)];
-      run_of[static_cast<std::size_t>(r)] =
-          static_cast<std::size_t>(std::lower_bound(scan.times.begin(), scan.times.end(), t) - scan.times.begin());
-    }
-    pool.run([&](int thread) {
-      StatisticsWorker& w = workers[static_cast<std::size_t>(thread)];
-      try {
-        for (std::int64_t r = thread; r < n_records; r += pool.size()) {
-          if (const std::string problem = record_problem(batch, r, state.n_all); !problem.empty()) {
-            throw RuntimeError("interval search: " + record_name(batch, r) + " " + problem);
-          }
-          // a record without time-dependent parameters adds nothing
-          bool seen = false;
-          const std::int64_t m0 = view.record_begin[r], m1 = view.record_begin[r + 1];
-          for (std::int64_t j = view.global_begin[m0]; j < view.global_begin[m1] && !seen; ++j) {
-            const std::int32_t v = variable[static_cast<std::size_t>(view.global_index[j])];
-            seen = v >= 0 && td_of[static_cast<std::size_t>(v)] >= 0;
-          }
-          if (!seen) continue;
-          const kernels::RecordShape shape = kernels::record_shape(view, r);
-          if (w.scratch_buffer.empty() || shape.measurements > w.capacity.measurements ||
-              shape.local_parameters > w.capacity.local_parameters ||
-              shape.global_entries > w.capacity.global_entries || shape.unique_globals > w.capacity.unique_globals) {
-            const kernels::RecordShape wanted = kernels::max_shape(w.capacity, shape);
-            const std::size_t scratch_bytes = kernels::local_fit_scratch_bytes(wanted);
-            if (scratch_bytes > scratch_limit) {
-              throw RuntimeError("interval search: the local fit of " + record_name(batch, r) + " needs " +
-                                 std::to_string(scratch_bytes >> 20) + " MiB of scratch, more than the " +
-                                 std::to_string(scratch_limit >> 20) + " MiB a thread may take");
-            }
-            w.scratch_buffer.assign(scratch_bytes / sizeof(double) + 1, 0.0);
-            w.capacity = wanted;
-            w.scratch = kernels::make_local_fit_scratch(w.scratch_buffer.data(), w.capacity);
-          }
-          const kernels::LocalFitResult fit = kernels::fit_record(view, state, r, options, w.scratch);
-          if (fit.status != kernels::LocalFitStatus::accepted) continue;
-          const kernels::GlobalContribution c = kernels::global_contribution(view, state, r, fit, w.scratch, true);
-          if (!c.ok) throw RuntimeError("interval search: scratch too small for the globals of " + record_name(batch, r));
-          const std::size_t run = run_of[static_cast<std::size_t>(r)];
-          double* weight = w.weight.data() + run * block;
-          double* score = w.score.data() + run * p;
-          const std::int64_t k = c.size;
-          for (std::int64_t a = 0; a < k; ++a) {
-            const std::int32_t ta = td_of[static_cast<std::size_t>(c.index[a])];
-            if (ta < 0) continue;
-            score[ta] += c.vector[a];
-            if (!full_blocks) {
-              weight[ta] += c.matrix[a * k + a];
-              continue;
-            }
-            for (std::int64_t b = 0; b <= a; ++b) {  // the lower triangle: (a, b) at b * k + a
-              const std::int32_t tb = td_of[static_cast<std::size_t>(c.index[b])];
-              if (tb < 0) continue;
-              const double m = c.matrix[b * k + a];
-              weight[static_cast<std::size_t>(ta) * p + static_cast<std::size_t>(tb)] += m;
-              if (a != b) weight[static_cast<std::size_t>(tb) * p + static_cast<std::size_t>(ta)] += m;
-            }
-          }
+  std::exception_ptr failure;
+  try {
+    while (true) {
+      check_stop(stop);
+      batch.clear();
+      if (folded.next(batch, 4096) == 0) break;
+      batch.global_index.resize(batch.global_label.size());
+      for (std::size_t k = 0; k < batch.global_label.size(); ++k) {
+        const auto it = label_index.find(batch.global_label[k]);
+        // every label of the records is one of the first solution's (same records)
+        if (it == label_index.end()) {
+          throw RuntimeError("interval search: label " + std::to_string(batch.global_label[k]) +
+                             " of the records is not among the first solution's labels");
         }
-      } catch (...) {
-        w.error = std::current_exception();
+        batch.global_index[k] = it->second;
       }
-    });
-    for (StatisticsWorker& w : workers) {
-      if (w.error) std::rethrow_exception(w.error);
+      check_batch_layout(batch, "interval search");
+      const kernels::RecordBatchView view = host_view(batch);
+      const auto n_records = static_cast<std::int64_t>(batch.n_records());
+      run_of.resize(static_cast<std::size_t>(n_records));
+      for (std::int64_t r = 0; r < n_records; ++r) {
+        const std::int64_t t = batch.record_time[static_cast<std::size_t>(r)];
+        run_of[static_cast<std::size_t>(r)] =
+            static_cast<std::size_t>(std::lower_bound(scan.times.begin(), scan.times.end(), t) - scan.times.begin());
+      }
+      pool.run([&](int thread) {
+        StatisticsWorker& w = workers[static_cast<std::size_t>(thread)];
+        try {
+          for (std::int64_t r = thread; r < n_records; r += pool.size()) {
+            if (const std::string problem = record_problem(batch, r, state.n_all); !problem.empty()) {
+              throw RuntimeError("interval search: " + record_name(batch, r) + " " + problem);
+            }
+            // a record without time-dependent parameters adds nothing
+            bool seen = false;
+            const std::int64_t m0 = view.record_begin[r], m1 = view.record_begin[r + 1];
+            for (std::int64_t j = view.global_begin[m0]; j < view.global_begin[m1] && !seen; ++j) {
+              const std::int32_t v = variable[static_cast<std::size_t>(view.global_index[j])];
+              seen = v >= 0 && td_of[static_cast<std::size_t>(v)] >= 0;
+            }
+            if (!seen) continue;
+            const kernels::RecordShape shape = kernels::record_shape(view, r);
+            if (w.scratch_buffer.empty() || shape.measurements > w.capacity.measurements ||
+                shape.local_parameters > w.capacity.local_parameters ||
+                shape.global_entries > w.capacity.global_entries || shape.unique_globals > w.capacity.unique_globals) {
+              const kernels::RecordShape wanted = kernels::max_shape(w.capacity, shape);
+              const std::size_t scratch_bytes = kernels::local_fit_scratch_bytes(wanted);
+              if (scratch_bytes > scratch_limit) {
+                throw RuntimeError("interval search: the local fit of " + record_name(batch, r) + " needs " +
+                                   std::to_string(scratch_bytes >> 20) + " MiB of scratch, more than the " +
+                                   std::to_string(scratch_limit >> 20) + " MiB a thread may take");
+              }
+              w.scratch_buffer.assign(scratch_bytes / sizeof(double) + 1, 0.0);
+              w.capacity = wanted;
+              w.scratch = kernels::make_local_fit_scratch(w.scratch_buffer.data(), w.capacity);
+            }
+            const kernels::LocalFitResult fit = kernels::fit_record(view, state, r, options, w.scratch);
+            if (fit.status != kernels::LocalFitStatus::accepted) continue;
+            const kernels::GlobalContribution c = kernels::global_contribution(view, state, r, fit, w.scratch, true);
+            if (!c.ok) {
+              throw RuntimeError("interval search: scratch too small for the globals of " + record_name(batch, r));
+            }
+            const std::size_t run = run_of[static_cast<std::size_t>(r)];
+            double* weight = w.weight.data() + run * block;
+            double* score = w.score.data() + run * p;
+            const std::int64_t k = c.size;
+            for (std::int64_t a = 0; a < k; ++a) {
+              const std::int32_t ta = td_of[static_cast<std::size_t>(c.index[a])];
+              if (ta < 0) continue;
+              score[ta] += c.vector[a];
+              if (!full_blocks) {
+                weight[ta] += c.matrix[a * k + a];
+                continue;
+              }
+              for (std::int64_t b = 0; b <= a; ++b) {  // the lower triangle: (a, b) at b * k + a
+                const std::int32_t tb = td_of[static_cast<std::size_t>(c.index[b])];
+                if (tb < 0) continue;
+                const double m = c.matrix[b * k + a];
+                weight[static_cast<std::size_t>(ta) * p + static_cast<std::size_t>(tb)] += m;
+                if (a != b) weight[static_cast<std::size_t>(tb) * p + static_cast<std::size_t>(ta)] += m;
+              }
+            }
+          }
+        } catch (...) {
+          w.error = std::current_exception();
+        }
+      });
+      for (StatisticsWorker& w : workers) {
+        if (w.error) std::rethrow_exception(w.error);
+      }
     }
+  } catch (...) {
+    failure = std::current_exception();
   }
+  gather_or_rethrow(processes, failure, {});  // every process fails where one does
   StatisticsWorker& total = workers.front();
   for (std::size_t t = 1; t < workers.size(); ++t) {
     for (std::size_t e = 0; e < total.weight.size(); ++e) total.weight[e] += workers[t].weight[e];
@@ -443,7 +454,8 @@ std::vector<RunStatistics> run_statistics(const Steering& steering, RecordSource
     }
     s.weight.resize(k * k);
     for (std::size_t i = 0; i < k; ++i) {
-      for (std::size_t j = 0; j < k; ++j) s.weight[i * k + j] = weight[static_cast<std::size_t>(s.index[i]) * p + s.index[j]];
+      const double* row = weight + static_cast<std::size_t>(s.index[i]) * p;
+      for (std::size_t j = 0; j < k; ++j) s.weight[i * k + j] = row[s.index[j]];
     }
     s.explained = inverse_form(s.weight, s.score, static_cast<int>(k));
   }
@@ -452,7 +464,6 @@ std::vector<RunStatistics> run_statistics(const Steering& steering, RecordSource
 
 SolveResult solve_with_interval_search(const Steering& steered, const SolverOptions& options, RecordSource* source) {
   Steering steering = steered;  // one stride for both solutions
-  resolve_label_stride(steering);
   const auto t0 = Clock::now();
   const TimeDependenceSpec& td = steering.time_dependence;
   std::vector<std::string> log_lines;
@@ -466,6 +477,9 @@ SolveResult solve_with_interval_search(const Steering& steered, const SolverOpti
     owned = open_binary_files(steering, options.processes);
     source = owned.get();
   }
+  std::string stride_note;
+  resolve_label_stride(steering, source, processes, &stride_note);
+  if (!stride_note.empty()) say(" Note: " + stride_note);
   const TimeScan scan = scan_times(steering, *source, processes);
   const std::int64_t n_runs = static_cast<std::int64_t>(scan.times.size());
   const std::int64_t n_labels = static_cast<std::int64_t>(scan.labels.size());

@@ -297,12 +297,19 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
     chosen = &steering_copy;
     log(" Elimination for constraints enforced for solution by decomposition!");
   }
+  std::unique_ptr<RecordSource> owned_source;
+  if (source == nullptr) {
+    owned_source = detail::open_binary_files(*chosen, options.processes);
+    source = owned_source.get();
+  }
   if (chosen->time_dependence.any() || !chosen->time_dependence.boundaries.empty() ||
       chosen->time_dependence.stride > 0 || chosen->time_dependence.automatic) {
     // Time-dependent labels: the steering's lines repeated per interval; the records relabelled
     // as they are read (IntervalSource below).
     Steering resolved = *chosen;
-    detail::resolve_label_stride(resolved);
+    std::string note;
+    detail::resolve_label_stride(resolved, source, options.processes, &note);
+    if (!note.empty()) log(" Note: " + note);
     detail::check_time_dependence(resolved);
     Steering expanded = detail::expand_for_intervals(resolved);
     steering_copy = std::move(expanded);
@@ -315,11 +322,6 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
   for (const auto& w : result.warnings) log.progress("warning: " + w);
 
   // ---- read the records and map the labels ----------------------------------------------------
-  std::unique_ptr<RecordSource> owned_source;
-  if (source == nullptr) {
-    owned_source = detail::open_binary_files(steering, options.processes);
-    source = owned_source.get();
-  }
   std::unique_ptr<detail::IntervalSource> interval_source;
   if (steering.time_dependence.any()) {
     interval_source = std::make_unique<detail::IntervalSource>(*source, steering);

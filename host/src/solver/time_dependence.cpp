@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <exception>
 #include <string>
 #include <unordered_map>
 
@@ -52,7 +53,28 @@ void throw_without_time(const std::string& record, const std::string& why) {
                    exit_code::bad_binary);
 }
 
-void resolve_label_stride(Steering& steering) {
+std::vector<std::vector<char>> gather_or_rethrow(ProcessGroup* processes, const std::exception_ptr& failure,
+                                                 const std::vector<char>& mine) {
+  if (processes == nullptr || processes->size() <= 1) {
+    if (failure) std::rethrow_exception(failure);
+    return {mine};
+  }
+  Packer sent;
+  pack_exception(sent, failure);
+  sent.put(mine);
+  const std::vector<std::vector<char>> all = processes->gather(sent.bytes());
+  if (failure) std::rethrow_exception(failure);
+  std::vector<std::vector<char>> out;
+  for (std::size_t r = 0; r < all.size(); ++r) {
+    Unpacker u(all[r]);
+    // the first failing process's error on every process, named as another process's
+    rethrow_packed(u, "(process " + std::to_string(r + 1) + " of " + std::to_string(all.size()) + ") ");
+    out.push_back(u.get_vector<char>());
+  }
+  return out;
+}
+
+void resolve_label_stride(Steering& steering, RecordSource* source, ProcessGroup* processes, std::string* note) {
   TimeDependenceSpec& td = steering.time_dependence;
   if (td.stride > 0 || !td.active()) return;
   std::int64_t largest = 0;
@@ -67,9 +89,42 @@ void resolve_label_stride(Steering& steering) {
     largest = std::max<std::int64_t>(largest, t.amplitude);
     for (const auto& term : t.shape) largest = std::max<std::int64_t>(largest, term.first);
   }
-  std::int64_t stride = 1000000;
-  while (stride <= largest) stride *= 10;
-  td.stride = stride;
+  const auto above = [](std::int64_t label) {
+    std::int64_t stride = 1000000;
+    while (stride <= label) stride *= 10;
+    return stride;
+  };
+  const std::int64_t from_steering = above(largest);
+  if (source != nullptr) {
+    // the records' labels too (with processes, every process's share): one read of the files
+    std::int64_t in_records = 0;
+    std::exception_ptr failure;
+    try {
+      source->rewind();
+      RecordBatch batch;
+      while (true) {
+        batch.clear();
+        if (source->next(batch, 4096) == 0) break;
+        for (const std::int32_t label : batch.global_label) in_records = std::max<std::int64_t>(in_records, label);
+      }
+      source->rewind();
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    Packer mine;
+    mine.put(in_records);
+    for (const std::vector<char>& bytes : gather_or_rethrow(processes, failure, mine.bytes())) {
+      Unpacker u(bytes);
+      in_records = std::max(in_records, u.get<std::int64_t>());
+    }
+    largest = std::max(largest, in_records);
+  }
+  td.stride = above(largest);
+  if (note != nullptr && td.stride > from_steering) {
+    *note = "the records carry labels up to " + std::to_string(largest) + ", above the steering's: interval k of a "
+            "time-dependent label L is L + k * " + std::to_string(td.stride) + " (`timestride " +
+            std::to_string(td.stride) + "` in the steering file saves the read of the files that found it)";
+  }
 }
 
 void check_time_dependence(const Steering& steering) {
