@@ -624,6 +624,21 @@ TEST(IntervalSearch, DefaultPenaltyIsTheChiSquareQuantile) {
   EXPECT_GT(gpede::detail::default_interval_penalty(10, 100), gpede::detail::default_interval_penalty(10, 2));
 }
 
+/// 12 runs of the toy in which plane `plane` steps by `step` at run 8, the others at fixed shifts.
+Toy step_at_run_8(int plane, double step, int tracks_per_run) {
+  Toy toy;
+  toy.runs = 12;
+  toy.tracks_per_run = tracks_per_run;
+  toy.shift = [plane, step](int i, int run) {
+    const double shifts[7] = {0.0, 0.03, 0.1, -0.04, 0.02, 0.05, 0.0};
+    return i == plane && run >= 8 ? shifts[i] + step : shifts[i];
+  };
+  return toy;
+}
+
+/// Plane i's derivative on label i.
+std::vector<std::pair<std::int32_t, double>> plane_derivative(int i, int) { return {{i, 1.0}}; }
+
 /// g^T H^-1 g of the runs first..last-1 summed (full blocks), in long double.
 long double explained_by(const std::vector<gpede::detail::RunStatistics>& runs, std::size_t first, std::size_t last,
                          int p) {
@@ -650,15 +665,7 @@ TEST(IntervalSearch, RunStatisticsGiveTheChiSquareOfOneValuePerIntervalWithTheOt
   gpede::test::TempDir dir("time-statistics");
   gpede::SolverOptions options;
   options.threads = 2;
-  Toy jump;
-  jump.runs = 12;
-  jump.tracks_per_run = 300;
-  jump.shift = [](int i, int run) {
-    const double shifts[7] = {0.0, 0.03, 0.1, -0.04, 0.02, 0.05, 0.0};
-    return i == 3 && run >= 8 ? shifts[i] + 0.004 : shifts[i];
-  };
-  const auto derivative = [](int i, int) { return std::vector<std::pair<std::int32_t, double>>{{i, 1.0}}; };
-  const gpede::RecordBuilder records = build(jump, derivative, true);
+  const gpede::RecordBuilder records = build(step_at_run_8(3, 0.004, 300), plane_derivative, true);
   const gpede::Steering steering = toy_steering("timedependent 2-3\n", dir, "shared.txt");
   auto source = records.source();
   const gpede::SolveResult shared = gpede::solve(steering, options, source.get());
@@ -705,14 +712,8 @@ TEST(IntervalSearch, FindsTheJumpAndNoStartWhereNothingMoves) {
   gpede::test::TempDir dir("time-search");
   gpede::SolverOptions options;
   options.threads = 1;
-  Toy jump;
-  jump.runs = 12;
-  jump.tracks_per_run = 400;
-  jump.shift = [](int i, int run) {
-    const double shifts[7] = {0.0, 0.03, 0.1, -0.04, 0.02, 0.05, 0.0};
-    return i == 4 && run >= 8 ? shifts[i] + 0.01 : shifts[i];
-  };
-  const auto derivative = [](int i, int) { return std::vector<std::pair<std::int32_t, double>>{{i, 1.0}}; };
+  const Toy jump = step_at_run_8(4, 0.01, 400);
+  const auto derivative = plane_derivative;
   const gpede::Steering steering = toy_steering("timedependent 2-5\nintervals auto\n", dir, "auto.txt");
   {
     const gpede::RecordBuilder records = build(jump, derivative, true);
