@@ -282,21 +282,21 @@ std::vector<RunStatistics> run_statistics(const Steering& steering, RecordSource
   std::unordered_map<std::int32_t, std::int32_t> label_index;
   label_index.reserve(n_all);
   std::vector<double> value(n_all);
-  std::vector<std::int32_t> variable(n_all, -1);
-  std::int32_t n_variable = 0;
   for (std::size_t i = 0; i < n_all; ++i) {
-    const ParameterResult& p = shared.parameters[i];
-    label_index.emplace(p.label, static_cast<std::int32_t>(i));
-    value[i] = p.value;
-    if (p.variable) variable[i] = n_variable++;
+    label_index.emplace(shared.parameters[i].label, static_cast<std::int32_t>(i));
+    value[i] = shared.parameters[i].value;
   }
-  std::vector<std::int32_t> td_of(static_cast<std::size_t>(n_variable), -1);
+  // Only the time-dependent parameters count as variable here (index: their place in scan.labels):
+  // the local fits still subtract every label's value, and the Schur complement on the variable
+  // ones is the time-dependent block of the whole one, at the cost of that block alone.
+  std::vector<std::int32_t> variable(n_all, -1);
   for (std::size_t t = 0; t < scan.labels.size(); ++t) {
     const auto it = label_index.find(scan.labels[t]);
-    if (it != label_index.end() && variable[static_cast<std::size_t>(it->second)] >= 0) {
-      td_of[static_cast<std::size_t>(variable[static_cast<std::size_t>(it->second)])] = static_cast<std::int32_t>(t);
+    if (it != label_index.end() && shared.parameters[static_cast<std::size_t>(it->second)].variable) {
+      variable[static_cast<std::size_t>(it->second)] = static_cast<std::int32_t>(t);
     }
   }
+  const auto n_variable = static_cast<std::int64_t>(scan.labels.size());
   const std::size_t p = scan.labels.size(), n_runs = scan.times.size(), block = full_blocks ? p * p : p;
   const std::size_t bytes = statistics_bytes(n_runs, p, full_blocks);
   const std::size_t available = query_host_memory().available_bytes;
@@ -364,8 +364,7 @@ std::vector<RunStatistics> run_statistics(const Steering& steering, RecordSource
             bool seen = false;
             const std::int64_t m0 = view.record_begin[r], m1 = view.record_begin[r + 1];
             for (std::int64_t j = view.global_begin[m0]; j < view.global_begin[m1] && !seen; ++j) {
-              const std::int32_t v = variable[static_cast<std::size_t>(view.global_index[j])];
-              seen = v >= 0 && td_of[static_cast<std::size_t>(v)] >= 0;
+              seen = variable[static_cast<std::size_t>(view.global_index[j])] >= 0;
             }
             if (!seen) continue;
             const kernels::RecordShape shape = kernels::record_shape(view, r);
@@ -394,19 +393,17 @@ std::vector<RunStatistics> run_statistics(const Steering& steering, RecordSource
             double* score = w.score.data() + run * p;
             const std::int64_t k = c.size;
             for (std::int64_t a = 0; a < k; ++a) {
-              const std::int32_t ta = td_of[static_cast<std::size_t>(c.index[a])];
-              if (ta < 0) continue;
+              const auto ta = static_cast<std::size_t>(c.index[a]);
               score[ta] += c.vector[a];
               if (!full_blocks) {
                 weight[ta] += c.matrix[a * k + a];
                 continue;
               }
               for (std::int64_t b = 0; b <= a; ++b) {  // the lower triangle: (a, b) at b * k + a
-                const std::int32_t tb = td_of[static_cast<std::size_t>(c.index[b])];
-                if (tb < 0) continue;
+                const auto tb = static_cast<std::size_t>(c.index[b]);
                 const double m = c.matrix[b * k + a];
-                weight[static_cast<std::size_t>(ta) * p + static_cast<std::size_t>(tb)] += m;
-                if (a != b) weight[static_cast<std::size_t>(tb) * p + static_cast<std::size_t>(ta)] += m;
+                weight[ta * p + tb] += m;
+                if (a != b) weight[tb * p + ta] += m;
               }
             }
           }
