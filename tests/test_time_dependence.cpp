@@ -269,11 +269,35 @@ gpede::RecordBuilder build(const Toy& toy, const std::function<std::vector<std::
   return builder;
 }
 
+/// Plane i's derivative on label i.
+std::vector<std::pair<std::int32_t, double>> plane_derivative(int i, int) { return {{i, 1.0}}; }
+
 gpede::Steering toy_steering(const std::string& extra_lines, gpede::test::TempDir& dir, const std::string& name) {
   write_text(dir.path() / "dummy.bin", "");
   write_text(dir.path() / name,
              "Cfiles\ndummy.bin\nParameter\n1 0.0 -1.0\n6 0.0 -1.0\n" + extra_lines + "method inversion 3 0.001\nend\n");
   return gpede::parse_steering(dir.path() / name);
+}
+
+/// solve() on the records, with one thread.
+gpede::SolveResult solve_records(const gpede::Steering& steering, const gpede::RecordBuilder& records) {
+  gpede::SolverOptions options;
+  options.threads = 1;
+  auto source = records.source();
+  return gpede::solve(steering, options, source.get());
+}
+
+/// The InputError that solving `steering` on `records` raises: its exit code and message; a test
+/// failure naming `what` (and code -1) where the solve raises none.
+std::pair<int, std::string> input_error(const gpede::Steering& steering, const gpede::RecordBuilder& records,
+                                        const std::string& what) {
+  try {
+    solve_records(steering, records);
+  } catch (const gpede::InputError& e) {
+    return {e.exit_code(), e.what()};
+  }
+  ADD_FAILURE() << "no error for " << what;
+  return {-1, ""};
 }
 
 const gpede::ParameterResult* find(const gpede::SolveResult& r, std::int32_t label) {
@@ -309,21 +333,15 @@ TEST(TimeDependence, ValuesPerIntervalAreThoseOfLabelsWrittenPerInterval) {
     return i == 3 ? (run < 5 ? 0.1 : 0.25) : shifts[i];
   };
   // gpede's time dependence: plane 3 per interval, the interval starting at run 5
-  const gpede::RecordBuilder timed = build(toy, [](int i, int) {
-    return std::vector<std::pair<std::int32_t, double>>{{i, 1.0}};
-  }, true);
+  const gpede::RecordBuilder timed = build(toy, plane_derivative, true);
   const gpede::Steering steering = toy_steering("timedependent 3\nintervals 5\n", dir, "timed.txt");
-  gpede::SolverOptions options;
-  options.threads = 1;
-  auto source = timed.source();
-  const gpede::SolveResult result = gpede::solve(steering, options, source.get());
+  const gpede::SolveResult result = solve_records(steering, timed);
   // the reference: the same records with plane 3's label of the second interval written in them
   const gpede::RecordBuilder by_hand = build(toy, [](int i, int run) {
     return std::vector<std::pair<std::int32_t, double>>{{i == 3 && run >= 5 ? 1000003 : i, 1.0}};
   }, false);
   const gpede::Steering plain = toy_steering("", dir, "plain.txt");
-  auto plain_source = by_hand.source();
-  const gpede::SolveResult reference = gpede::solve(plain, options, plain_source.get());
+  const gpede::SolveResult reference = solve_records(plain, by_hand);
   expect_same_solution(result, reference);
   // and the truth, within 5 errors
   ASSERT_NE(find(result, 1000003), nullptr);
@@ -340,8 +358,7 @@ TEST(TimeDependence, ValuesPerIntervalAreThoseOfLabelsWrittenPerInterval) {
   // A static label of 5,000,000 named in the steering (here a Parameter line) moves the default
   // stride above it: the second interval's label of plane 3 is then 10,000,003.
   const gpede::Steering high = toy_steering("timedependent 3\nintervals 5\nParameter\n5000000 0.0 -1.0\n", dir, "high.txt");
-  auto high_source = timed.source();
-  const gpede::SolveResult moved = gpede::solve(high, options, high_source.get());
+  const gpede::SolveResult moved = solve_records(high, timed);
   ASSERT_EQ(moved.exit_code, 0) << moved.message;
   EXPECT_EQ(moved.time_stride, 10000000);
   ASSERT_NE(find(moved, 10000003), nullptr);
@@ -358,9 +375,7 @@ TEST(TimeDependence, ConstraintsApplyInEveryInterval) {
     const double first[7] = {0.0, -0.03, 0.02, 0.04, -0.01, -0.05, 0.03};
     return run < 3 ? first[i] : first[i] + (i == 4 ? 0.05 : 0.0);
   };
-  const gpede::RecordBuilder timed = build(toy, [](int i, int) {
-    return std::vector<std::pair<std::int32_t, double>>{{i, 1.0}};
-  }, true);
+  const gpede::RecordBuilder timed = build(toy, plane_derivative, true);
   const std::string constraints = "Constraint 0.0\n1 1.0\n2 1.0\n3 1.0\n4 1.0\n5 1.0\n6 1.0\n"
                                   "Constraint 0.0\n1 1.0\n2 2.0\n3 3.0\n4 4.0\n5 5.0\n6 6.0\n";
   write_text(dir.path() / "dummy.bin", "");
@@ -375,12 +390,8 @@ TEST(TimeDependence, ConstraintsApplyInEveryInterval) {
   const gpede::RecordBuilder by_hand = build(toy, [](int i, int run) {
     return std::vector<std::pair<std::int32_t, double>>{{run >= 3 ? 1000000 + i : i, 1.0}};
   }, false);
-  gpede::SolverOptions options;
-  options.threads = 1;
-  auto a = timed.source();
-  auto b = by_hand.source();
-  const gpede::SolveResult result = gpede::solve(steering, options, a.get());
-  const gpede::SolveResult reference = gpede::solve(plain, options, b.get());
+  const gpede::SolveResult result = solve_records(steering, timed);
+  const gpede::SolveResult reference = solve_records(plain, by_hand);
   EXPECT_EQ(result.n_constraints, 4);
   expect_same_solution(result, reference);
   // plane 4 moved by 0.05 relative to the others' frame: the difference of the intervals' values
@@ -397,9 +408,7 @@ TEST(TimeDependence, TemplatesAreDerivativesFoldedIntoTheAmplitude) {
     const double rest[7] = {0.0, 0.0, 0.0, 0.0, 0.0, -0.02, 0.0};
     return i == 3 ? amplitude : i == 4 ? 0.5 * amplitude : i == 2 ? 0.03 : rest[i];
   };
-  const gpede::RecordBuilder timed = build(toy, [](int i, int) {
-    return std::vector<std::pair<std::int32_t, double>>{{i, 1.0}};
-  }, true);
+  const gpede::RecordBuilder timed = build(toy, plane_derivative, true);
   const gpede::Steering steering =
       toy_steering("template 100 3 1.0 4 0.5\ntimedependent 100\nintervals 5\n", dir, "timed.txt");
   const gpede::RecordBuilder by_hand = build(toy, [](int i, int run) {
@@ -409,12 +418,8 @@ TEST(TimeDependence, TemplatesAreDerivativesFoldedIntoTheAmplitude) {
     return std::vector<std::pair<std::int32_t, double>>{{i, 1.0}};
   }, false);
   const gpede::Steering plain = toy_steering("", dir, "plain.txt");
-  gpede::SolverOptions options;
-  options.threads = 1;
-  auto a = timed.source();
-  auto b = by_hand.source();
-  const gpede::SolveResult result = gpede::solve(steering, options, a.get());
-  const gpede::SolveResult reference = gpede::solve(plain, options, b.get());
+  const gpede::SolveResult result = solve_records(steering, timed);
+  const gpede::SolveResult reference = solve_records(plain, by_hand);
   expect_same_solution(result, reference);
   EXPECT_EQ(find(result, 3), nullptr) << "the template's labels are replaced by the amplitude";
   EXPECT_NEAR(find(result, 100)->value, 0.08, 5.0 * find(result, 100)->error);
@@ -427,8 +432,6 @@ TEST(TimeDependence, TemplateAmplitudesHaveTheirErrors) {
   gpede::test::TempDir dir("time-template-pulls");
   const gpede::Steering steering =
       toy_steering("template 100 3 1.0 4 0.5\ntimedependent 100\nintervals 5\n", dir, "timed.txt");
-  gpede::SolverOptions options;
-  options.threads = 1;
   std::vector<double> pulls;
   for (unsigned seed = 1; seed <= 24; ++seed) {
     Toy toy;
@@ -438,11 +441,7 @@ TEST(TimeDependence, TemplateAmplitudesHaveTheirErrors) {
       const double amplitude = run < 5 ? 0.08 : 0.2;
       return i == 3 ? amplitude : i == 4 ? 0.5 * amplitude : i == 2 ? 0.03 : i == 5 ? -0.02 : 0.0;
     };
-    const gpede::RecordBuilder records = build(toy, [](int i, int) {
-      return std::vector<std::pair<std::int32_t, double>>{{i, 1.0}};
-    }, true);
-    auto source = records.source();
-    const gpede::SolveResult result = gpede::solve(steering, options, source.get());
+    const gpede::SolveResult result = solve_records(steering, build(toy, plane_derivative, true));
     ASSERT_EQ(result.exit_code, 0) << result.message;
     pulls.push_back((find(result, 100)->value - 0.08) / find(result, 100)->error);
     pulls.push_back((find(result, 1000100)->value - 0.2) / find(result, 1000100)->error);
@@ -466,38 +465,23 @@ TEST(TimeDependence, RecordsWithoutTimeOrWithLabelsAboveAGivenStrideAreRefused) 
   toy.runs = 1;
   toy.tracks_per_run = 50;
   toy.shift = [](int, int) { return 0.0; };
-  gpede::SolverOptions options;
-  options.threads = 1;
-  const gpede::RecordBuilder untimed = build(toy, [](int i, int) {
-    return std::vector<std::pair<std::int32_t, double>>{{i, 1.0}};
-  }, false);
+  const gpede::RecordBuilder untimed = build(toy, plane_derivative, false);
   const gpede::Steering steering = toy_steering("timedependent 3\nintervals 5\n", dir, "timed.txt");
-  auto a = untimed.source();
-  try {
-    gpede::solve(steering, options, a.get());
-    ADD_FAILURE() << "no error for records without a time";
-  } catch (const gpede::InputError& e) {
-    EXPECT_EQ(e.exit_code(), 20);
-    EXPECT_NE(std::string(e.what()).find("record 1"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("has no time"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("filetime"), std::string::npos) << e.what();
-  }
+  const auto [untimed_code, untimed_error] = input_error(steering, untimed, "records without a time");
+  EXPECT_EQ(untimed_code, 20);
+  EXPECT_NE(untimed_error.find("record 1"), std::string::npos) << untimed_error;
+  EXPECT_NE(untimed_error.find("has no time"), std::string::npos) << untimed_error;
+  EXPECT_NE(untimed_error.find("filetime"), std::string::npos) << untimed_error;
   const gpede::RecordBuilder high = build(toy, [](int i, int) {
     return std::vector<std::pair<std::int32_t, double>>{{i == 2 ? 1000002 : i, 1.0}};
   }, true);
   // a stride given that a record's label reaches: refused, naming the label
   const gpede::Steering strided = toy_steering("timedependent 3\nintervals 5\ntimestride 1000000\n", dir, "strided.txt");
-  auto b = high.source();
-  try {
-    gpede::solve(strided, options, b.get());
-    ADD_FAILURE() << "no error for a label above the stride";
-  } catch (const gpede::InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("label 1000002"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("timestride"), std::string::npos) << e.what();
-  }
+  const std::string above = input_error(strided, high, "a label above the stride").second;
+  EXPECT_NE(above.find("label 1000002"), std::string::npos) << above;
+  EXPECT_NE(above.find("timestride"), std::string::npos) << above;
   // without `timestride` the default stride reaches above the records' labels too
-  auto d = high.source();
-  const gpede::SolveResult result = gpede::solve(steering, options, d.get());
+  const gpede::SolveResult result = solve_records(steering, high);
   ASSERT_LT(result.exit_code, 10) << result.message;  // one run: interval 1 holds no record
   EXPECT_EQ(result.time_stride, 10000000);
   ASSERT_NE(find(result, 1000002), nullptr);
@@ -507,8 +491,7 @@ TEST(TimeDependence, RecordsWithoutTimeOrWithLabelsAboveAGivenStrideAreRefused) 
   EXPECT_TRUE(noted) << "the log says why the stride is 10^7";
   // the same as with that stride written in the steering
   const gpede::Steering written = toy_steering("timedependent 3\nintervals 5\ntimestride 10000000\n", dir, "written.txt");
-  auto e = high.source();
-  const gpede::SolveResult same = gpede::solve(written, options, e.get());
+  const gpede::SolveResult same = solve_records(written, high);
   EXPECT_EQ(same.exit_code, result.exit_code) << same.message;
   ASSERT_EQ(same.parameters.size(), result.parameters.size());
   for (std::size_t i = 0; i < same.parameters.size(); ++i) {
@@ -516,8 +499,7 @@ TEST(TimeDependence, RecordsWithoutTimeOrWithLabelsAboveAGivenStrideAreRefused) 
     EXPECT_EQ(same.parameters[i].value, result.parameters[i].value) << same.parameters[i].label;
   }
   const gpede::Steering no_labels = toy_steering("intervals 5\n", dir, "nolabels.txt");
-  auto c = high.source();
-  EXPECT_THROW(gpede::solve(no_labels, options, c.get()), gpede::InputError);
+  EXPECT_THROW(solve_records(no_labels, high), gpede::InputError);
 }
 
 // ---- the interval search ------------------------------------------------------------------------------
@@ -636,9 +618,6 @@ Toy step_at_run_8(int plane, double step, int tracks_per_run) {
   return toy;
 }
 
-/// Plane i's derivative on label i.
-std::vector<std::pair<std::int32_t, double>> plane_derivative(int i, int) { return {{i, 1.0}}; }
-
 /// g^T H^-1 g of the runs first..last-1 summed (full blocks), in long double.
 long double explained_by(const std::vector<gpede::detail::RunStatistics>& runs, std::size_t first, std::size_t last,
                          int p) {
@@ -710,15 +689,10 @@ TEST(IntervalSearch, RunStatisticsGiveTheChiSquareOfOneValuePerIntervalWithTheOt
 
 TEST(IntervalSearch, FindsTheJumpAndNoStartWhereNothingMoves) {
   gpede::test::TempDir dir("time-search");
-  gpede::SolverOptions options;
-  options.threads = 1;
   const Toy jump = step_at_run_8(4, 0.01, 400);
-  const auto derivative = plane_derivative;
   const gpede::Steering steering = toy_steering("timedependent 2-5\nintervals auto\n", dir, "auto.txt");
   {
-    const gpede::RecordBuilder records = build(jump, derivative, true);
-    auto source = records.source();
-    const gpede::SolveResult result = gpede::solve(steering, options, source.get());
+    const gpede::SolveResult result = solve_records(steering, build(jump, plane_derivative, true));
     ASSERT_EQ(result.exit_code, 0) << result.message;
     EXPECT_EQ(result.interval_search.runs, 12);
     EXPECT_EQ(result.interval_search.parameters, 4);
@@ -736,9 +710,7 @@ TEST(IntervalSearch, FindsTheJumpAndNoStartWhereNothingMoves) {
       const double shifts[7] = {0.0, 0.03, 0.1, -0.04, 0.02, 0.05, 0.0};
       return shifts[i];
     };
-    const gpede::RecordBuilder records = build(steady, derivative, true);
-    auto source = records.source();
-    const gpede::SolveResult result = gpede::solve(steering, options, source.get());
+    const gpede::SolveResult result = solve_records(steering, build(steady, plane_derivative, true));
     ASSERT_EQ(result.exit_code, 0) << result.message;
     spurious += static_cast<int>(result.interval_search.starts.size());
   }

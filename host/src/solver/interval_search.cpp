@@ -14,15 +14,15 @@
 
 #include <algorithm>
 #include <chrono>
-#include <exception>
 #include <cmath>
-#include <map>
+#include <exception>
 #include <set>
 #include <string>
 #include <unordered_map>
 
 #include "gpede/detail/batch_layout.hpp"
 #include "gpede/detail/byte_pack.hpp"
+#include "gpede/detail/cpu_accumulator.hpp"
 #include "gpede/detail/host_memory.hpp"
 #include "gpede/detail/worker_pool.hpp"
 #include "gpede/kernels/local_fit.hpp"
@@ -124,7 +124,6 @@ double inverse_form(std::vector<double> a, const std::vector<double>& b, int n) 
   return form;
 }
 
-
 IntervalChoice choose_interval_starts(const std::vector<RunStatistics>& runs, std::int64_t parameters, double penalty,
                                       bool full_blocks) {
   const std::size_t n_runs = runs.size();
@@ -195,14 +194,12 @@ IntervalChoice choose_interval_starts(const std::vector<RunStatistics>& runs, st
 }
 
 TimeScan scan_times(const Steering& steering, RecordSource& source, ProcessGroup* processes) {
-  Steering plain = steering;  // templates only: the labels as the records name them
-  plain.time_dependence.labels.clear();
-  plain.time_dependence.boundaries.clear();
-  plain.time_dependence.automatic = false;
+  const Steering plain = templates_only(steering);
   IntervalSource folded(source, plain);
   const TimeDependenceSpec& td = steering.time_dependence;
   std::set<std::int64_t> times;
   std::set<std::int32_t> labels;
+  std::int64_t largest = 0;
   std::string missing;
   std::exception_ptr failure;
   try {
@@ -217,6 +214,7 @@ TimeScan scan_times(const Steering& steering, RecordSource& source, ProcessGroup
         times.insert(t);
       }
       for (const std::int32_t label : batch.global_label) {
+        largest = std::max<std::int64_t>(largest, label);
         if (td.varies(label)) labels.insert(label);
       }
     }
@@ -227,18 +225,21 @@ TimeScan scan_times(const Steering& steering, RecordSource& source, ProcessGroup
   mine.put(std::vector<std::int64_t>(times.begin(), times.end()));
   mine.put(std::vector<std::int32_t>(labels.begin(), labels.end()));
   mine.put(missing);
+  mine.put(largest);
   for (const std::vector<char>& bytes : gather_or_rethrow(processes, failure, mine.bytes())) {
     Unpacker u(bytes);
     for (const auto t : u.get_vector<std::int64_t>()) times.insert(t);
     for (const auto l : u.get_vector<std::int32_t>()) labels.insert(l);
     const std::string other = u.get_string();
     if (missing.empty()) missing = other;
+    largest = std::max(largest, u.get<std::int64_t>());
   }
   if (times.count(kNoTime) > 0) {
     throw_without_time(missing.empty() ? std::string("a record") : missing,
                        "`intervals auto` chooses intervals from the records' times");
   }
-  return {std::vector<std::int64_t>(times.begin(), times.end()), std::vector<std::int32_t>(labels.begin(), labels.end())};
+  return {std::vector<std::int64_t>(times.begin(), times.end()), std::vector<std::int32_t>(labels.begin(), labels.end()),
+          largest};
 }
 
 namespace {
@@ -262,9 +263,7 @@ kernels::LocalFitOptions last_pass_options(const Steering& steering, const Solve
 struct StatisticsWorker {
   std::vector<double> weight;  // runs x (p x p, or p)
   std::vector<double> score;   // runs x p
-  std::vector<double> scratch_buffer;
-  kernels::RecordShape capacity;
-  kernels::LocalFitScratch scratch;
+  LocalFitWorkspace workspace;
   std::exception_ptr error;
 };
 
@@ -320,10 +319,7 @@ std::vector<RunStatistics> run_statistics(const Steering& steering, RecordSource
   const kernels::GlobalStateView state{static_cast<std::int64_t>(n_all), n_variable, value.data(), variable.data()};
   const kernels::LocalFitOptions options = last_pass_options(steering, shared);
 
-  Steering plain = steering;  // templates folded, the time-dependent labels as the records name them
-  plain.time_dependence.labels.clear();
-  plain.time_dependence.boundaries.clear();
-  plain.time_dependence.automatic = false;
+  const Steering plain = templates_only(steering);  // the time-dependent labels as the records name them
   IntervalSource folded(source, plain);
   folded.rewind();
   RecordBatch batch;
@@ -367,24 +363,11 @@ std::vector<RunStatistics> run_statistics(const Steering& steering, RecordSource
               seen = variable[static_cast<std::size_t>(view.global_index[j])] >= 0;
             }
             if (!seen) continue;
-            const kernels::RecordShape shape = kernels::record_shape(view, r);
-            if (w.scratch_buffer.empty() || shape.measurements > w.capacity.measurements ||
-                shape.local_parameters > w.capacity.local_parameters ||
-                shape.global_entries > w.capacity.global_entries || shape.unique_globals > w.capacity.unique_globals) {
-              const kernels::RecordShape wanted = kernels::max_shape(w.capacity, shape);
-              const std::size_t scratch_bytes = kernels::local_fit_scratch_bytes(wanted);
-              if (scratch_bytes > scratch_limit) {
-                throw RuntimeError("interval search: the local fit of " + record_name(batch, r) + " needs " +
-                                   std::to_string(scratch_bytes >> 20) + " MiB of scratch, more than the " +
-                                   std::to_string(scratch_limit >> 20) + " MiB a thread may take");
-              }
-              w.scratch_buffer.assign(scratch_bytes / sizeof(double) + 1, 0.0);
-              w.capacity = wanted;
-              w.scratch = kernels::make_local_fit_scratch(w.scratch_buffer.data(), w.capacity);
-            }
-            const kernels::LocalFitResult fit = kernels::fit_record(view, state, r, options, w.scratch);
+            const kernels::LocalFitScratch& scratch =
+                w.workspace.ensure(kernels::record_shape(view, r), batch, r, scratch_limit, "interval search");
+            const kernels::LocalFitResult fit = kernels::fit_record(view, state, r, options, scratch);
             if (fit.status != kernels::LocalFitStatus::accepted) continue;
-            const kernels::GlobalContribution c = kernels::global_contribution(view, state, r, fit, w.scratch, true);
+            const kernels::GlobalContribution c = kernels::global_contribution(view, state, r, fit, scratch, true);
             if (!c.ok) {
               throw RuntimeError("interval search: scratch too small for the globals of " + record_name(batch, r));
             }
@@ -474,10 +457,10 @@ SolveResult solve_with_interval_search(const Steering& steered, const SolverOpti
     owned = open_binary_files(steering, options.processes);
     source = owned.get();
   }
-  std::string stride_note;
-  resolve_label_stride(steering, source, processes, &stride_note);
-  if (!stride_note.empty()) say(" Note: " + stride_note);
   const TimeScan scan = scan_times(steering, *source, processes);
+  std::string stride_note;
+  resolve_label_stride(steering, [&] { return scan.largest_label; }, &stride_note);
+  if (!stride_note.empty()) say(" Note: " + stride_note);
   const std::int64_t n_runs = static_cast<std::int64_t>(scan.times.size());
   const std::int64_t n_labels = static_cast<std::int64_t>(scan.labels.size());
   const bool full_blocks = n_runs * n_labels <= kIntervalFullBlockLimit;

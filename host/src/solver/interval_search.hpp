@@ -48,12 +48,13 @@ struct IntervalChoice {
 IntervalChoice choose_interval_starts(const std::vector<RunStatistics>& runs, std::int64_t parameters, double penalty,
                                       bool full_blocks);
 
-/// The distinct record times of a source (ascending) and the time-dependent labels its records
-/// name (templates folded); with processes, of all of them. A record without a time is an
-/// InputError naming it.
+/// The distinct record times of a source (ascending), the time-dependent labels its records name
+/// and the largest label they carry (templates folded); with processes, of all of them. A record
+/// without a time is an InputError naming it.
 struct TimeScan {
   std::vector<std::int64_t> times;
   std::vector<std::int32_t> labels;
+  std::int64_t largest_label = 0;
 };
 TimeScan scan_times(const Steering& steering, RecordSource& source, ProcessGroup* processes);
 

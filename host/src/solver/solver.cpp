@@ -308,7 +308,8 @@ SolveResult solve(const Steering& steered, const SolverOptions& options, RecordS
     // as they are read (IntervalSource below).
     Steering resolved = *chosen;
     std::string note;
-    detail::resolve_label_stride(resolved, source, options.processes, &note);
+    detail::resolve_label_stride(
+        resolved, [&] { return detail::largest_record_label(*source, options.processes); }, &note);
     if (!note.empty()) log(" Note: " + note);
     detail::check_time_dependence(resolved);
     Steering expanded = detail::expand_for_intervals(resolved);

@@ -256,16 +256,29 @@ void DataSet::shared(const std::function<void()>& loop) {
   } catch (...) {
     failure = std::current_exception();
   }
-  Packer mine;
-  pack_exception(mine, failure);
-  const std::vector<std::vector<char>> all = m_processes->gather(mine.bytes());
+  gather_or_rethrow(m_processes, failure, {});
+}
+
+std::vector<std::vector<char>> gather_or_rethrow(ProcessGroup* processes, const std::exception_ptr& failure,
+                                                 const std::vector<char>& mine) {
+  if (processes == nullptr || processes->size() <= 1) {
+    if (failure) std::rethrow_exception(failure);
+    return {mine};
+  }
+  Packer sent;
+  pack_exception(sent, failure);
+  sent.put(mine);
+  const std::vector<std::vector<char>> all = processes->gather(sent.bytes());
   if (failure) std::rethrow_exception(failure);
+  std::vector<std::vector<char>> out;
   for (std::size_t r = 0; r < all.size(); ++r) {
     // The first failing process's error, on every process; the prefix tells the command that
     // the error is another process's (it prints it on the first process only).
     Unpacker u(all[r]);
     rethrow_packed(u, "(process " + std::to_string(r + 1) + " of " + std::to_string(all.size()) + ") ");
+    out.push_back(u.get_vector<char>());
   }
+  return out;
 }
 
 void DataSet::first_read(const std::function<void(const RecordBatch&)>& per_batch) {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <climits>
 #include <chrono>
+#include <exception>
 #include <functional>
 #include <string>
 #include <unordered_map>
@@ -292,6 +293,12 @@ IterationOutcome iterate(const Problem& problem, Backend& backend, SolveResult& 
 
 /// pede's final code and message from the run's warnings.
 void set_end_code(const Problem& problem, const IterationOutcome& outcome, SolveResult& result, const RunLog& log);
+
+/// Every process's `mine` (with one process, just it), after work that may have failed on some:
+/// the first failure of any process is rethrown on every process (another's named by its number,
+/// "(process R of N) "), so that none is left waiting in a later collective call.
+std::vector<std::vector<char>> gather_or_rethrow(ProcessGroup* processes, const std::exception_ptr& failure,
+                                                 const std::vector<char>& mine);
 
 /// The steering's binary files as a source (this process's share with processes); InputError
 /// (code 14) where the steering names none.

@@ -5,12 +5,14 @@
 #include <algorithm>
 #include <climits>
 #include <exception>
+#include <functional>
 #include <string>
 #include <unordered_map>
 
 #include "gpede/detail/byte_pack.hpp"
 #include "gpede/error.hpp"
 #include "gpede/record_time.hpp"
+#include "solver_internal.hpp"
 
 namespace gpede {
 
@@ -53,28 +55,32 @@ void throw_without_time(const std::string& record, const std::string& why) {
                    exit_code::bad_binary);
 }
 
-std::vector<std::vector<char>> gather_or_rethrow(ProcessGroup* processes, const std::exception_ptr& failure,
-                                                 const std::vector<char>& mine) {
-  if (processes == nullptr || processes->size() <= 1) {
-    if (failure) std::rethrow_exception(failure);
-    return {mine};
+std::int64_t largest_record_label(RecordSource& source, ProcessGroup* processes) {
+  std::int64_t largest = 0;
+  std::exception_ptr failure;
+  try {
+    source.rewind();
+    RecordBatch batch;
+    while (true) {
+      batch.clear();
+      if (source.next(batch, 4096) == 0) break;
+      for (const std::int32_t label : batch.global_label) largest = std::max<std::int64_t>(largest, label);
+    }
+    source.rewind();
+  } catch (...) {
+    failure = std::current_exception();
   }
-  Packer sent;
-  pack_exception(sent, failure);
-  sent.put(mine);
-  const std::vector<std::vector<char>> all = processes->gather(sent.bytes());
-  if (failure) std::rethrow_exception(failure);
-  std::vector<std::vector<char>> out;
-  for (std::size_t r = 0; r < all.size(); ++r) {
-    Unpacker u(all[r]);
-    // the first failing process's error on every process, named as another process's
-    rethrow_packed(u, "(process " + std::to_string(r + 1) + " of " + std::to_string(all.size()) + ") ");
-    out.push_back(u.get_vector<char>());
+  Packer mine;
+  mine.put(largest);
+  for (const std::vector<char>& bytes : gather_or_rethrow(processes, failure, mine.bytes())) {
+    Unpacker u(bytes);
+    largest = std::max(largest, u.get<std::int64_t>());
   }
-  return out;
+  return largest;
 }
 
-void resolve_label_stride(Steering& steering, RecordSource* source, ProcessGroup* processes, std::string* note) {
+void resolve_label_stride(Steering& steering, const std::function<std::int64_t()>& largest_in_records,
+                          std::string* note) {
   TimeDependenceSpec& td = steering.time_dependence;
   if (td.stride > 0 || !td.active()) return;
   std::int64_t largest = 0;
@@ -95,36 +101,21 @@ void resolve_label_stride(Steering& steering, RecordSource* source, ProcessGroup
     return stride;
   };
   const std::int64_t from_steering = above(largest);
-  if (source != nullptr) {
-    // the records' labels too (with processes, every process's share): one read of the files
-    std::int64_t in_records = 0;
-    std::exception_ptr failure;
-    try {
-      source->rewind();
-      RecordBatch batch;
-      while (true) {
-        batch.clear();
-        if (source->next(batch, 4096) == 0) break;
-        for (const std::int32_t label : batch.global_label) in_records = std::max<std::int64_t>(in_records, label);
-      }
-      source->rewind();
-    } catch (...) {
-      failure = std::current_exception();
-    }
-    Packer mine;
-    mine.put(in_records);
-    for (const std::vector<char>& bytes : gather_or_rethrow(processes, failure, mine.bytes())) {
-      Unpacker u(bytes);
-      in_records = std::max(in_records, u.get<std::int64_t>());
-    }
-    largest = std::max(largest, in_records);
-  }
+  if (largest_in_records) largest = std::max(largest, largest_in_records());
   td.stride = above(largest);
   if (note != nullptr && td.stride > from_steering) {
     *note = "the records carry labels up to " + std::to_string(largest) + ", above the steering's: interval k of a "
             "time-dependent label L is L + k * " + std::to_string(td.stride) + " (`timestride " +
             std::to_string(td.stride) + "` in the steering file saves the read of the files that found it)";
   }
+}
+
+Steering templates_only(const Steering& steering) {
+  Steering plain = steering;
+  plain.time_dependence.labels.clear();
+  plain.time_dependence.boundaries.clear();
+  plain.time_dependence.automatic = false;
+  return plain;
 }
 
 void check_time_dependence(const Steering& steering) {

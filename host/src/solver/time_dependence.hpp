@@ -4,7 +4,7 @@
 #pragma once
 
 #include <cstdint>
-#include <exception>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -20,18 +20,20 @@ std::string record_in_files(const RecordBatch& batch, std::size_t r, const Steer
 /// The InputError (code 20) for a record without a time where `why` needs one.
 [[noreturn]] void throw_without_time(const std::string& record, const std::string& why);
 
-/// Every process's `mine` (with one process, just it), after a read that may have failed on some:
-/// the first failure of any process is rethrown on every process (another's named by its number).
-std::vector<std::vector<char>> gather_or_rethrow(ProcessGroup* processes, const std::exception_ptr& failure,
-                                                 const std::vector<char>& mine);
+/// The largest label the source's records carry (one read; with processes, over all their shares).
+std::int64_t largest_record_label(RecordSource& source, ProcessGroup* processes);
 
 /// Without `timestride`: the stride set to the smallest power of ten, at least 10^6, above every
 /// label the steering names (time-dependent labels, Parameter, Constraint and Measurement lines,
-/// templates) and, with a source, every label of its records (one read of it; with processes, of
-/// all their shares), so that the intervals' labels stay clear of the static labels. `note`, if
+/// templates) and above `largest_in_records()` (the records' labels; called only where the stride
+/// is resolved here), so that the intervals' labels stay clear of the static labels. `note`, if
 /// given, receives a line for the log where the records' labels raised the stride.
-void resolve_label_stride(Steering& steering, RecordSource* source = nullptr, ProcessGroup* processes = nullptr,
+void resolve_label_stride(Steering& steering, const std::function<std::int64_t()>& largest_in_records = {},
                           std::string* note = nullptr);
+
+/// The steering with its templates only: no time-dependent labels, intervals or search, so that a
+/// source over it hands out the records with their templates folded and every other label as read.
+Steering templates_only(const Steering& steering);
 
 /// Checks the time dependence against the labels' range (InputError naming the steering line).
 void check_time_dependence(const Steering& steering);

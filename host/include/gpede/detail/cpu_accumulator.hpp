@@ -4,14 +4,32 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "gpede/detail/backend.hpp"
+#include "gpede/kernels/local_fit.hpp"
 
 namespace gpede::detail {
 
 class PackedMatrix;
 class SparseMatrix;
+
+/// A thread's scratch for local fits (kernels::fit_record, global_contribution), grown to the
+/// largest record met.
+class LocalFitWorkspace {
+ public:
+  /// Scratch for record r of the batch, whose shape is `shape`. A record whose local fit needs
+  /// more than `limit` bytes (thousands of local parameters fitted at once) is a RuntimeError that
+  /// names it, after "<who>: ".
+  const kernels::LocalFitScratch& ensure(const kernels::RecordShape& shape, const RecordBatch& batch, std::int64_t r,
+                                         std::size_t limit, const std::string& who);
+
+ private:
+  std::vector<double> m_buffer;
+  kernels::RecordShape m_capacity;
+  kernels::LocalFitScratch m_scratch;
+};
 
 class CpuAccumulator {
  public:

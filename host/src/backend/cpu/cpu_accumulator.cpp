@@ -27,44 +27,40 @@
 #include "gpede/kernels/local_fit.hpp"
 
 namespace gpede::detail {
+
+const kernels::LocalFitScratch& LocalFitWorkspace::ensure(const kernels::RecordShape& shape, const RecordBatch& batch,
+                                                          std::int64_t r, std::size_t limit, const std::string& who) {
+  if (shape.measurements <= m_capacity.measurements && shape.local_parameters <= m_capacity.local_parameters &&
+      shape.global_entries <= m_capacity.global_entries && shape.unique_globals <= m_capacity.unique_globals &&
+      !m_buffer.empty()) {
+    return m_scratch;
+  }
+  const kernels::RecordShape wanted = kernels::max_shape(m_capacity, shape);
+  const std::size_t bytes = kernels::local_fit_scratch_bytes(wanted);
+  if (bytes > limit) {
+    throw RuntimeError(who + ": the local fit of " + record_name(batch, r) + " (" + std::to_string(shape.measurements) +
+                       " measurements, " + std::to_string(shape.local_parameters) + " local and " +
+                       std::to_string(shape.global_entries) + " global derivatives) needs " +
+                       std::to_string(bytes >> 20) + " MiB of scratch per thread, more than the " +
+                       std::to_string(limit >> 20) + " MiB this machine allows a thread");
+  }
+  m_buffer = std::vector<double>();
+  m_buffer.assign(bytes / sizeof(double) + 1, 0.0);
+  m_capacity = wanted;
+  m_scratch = kernels::make_local_fit_scratch(m_buffer.data(), m_capacity);
+  return m_scratch;
+}
+
 namespace {
 
 /// What one thread owns during a pass.
 struct ThreadState {
   PassTotals sums;  // rhs and entries_accepted used as per-thread partial arrays
-  std::vector<double> scratch_buffer;
-  kernels::RecordShape capacity;
-  kernels::LocalFitScratch scratch;
+  LocalFitWorkspace workspace;
   std::exception_ptr error;
   std::vector<double> private_matrix;  // this thread's partial global matrix (see begin_pass)
   double* matrix_target = nullptr;     // where this thread adds its Schur contributions
   std::vector<std::int32_t> run_end;   // add_matrix's runs of consecutive indices
-
-  /// Scratch for record r of the batch. A record whose local fit needs more than the memory
-  /// allows (thousands of local parameters fitted at once) is an error that names it.
-  void ensure_capacity(const kernels::RecordShape& shape, const RecordBatch& batch, std::int64_t r,
-                       std::size_t limit) {
-    if (shape.measurements <= capacity.measurements && shape.local_parameters <= capacity.local_parameters &&
-        shape.global_entries <= capacity.global_entries && shape.unique_globals <= capacity.unique_globals &&
-        !scratch_buffer.empty()) {
-      return;
-    }
-    const kernels::RecordShape wanted = kernels::max_shape(capacity, shape);
-    const std::size_t bytes = kernels::local_fit_scratch_bytes(wanted);
-    if (bytes > limit) {
-      throw RuntimeError("CPU accumulator: the local fit of " + record_name(batch, r) + " (" +
-                         std::to_string(shape.measurements) + " measurements, " +
-                         std::to_string(shape.local_parameters) + " local and " + std::to_string(shape.global_entries) +
-                         " global derivatives) needs " + std::to_string(bytes >> 20) +
-                         " MiB of scratch per thread, more than the " + std::to_string(limit >> 20) +
-                         " MiB this machine allows a thread");
-    }
-    scratch_buffer = std::vector<double>();
-    scratch_buffer.assign(bytes / sizeof(double) + 1, 0.0);
-    capacity = wanted;
-    scratch = kernels::make_local_fit_scratch(scratch_buffer.data(), capacity);
-  }
-
 };
 
 }  // namespace
@@ -150,11 +146,12 @@ struct CpuAccumulator::Impl {
     if (const std::string problem = record_problem(batch, r, state.n_all); !problem.empty()) {
       throw RuntimeError("CPU accumulator: " + record_name(batch, r) + " " + problem);
     }
-    ts.ensure_capacity(kernels::record_shape(view, r), batch, r, scratch_limit);
+    const kernels::LocalFitScratch& scratch =
+        ts.workspace.ensure(kernels::record_shape(view, r), batch, r, scratch_limit, "CPU accumulator");
 
     PassTotals& sums = ts.sums;
     ++sums.records;
-    const kernels::LocalFitResult fit = kernels::fit_record(view, state, r, options, ts.scratch);
+    const kernels::LocalFitResult fit = kernels::fit_record(view, state, r, options, scratch);
     if (fit.counts_ndf()) {
       sums.ndf_sum += fit.ndf;
       sums.weighted_ndf_sum += fit.record_weight * fit.ndf;
@@ -185,7 +182,7 @@ struct CpuAccumulator::Impl {
     }
     ++sums.accepted;
     sums.chi2_sum += fit.function_value;
-    const kernels::GlobalContribution c = kernels::global_contribution(view, state, r, fit, ts.scratch, building);
+    const kernels::GlobalContribution c = kernels::global_contribution(view, state, r, fit, scratch, building);
     if (!c.ok) throw RuntimeError("CPU accumulator: scratch too small for the globals of " + record_name(batch, r));
     for (std::int32_t k = 0; k < c.size; ++k) {
       sums.rhs[c.index[k]] += c.vector[k];
